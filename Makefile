@@ -1,0 +1,52 @@
+# onprem-lb. `make demo` runs it, `make test` tests it (as root: the lab uses network namespaces).
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin
+# Lab binaries (etcd, kube-apiserver, kube-controller-manager, kube-proxy, kubectl) are built
+# once into a cache outside the work tree; test/tools/build.sh prints their directory.
+TOOLS_BIN = $$(test/tools/build.sh)
+UNIT_PKGS = $$($(GO) list ./... | grep -v '/test/')
+
+.PHONY: all build tools deps test unit lab-test lab lab-down bench vet fmt clean
+
+all: build
+
+build:
+	$(GO) build ./...
+	$(GO) build -o $(BIN)/ ./test/cmd/lab
+
+deps:
+	test/deps.sh
+
+tools:
+	test/tools/build.sh
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# Unit tests (with -race) and lab tests, in one command. The lab tests run one package at a
+# time: a machine holds one lab.
+test: deps vet unit lab-test
+
+unit:
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+lab-test: deps
+	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(GO) test -count=1 -p 1 -timeout 30m ./test/...
+
+# A lab that stays up: three Ready nodes with kube-proxy, a client on the LAN.
+lab: deps build
+	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(BIN)/lab up
+
+lab-down: build
+	$(BIN)/lab down
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(UNIT_PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN)

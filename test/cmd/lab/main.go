@@ -1,0 +1,36 @@
+// Command lab brings the onprem-lb lab up and down (make lab, make lab-down).
+//
+//	lab up [--nodes 3] [--clients 1] [--no-kube-proxy]   start a lab that stays up
+//	lab down                                            stop it and remove all it made
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/onprem-lb/onprem-lb/test/lab"
+	"github.com/onprem-lb/onprem-lb/test/lab/labcli"
+)
+
+func main() {
+	lab.RunHelper()
+	fs := flag.NewFlagSet("lab", flag.ExitOnError)
+	var o labcli.Options
+	fs.IntVar(&o.Lab.Nodes, "nodes", 3, "node namespaces")
+	fs.IntVar(&o.Lab.Clients, "clients", 1, "client namespaces")
+	fs.BoolVar(&o.Lab.NoKubeProxy, "no-kube-proxy", false, "run the nodes without kube-proxy")
+	fs.StringVar(&o.Lab.Dir, "dir", lab.DefaultDir, "directory for the lab's files")
+	fs.StringVar(&o.Lab.BinDir, "bin-dir", os.Getenv(lab.EnvToolsBin), "control-plane binaries (test/tools/build.sh)")
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: lab up|down [flags]")
+		os.Exit(2)
+	}
+	fs.Parse(os.Args[2:])
+	o.Args = os.Args[2:]
+	if err := labcli.Run(context.Background(), os.Args[1], o); err != nil {
+		fmt.Fprintln(os.Stderr, "lab:", err)
+		os.Exit(1)
+	}
+}

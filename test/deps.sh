@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the system tools the lab and its tests use, when they are missing (Debian, as root).
+set -euo pipefail
+declare -A pkg=(
+	[ip]=iproute2 [iptables]=iptables [ip6tables]=iptables [iptables-restore]=iptables
+	[conntrack]=conntrack [arping]=arping [ndisc6]=ndisc6 [sysctl]=procps
+)
+missing=()
+for cmd in "${!pkg[@]}"; do
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+	echo "missing ${missing[*]}: run as root or install them" >&2
+	exit 1
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "installing ${missing[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

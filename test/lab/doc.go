@@ -1,0 +1,20 @@
+// Package lab runs a real Kubernetes control plane and a real L2 network on one machine,
+// without containers, for onprem-lb's end-to-end tests, benchmarks and demo.
+//
+// A lab is made of Linux network namespaces that the lab creates and removes itself:
+//
+//   - olb-net: holds the bridge br0, the one L2 segment every other namespace is plugged into.
+//   - olb-cp: etcd, kube-apiserver and kube-controller-manager (198.18.0.2, 2001:db8:18::2).
+//   - olb-node-N: one per node (198.18.0.1N, 2001:db8:18::1N), with kube-proxy in iptables mode.
+//   - olb-client: a host on the LAN (198.18.0.100, 2001:db8:18::100) that only knows the segment.
+//   - olb-pod-...: one per Pod, routed through its node (pod CIDRs 198.19.N.0/24, 2001:db8:19:N::/64).
+//
+// The machine itself gets one veth (olb-host, 198.18.0.1) on the segment so that tests and
+// kubectl reach the API server; no namespace has a default route, and every address is in
+// 198.18.0.0/15 or 2001:db8::/32, so nothing the lab sends leaves it.
+//
+// Promises: one lab per machine at a time (a lock says so instead of breaking the running one);
+// Start cleans up whatever an earlier lab left behind, also after a crash; Stop removes every
+// process, namespace, link and file the lab made. A step that fails is named in the error, and
+// a Start that fails leaves nothing behind.
+package lab

@@ -1,0 +1,288 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Options configure a lab. The zero value is a usable default except for BinDir.
+type Options struct {
+	// Dir holds the lab's files (default DefaultDir). Start empties it.
+	Dir string
+	// BinDir holds etcd, kube-apiserver, kube-controller-manager, kube-proxy and kubectl,
+	// as built by test/tools/build.sh (default: $ONPREM_LB_TOOLS_BIN).
+	BinDir string
+	// Nodes is the number of node namespaces (default 3).
+	Nodes int
+	// Clients is the number of client namespaces on the segment (default 1).
+	Clients int
+	// NoKubeProxy runs the nodes without kube-proxy.
+	NoKubeProxy bool
+	// Helper is the program that runs pod backends; it must call RunHelper first thing in
+	// main (default: this program).
+	Helper string
+	// Logf reports progress (default: discard).
+	Logf func(format string, args ...any)
+}
+
+// Lab is a running lab. Its methods are safe for concurrent use.
+type Lab struct {
+	opts Options
+
+	// Kubeconfig is the path of an admin (system:masters) kubeconfig.
+	Kubeconfig string
+	// Config and Client talk to the API server as admin.
+	Config *rest.Config
+	Client kubernetes.Interface
+	// ControlPlane is the namespace that runs etcd, kube-apiserver and kube-controller-manager.
+	ControlPlane *Host
+	Nodes        []*Node
+	Clients      []*Host
+
+	lock   *lock
+	pki    *pki
+	logDir string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	procs []*Process
+	pods  map[string]*Pod // by namespace/name
+}
+
+// EnvToolsBin names the environment variable that points at the control-plane binaries.
+const EnvToolsBin = "ONPREM_LB_TOOLS_BIN"
+
+// Start brings a lab up and returns once every part is ready: the API server answers, the
+// controllers run, the nodes are Ready and kube-proxy has synced on each. The lab runs until
+// Stop; ctx bounds only the start.
+func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
+	if opts.Dir == "" {
+		opts.Dir = DefaultDir
+	}
+	if opts.BinDir == "" {
+		opts.BinDir = os.Getenv(EnvToolsBin)
+	}
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	if opts.Clients == 0 {
+		opts.Clients = 1
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	if opts.Helper == "" {
+		if opts.Helper, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("lab: find helper program: %w", err)
+		}
+	}
+	if opts.Nodes < 1 || opts.Nodes > 50 || opts.Clients < 1 || opts.Clients > 50 {
+		return nil, fmt.Errorf("lab: %d nodes and %d clients: each must be 1 to 50", opts.Nodes, opts.Clients)
+	}
+	if err := checkBinaries(opts.BinDir); err != nil {
+		return nil, err
+	}
+	lk, err := acquireLock()
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{opts: opts, lock: lk, logDir: filepath.Join(opts.Dir, "logs"), pods: map[string]*Pod{}, ControlPlane: cpHost}
+	for i := 1; i <= opts.Nodes; i++ {
+		l.Nodes = append(l.Nodes, &Node{Host: nodeHost(i), Index: i, PodCIDRs: podCIDRs(i)})
+	}
+	for i := 1; i <= opts.Clients; i++ {
+		l.Clients = append(l.Clients, clientHost(i))
+	}
+	defer func() {
+		if err != nil {
+			l.Stop()
+		}
+	}()
+
+	type step struct {
+		name string
+		fn   func(context.Context) error
+	}
+	steps := []step{
+		{"remove what an earlier lab left", func(ctx context.Context) error { return cleanup(ctx, opts.Dir) }},
+		{"create the L2 segment and hosts", l.createNetwork},
+		{"generate certificates and kubeconfigs", l.createPKI},
+		{"start etcd", l.startEtcd},
+		{"start kube-apiserver", l.startAPIServer},
+		{"start kube-controller-manager", l.startControllerManager},
+		{"register Ready nodes", l.registerNodes},
+	}
+	if !opts.NoKubeProxy {
+		steps = append(steps, step{"start kube-proxy on every node", l.startKubeProxies})
+	}
+	for _, s := range steps {
+		began := time.Now()
+		if err := s.fn(ctx); err != nil {
+			return nil, fmt.Errorf("lab: %s: %w", s.name, err)
+		}
+		opts.Logf("%-40s done in %v", s.name, time.Since(began).Round(10*time.Millisecond))
+	}
+	return l, nil
+}
+
+// checkBinaries says which control-plane binary is missing and how to build it.
+func checkBinaries(dir string) error {
+	if dir == "" {
+		return fmt.Errorf("lab: no control-plane binaries: set %s to the directory test/tools/build.sh prints", EnvToolsBin)
+	}
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			return fmt.Errorf("lab: control-plane binary missing (run test/tools/build.sh): %w", err)
+		}
+	}
+	return nil
+}
+
+// Stop ends every process of the lab and removes its namespaces, links and files. It is safe
+// to call more than once.
+func (l *Lab) Stop() {
+	if l.cancel != nil {
+		l.cancel()
+	}
+	l.wg.Wait()
+	l.mu.Lock()
+	procs := l.procs
+	l.procs = nil
+	l.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].Kill()
+	}
+	if l.lock != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := cleanup(ctx, l.opts.Dir); err != nil {
+			l.opts.Logf("lab: cleanup: %v", err)
+		}
+		l.lock.release()
+		l.lock = nil
+	}
+}
+
+// Dir returns the directory that holds the lab's files.
+func (l *Lab) Dir() string { return l.opts.Dir }
+
+// Bin returns the path of a control-plane binary (e.g. "kubectl").
+func (l *Lab) Bin(name string) string { return filepath.Join(l.opts.BinDir, name) }
+
+// StartProcess runs a program inside ns for the life of the lab, logging to the lab's log
+// directory. Stop ends it with the rest of the lab.
+func (l *Lab) StartProcess(ns, name string, env []string, bin string, args ...string) (*Process, error) {
+	p, err := startProcess(l.logDir, ns, name, env, bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.mu.Unlock()
+	return p, nil
+}
+
+// waitFor polls ready every interval until it reports true, fails, the process p (if any)
+// exits, or timeout passes. The error says which.
+func waitFor(ctx context.Context, p *Process, timeout time.Duration, what string, ready func(context.Context) (bool, error)) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if p != nil {
+			if ended, _ := p.Exited(); ended {
+				return false, errors.New("process ended")
+			}
+		}
+		ok, err := ready(ctx)
+		last = err
+		return ok, nil
+	})
+	if err == nil {
+		return nil
+	}
+	if last != nil {
+		err = fmt.Errorf("%w (last: %v)", err, last)
+	}
+	err = fmt.Errorf("waiting for %s: %w", what, err)
+	if p != nil {
+		return p.failure(err)
+	}
+	return err
+}
+
+func (l *Lab) createNetwork(ctx context.Context) error {
+	for _, dir := range []string{l.opts.Dir, l.logDir, filepath.Join(l.opts.Dir, "pki")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := createSegment(ctx); err != nil {
+		return err
+	}
+	if err := createHost(ctx, l.ControlPlane, false); err != nil {
+		return err
+	}
+	for _, n := range l.Nodes {
+		if err := createHost(ctx, n.Host, true); err != nil {
+			return err
+		}
+		if err := routeNode(ctx, n.Index, len(l.Nodes)); err != nil {
+			return err
+		}
+	}
+	for _, c := range l.Clients {
+		if err := createHost(ctx, c, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apiServer is the URL every lab component and test reaches the API server at.
+func apiServer() string {
+	return "https://" + net.JoinHostPort(cpHost.IPv4.String(), "6443")
+}
+
+func (l *Lab) createPKI(ctx context.Context) error {
+	p, err := newPKI(filepath.Join(l.opts.Dir, "pki"))
+	if err != nil {
+		return err
+	}
+	l.pki = p
+	ips := []net.IP{net.ParseIP("127.0.0.1"), cpHost.IPv4.AsSlice(), cpHost.IPv6.AsSlice()}
+	for _, cidr := range ServiceCIDRs {
+		ips = append(ips, cidr.Addr().Next().AsSlice()) // the "kubernetes" Service's ClusterIP
+	}
+	dns := []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
+	if err := p.writeServing("kube-apiserver", ips, dns); err != nil {
+		return err
+	}
+	if err := p.writeServiceAccountKeys(); err != nil {
+		return err
+	}
+	if l.Kubeconfig, err = p.writeKubeconfig("admin", apiServer(), "lab-admin", []string{"system:masters"}); err != nil {
+		return err
+	}
+	for _, user := range []string{"kube-controller-manager", "kube-proxy"} {
+		if _, err := p.writeKubeconfig(user, apiServer(), "system:"+user, nil); err != nil {
+			return err
+		}
+	}
+	if l.Config, err = clientcmd.BuildConfigFromFlags("", l.Kubeconfig); err != nil {
+		return err
+	}
+	l.Config.QPS, l.Config.Burst = 500, 1000
+	l.Client, err = kubernetes.NewForConfig(l.Config)
+	return err
+}

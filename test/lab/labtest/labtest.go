@@ -1,0 +1,49 @@
+// Package labtest starts labs from Go tests: one call, cleanup registered, and the rule that a
+// lab which cannot start fails the test under CI=true and skips it only on a developer machine
+// that cannot run one (not root, or no control-plane binaries).
+package labtest
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/onprem-lb/onprem-lb/test/lab"
+)
+
+// Start brings up a lab for t and stops it when t ends. Test binaries that use it must call
+// lab.RunHelper at the top of TestMain.
+func Start(t testing.TB, opts lab.Options) *lab.Lab {
+	t.Helper()
+	if reason := Unavailable(); reason != "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("lab cannot start under CI=true: %s", reason)
+		}
+		t.Skipf("no lab on this machine: %s (make test provides one)", reason)
+	}
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	began := time.Now()
+	l, err := lab.Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("start lab: %v", err)
+	}
+	t.Cleanup(l.Stop)
+	t.Logf("lab up in %v", time.Since(began).Round(time.Millisecond))
+	return l
+}
+
+// Unavailable says why this machine cannot run a lab, or "" if it can.
+func Unavailable() string {
+	if os.Geteuid() != 0 {
+		return "not root"
+	}
+	if os.Getenv(lab.EnvToolsBin) == "" {
+		return lab.EnvToolsBin + " is not set"
+	}
+	return ""
+}
