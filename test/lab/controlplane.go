@@ -87,7 +87,7 @@ func (l *Lab) startControllerManager(ctx context.Context) error {
 		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
 		"--controllers="+strings.Join(kcmControllers, ","),
 		"--service-account-private-key-file="+pki("sa.key"), "--root-ca-file="+pki("ca.crt"),
-		"--use-service-account-credentials=false", "--leader-elect=false",
+		"--use-service-account-credentials=true", "--leader-elect=false",
 		"--bind-address=127.0.0.1", "--secure-port=10257", "--cert-dir="+filepath.Join(l.opts.Dir, "kcm"),
 		"--concurrent-service-endpoint-syncs=10", "--v=1")
 	if err != nil {

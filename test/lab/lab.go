@@ -286,3 +286,24 @@ func (l *Lab) createPKI(ctx context.Context) error {
 	l.Client, err = kubernetes.NewForConfig(l.Config)
 	return err
 }
+
+// SaveLogs copies the logs of every lab process into dir, for a look after Stop.
+func (l *Lab) SaveLogs(dir string) error {
+	entries, err := os.ReadDir(l.logDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(l.logDir, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -267,11 +267,13 @@ func createService(ctx context.Context, t *testing.T, l *lab.Lab, ns, name strin
 // Service in each family.
 func waitEndpoints(ctx context.Context, t *testing.T, l *lab.Lab, ns, svc string, n int) {
 	t.Helper()
+	var seen []discoveryv1.EndpointSlice
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		slices, err := l.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
 		if err != nil {
 			return false, nil
 		}
+		seen = slices.Items
 		ready := map[discoveryv1.AddressType]int{}
 		for _, s := range slices.Items {
 			for _, e := range s.Endpoints {
@@ -283,7 +285,7 @@ func waitEndpoints(ctx context.Context, t *testing.T, l *lab.Lab, ns, svc string
 		return ready[discoveryv1.AddressTypeIPv4] == n && ready[discoveryv1.AddressTypeIPv6] == n, nil
 	})
 	if err != nil {
-		t.Fatalf("EndpointSlices of %s/%s never had %d ready endpoints per family: %v", ns, svc, n, err)
+		t.Fatalf("EndpointSlices of %s/%s never had %d ready endpoints per family: %v\nlast seen: %+v", ns, svc, n, err, seen)
 	}
 }
 

@@ -109,5 +109,5 @@ func (p *Process) failure(err error) error {
 	if ended, exitErr := p.Exited(); ended {
 		err = errors.Join(err, fmt.Errorf("%s exited: %v", p.Name, exitErr))
 	}
-	return fmt.Errorf("%w\nlast lines of %s:\n%s", err, p.Log, p.Tail(15))
+	return fmt.Errorf("%w\n%s log ends with:\n%s", err, p.Name, p.Tail(15))
 }

@@ -87,9 +87,10 @@ func up(ctx context.Context, o Options) error {
 		cmd.Wait()
 		return fmt.Errorf("the lab did not start (log: %s)", serveLog)
 	}
+	pid := cmd.Process.Pid
 	cmd.Process.Release()
 	kubectl := filepath.Join(o.Lab.BinDir, "kubectl")
-	fmt.Printf("\nlab ready in %v (pid %d, log %s)\n\n", time.Since(began).Round(100*time.Millisecond), cmd.Process.Pid, serveLog)
+	fmt.Printf("\nlab ready in %v (pid %d, log %s)\n\n", time.Since(began).Round(100*time.Millisecond), pid, serveLog)
 	out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "get", "nodes", "-o", "wide").CombinedOutput()
 	fmt.Printf("%s\n", out)
 	if err != nil {
@@ -98,7 +99,7 @@ func up(ctx context.Context, o Options) error {
 	fmt.Printf(`Use it:
   export KUBECONFIG=%s
   %s get nodes,svc -A
-  ip netns exec olb-client <command>      # a host on the LAN, e.g. ping -c1 198.18.0.11
+  ip netns exec olb-client <command>      # a host on the LAN, e.g. arping -c1 198.18.0.11
   ip netns exec olb-node-1 <command>      # a node, e.g. iptables-save -t nat
 Stop it:
   make lab-down

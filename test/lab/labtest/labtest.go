@@ -6,6 +6,8 @@ package labtest
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +34,17 @@ func Start(t testing.TB, opts lab.Options) *lab.Lab {
 	if err != nil {
 		t.Fatalf("start lab: %v", err)
 	}
-	t.Cleanup(l.Stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dir := filepath.Join(os.TempDir(), "onprem-lb-lab-logs", strings.ReplaceAll(t.Name(), "/", "_"))
+			if err := l.SaveLogs(dir); err != nil {
+				t.Logf("save lab logs: %v", err)
+			} else {
+				t.Logf("lab logs saved in %s", dir)
+			}
+		}
+		l.Stop()
+	})
 	t.Logf("lab up in %v", time.Since(began).Round(time.Millisecond))
 	return l
 }
