@@ -30,7 +30,7 @@ vet:
 test: deps vet unit lab-test
 
 unit:
-	$(GO) test -race -count=1 $(UNIT_PKGS)
+	pkgs=$(UNIT_PKGS) && if [ -n "$$pkgs" ]; then $(GO) test -race -count=1 $$pkgs; fi
 
 lab-test: deps
 	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(GO) test -count=1 -p 1 -timeout 30m ./test/...
@@ -43,7 +43,7 @@ lab-down: build
 	$(BIN)/lab down
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(UNIT_PKGS)
+	pkgs=$(UNIT_PKGS) && if [ -n "$$pkgs" ]; then $(GO) test -run '^$$' -bench . -benchmem -count 5 $$pkgs; fi
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -112,13 +112,18 @@ func (p *pki) writeKubeconfig(name, server, user string, groups []string) (strin
 	if err != nil {
 		return "", fmt.Errorf("issue %s client certificate: %w", user, err)
 	}
+	path := p.path(name + ".kubeconfig")
+	return path, p.kubeconfig(path, server, &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM})
+}
+
+// kubeconfig writes a kubeconfig at path for server, trusting the lab CA.
+func (p *pki) kubeconfig(path, server string, user *clientcmdapi.AuthInfo) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["lab"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: p.caPEM}
-	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
-	cfg.Contexts["lab"] = &clientcmdapi.Context{Cluster: "lab", AuthInfo: name}
+	cfg.AuthInfos["user"] = user
+	cfg.Contexts["lab"] = &clientcmdapi.Context{Cluster: "lab", AuthInfo: "user"}
 	cfg.CurrentContext = "lab"
-	path := p.path(name + ".kubeconfig")
-	return path, clientcmd.WriteToFile(*cfg, path)
+	return clientcmd.WriteToFile(*cfg, path)
 }
 
 // writeServiceAccountKeys writes the key pair the API server signs and checks
