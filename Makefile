@@ -6,14 +6,15 @@ BIN   := bin
 # once into a cache outside the work tree; test/tools/build.sh prints their directory.
 TOOLS_BIN = $$(test/tools/build.sh)
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/test/')
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X k8s.io/component-base/version.gitVersion=v0.0.0-$(VERSION)
 
 .PHONY: all build tools deps test unit lab-test lab lab-down bench vet fmt clean
 
 all: build
 
 build:
-	$(GO) build ./...
-	$(GO) build -o $(BIN)/ ./test/cmd/lab
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./test/cmd/lab
 
 deps:
 	test/deps.sh

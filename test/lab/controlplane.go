@@ -64,6 +64,10 @@ func (l *Lab) startAPIServer(ctx context.Context) error {
 		"--advertise-address="+cpHost.IPv4.String(),
 		"--tls-cert-file="+pki("kube-apiserver.crt"), "--tls-private-key-file="+pki("kube-apiserver.key"),
 		"--client-ca-file="+pki("ca.crt"),
+		// Aggregation headers: no front proxy runs, but delegating components expect them.
+		"--requestheader-client-ca-file="+pki("ca.crt"), "--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file="+pki("sa.pub"), "--service-account-signing-key-file="+pki("sa.key"),
 		"--service-cluster-ip-range="+cidrList(ServiceCIDRs),

@@ -21,7 +21,7 @@ var (
 	LANPrefix4 = netip.MustParsePrefix("198.18.0.0/24")
 	LANPrefix6 = netip.MustParsePrefix("2001:db8:18::/64")
 	// ServiceCIDRs are the ClusterIP ranges given to the API server.
-	ServiceCIDRs = []netip.Prefix{netip.MustParsePrefix("198.18.240.0/20"), netip.MustParsePrefix("2001:db8:1a::/112")}
+	ServiceCIDRs = []netip.Prefix{netip.MustParsePrefix("198.18.192.0/18"), netip.MustParsePrefix("2001:db8:1a::/112")}
 	// ClusterCIDRs hold every node's pod CIDRs.
 	ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("198.19.0.0/16"), netip.MustParsePrefix("2001:db8:19::/48")}
 	// labRoutes is what a pod routes through its node: the whole lab, nothing else.

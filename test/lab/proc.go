@@ -18,6 +18,8 @@ type Process struct {
 	Name string // e.g. "kube-proxy-node-1"
 	NS   string
 	Log  string // standard output and error
+	// Started is when the lab started it.
+	Started time.Time
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -42,7 +44,7 @@ func startProcess(logDir, ns, name string, env []string, bin string, args ...str
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &Process{Name: name, NS: ns, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Process{Name: name, NS: ns, Log: logPath, Started: time.Now(), cmd: cmd, done: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
 		p.mu.Lock()

@@ -1,0 +1,57 @@
+package config
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestExamples loads each pool file of examples/: each parses, with no
+// warnings, to what its comments say.
+func TestExamples(t *testing.T) {
+	multi := &Config{Dataplane: DataplaneKubeProxy}
+	payments := pool("payments", "198.18.1.0/28", "2001:db8:18:1::/124")
+	payments.AutoAssign = false
+	payments.Namespaces = []string{"payments", "payments-staging"}
+	payments.ServiceSelector = serviceSelector{selector(t, "app.kubernetes.io/part-of=checkout,tier notin (internal)")}
+	payments.Priority = 10
+	payments.Interfaces = []string{"eth1"}
+	payments.NodeSelector = selector(t, "node-role.onprem-lb.io/edge")
+	def := pool("default", "198.18.0.200-198.18.0.239", "2001:db8:18::200/122")
+	def.AvoidBuggyIPs = true
+	multi.Pools = []Pool{payments, def}
+
+	tests := []struct {
+		name string // the file in examples/
+		want *Config
+	}{
+		{name: "pools-basic.yaml", want: designConfig()},
+		{name: "pools-multi.yaml", want: multi},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join("..", "examples", tt.name)
+			got, err := Load(path)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if len(got.Warnings) > 0 {
+				t.Errorf("Load(%s) warnings: %q", path, got.Warnings)
+			}
+			if diff := cmp.Diff(tt.want, got, configCmp); diff != "" {
+				t.Errorf("Load(%s) (-want +got):\n%s", path, diff)
+			}
+			checkValid(t, got)
+		})
+	}
+	t.Run("every example is tested", func(t *testing.T) {
+		files, err := filepath.Glob(filepath.Join("..", "examples", "pools-*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(files) != len(tests) {
+			t.Errorf("examples/ has %d pool files %v, this test checks %d", len(files), files, len(tests))
+		}
+	})
+}

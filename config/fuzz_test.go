@@ -1,0 +1,124 @@
+package config
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"github.com/onprem-lb/onprem-lb/ipam"
+)
+
+// FuzzParse checks that Parse never panics, returns a config or an *Error
+// naming the source, and that every config it accepts is valid: ipam.New
+// takes its pools, and written back as YAML it parses to the same config.
+func FuzzParse(f *testing.F) {
+	for _, seed := range []string{
+		designExample,
+		onePool(),
+		onePool("autoAssign: false", "avoidBuggyIPs: true", "namespaces: [a, b]", "priority: 7", "interfaces: [eth0]",
+			"exclude: [198.18.0.0-198.18.0.3]",
+			"serviceSelector: {matchLabels: {app.kubernetes.io/name: web, e: ''}, matchExpressions: [{key: t, operator: NotIn, values: [x, y]}]}",
+			"nodeSelector: {matchExpressions: [{key: a, operator: Exists}, {key: b, operator: DoesNotExist}, {key: c, operator: In, values: [z]}]}"),
+		onePool() + "dataplane: iptables\nloadBalancerClass: example.com/lan\n",
+		"pools:\n- name: a\n  addresses: [198.18.0.0/24]\n- name: b\n  addresses: [198.18.0.255-198.18.1.0, 2001:db8::/64]\n",
+		"pools:\n- name: v6\n  addresses: ['::/0']\n",
+		"pools:\n- name: v4\n  addresses: [0.0.0.0/0]\n  exclude: [255.255.255.255]\n",
+		"", "pools:", "pools: [", "pools: []", "- a", "{", "\t", "pools: [~]", "~", "[]", "'", "\xff\xfe",
+		"pools:\n- &p {name: a, addresses: [198.18.0.0/24]}\n- *p\n",
+		"a: &a [*a]",
+		"pools: [{name: a, addresses: [198.18.0.0/24], priority: 1e30}]",
+		"pools: [{name: a, addresses: [198.18.0.0/24], priority: .nan}]",
+		"pools: [{name: a, addresses: [198.18.0.0/24], serviceSelector: {matchLabels: {a: yes}}}]",
+		"pools: [{name: a, addresses: [198.18.0.0/24], extra: {deep: [1, 2, {x: y}]}}]\n---\npools: []\n",
+		"pools: [{name: a, addresses: [198.18.0.0/24]}]\n? [complex, key]\n: value\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Source != "fuzz.yaml" || e.Reason == "" {
+				t.Fatalf("Parse error %v (%T) is not an *Error naming the source and a reason", err, err)
+			}
+			if cfg != nil {
+				t.Fatalf("Parse returned both a config and %v", err)
+			}
+			return
+		}
+		checkValid(t, cfg)
+	})
+}
+
+// checkValid checks that cfg, which Parse accepted, is valid and survives a
+// round trip through YAML.
+func checkValid(t *testing.T, cfg *Config) {
+	t.Helper()
+	if len(cfg.Pools) == 0 {
+		t.Fatal("a config without pools")
+	}
+	if cfg.Dataplane != DataplaneKubeProxy && cfg.Dataplane != DataplaneIPTables {
+		t.Fatalf("dataplane %q", cfg.Dataplane)
+	}
+	for i, p := range cfg.Pools {
+		if p.NodeSelector == nil {
+			t.Fatalf("pools[%d].NodeSelector is nil", i)
+		}
+		if p.Priority < 0 || p.Priority > MaxPriority {
+			t.Fatalf("pools[%d].priority %d", i, p.Priority)
+		}
+	}
+	if _, err := ipam.New(cfg.IPAMPools()); err != nil {
+		t.Fatalf("ipam.New rejects the pools of an accepted config: %v", err)
+	}
+	doc := render(t, cfg)
+	again, err := Parse("rendered.yaml", doc)
+	if err != nil {
+		t.Fatalf("the accepted config written back does not parse: %v\n%s", err, doc)
+	}
+	want := *cfg
+	want.Warnings = nil // the rendered document has no unknown fields
+	if !want.Equal(again) {
+		t.Fatalf("round trip through YAML changed the config (-want +got):\n%s\n%s", cmp.Diff(&want, again, configCmp), doc)
+	}
+}
+
+// render writes cfg as a pool file.
+func render(t *testing.T, cfg *Config) []byte {
+	t.Helper()
+	strs := func(rs []ipam.AddressRange) []string {
+		var ss []string
+		for _, r := range rs {
+			ss = append(ss, r.String())
+		}
+		return ss
+	}
+	sel := func(s labels.Selector) *metav1.LabelSelector {
+		ls, err := metav1.ParseToLabelSelector(s.String())
+		if err != nil {
+			t.Fatalf("selector %q: %v", s, err)
+		}
+		return ls
+	}
+	var pools []map[string]any
+	for _, p := range cfg.Pools {
+		m := map[string]any{
+			"name": p.Name, "addresses": strs(p.Addresses), "exclude": strs(p.Exclude),
+			"autoAssign": p.AutoAssign, "avoidBuggyIPs": p.AvoidBuggyIPs, "namespaces": p.Namespaces,
+			"priority": p.Priority, "interfaces": p.Interfaces, "nodeSelector": sel(p.NodeSelector),
+		}
+		if s, ok := p.ServiceSelector.(serviceSelector); ok {
+			m["serviceSelector"] = sel(s.sel)
+		}
+		pools = append(pools, m)
+	}
+	doc, err := yaml.Marshal(map[string]any{"pools": pools, "dataplane": cfg.Dataplane, "loadBalancerClass": cfg.LoadBalancerClass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
