@@ -43,8 +43,11 @@ lab: deps build
 lab-down: build
 	$(BIN)/lab down
 
-bench:
+# Figures, not assertions: Go benchmarks (5 runs each) and the lab benchmarks (3 runs, each a
+# whole scenario: see test/e2e/bench_test.go). Take the median of the runs.
+bench: deps
 	pkgs=$(UNIT_PKGS) && if [ -n "$$pkgs" ]; then $(GO) test -run '^$$' -bench . -benchmem -count 5 $$pkgs; fi
+	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m ./test/...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -234,14 +234,21 @@ pools:
     addresses: [198.18.1.10-198.18.1.11]
   - name: bulk
     autoAssign: false
-    addresses: [198.18.16.0/21]
+    addresses: [198.18.64.0/18]
 `
 
-func TestCCM(t *testing.T) {
+// startCCM starts a lab and the CCM with the pool file pools, and returns a context that
+// ends with the test.
+func startCCM(t testing.TB, pools string) (context.Context, *lab.Lab, *ccm) {
 	l := labtest.Start(t, lab.Options{NoKubeProxy: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	c := newCCM(ctx, t, l, testPools)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	t.Cleanup(cancel)
+	c := newCCM(ctx, t, l, pools)
+	return ctx, l, c
+}
+
+func TestCCM(t *testing.T) {
+	ctx, l, c := startCCM(t, testPools)
 
 	t.Run("a bad pool file at start exits non-zero with file, field and reason", func(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "bad.yaml")

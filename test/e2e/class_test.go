@@ -1,26 +1,19 @@
 package e2e
 
 import (
-	"context"
 	"slices"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-
-	"github.com/onprem-lb/onprem-lb/test/lab"
-	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // TestLoadBalancerClass runs the CCM with a loadBalancerClass: Services of that class are
 // served by its own controller (finalizer, status, release), the others are left alone.
 func TestLoadBalancerClass(t *testing.T) {
-	l := labtest.Start(t, lab.Options{NoKubeProxy: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	newCCM(ctx, t, l, testPools+"loadBalancerClass: onprem-lb.io/l2\n").start(ctx)
+	ctx, l, c := startCCM(t, testPools+"loadBalancerClass: onprem-lb.io/l2\n")
+	c.start(ctx)
 	const ns = "class"
 	createNamespace(ctx, t, l, ns)
 	ours := func(s *corev1.Service) { s.Spec.LoadBalancerClass = ptr.To("onprem-lb.io/l2") }

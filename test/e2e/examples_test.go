@@ -1,29 +1,22 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"slices"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
-
-	"github.com/onprem-lb/onprem-lb/test/lab"
-	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // TestExamples applies every example Service with kubectl, against the CCM running the
 // example pool file of manifests/, and checks what each example promises.
 func TestExamples(t *testing.T) {
-	l := labtest.Start(t, lab.Options{NoKubeProxy: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	pools, err := os.ReadFile(repoPath("examples", "pools-basic.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	newCCM(ctx, t, l, string(pools)).start(ctx)
+	ctx, l, c := startCCM(t, string(pools))
+	c.start(ctx)
 	const ns = "examples"
 	createNamespace(ctx, t, l, ns)
 	for _, f := range []string{"service-pinned-ip.yaml", "service-cluster.yaml", "service-local.yaml", "service-dual-stack.yaml", "service-shared-ip.yaml"} {
