@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -126,4 +127,17 @@ func (d Dataplane) IPMode() corev1.LoadBalancerIPMode {
 		return corev1.LoadBalancerIPModeProxy
 	}
 	return corev1.LoadBalancerIPModeVIP
+}
+
+// PoolOf returns the pool whose addresses hold ip, or false if none does.
+// Pools never overlap (Parse rejects that), so there is at most one.
+func (c *Config) PoolOf(ip netip.Addr) (*Pool, bool) {
+	for i := range c.Pools {
+		for _, r := range c.Pools[i].Addresses {
+			if r.Contains(ip) {
+				return &c.Pools[i], true
+			}
+		}
+	}
+	return nil, false
 }

@@ -1,0 +1,228 @@
+package speaker
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/onprem-lb/onprem-lb/config"
+)
+
+// Inputs are everything the owner of a VIP depends on. Every speaker holds the same Inputs
+// (the API objects through informers, the members through gossip), so every speaker computes
+// the same Assignments.
+type Inputs struct {
+	Config *config.Config
+	// Services are every Service; those this configuration does not serve are ignored.
+	Services []*corev1.Service
+	// Endpoints returns the EndpointSlices of a Service.
+	Endpoints func(svc types.NamespacedName) []*discoveryv1.EndpointSlice
+	// Nodes are every Node, by name.
+	Nodes map[string]*corev1.Node
+	// Members are the names of the nodes whose speaker is alive.
+	Members []string
+}
+
+// Assignment says which node announces one VIP.
+type Assignment struct {
+	IP netip.Addr
+	// Owner is the node that announces IP; "" if no node may (see Reason).
+	Owner string
+	// Pool is the name of the pool that holds IP.
+	Pool string
+	// Interfaces are the pool's interfaces; empty means the speaker chooses.
+	Interfaces []string
+	// Services are the Services that have IP in their status, sorted.
+	Services []types.NamespacedName
+	// Reason says why no node may announce IP; "" when Owner is set.
+	Reason string
+}
+
+// Skipped is an ingress IP of a served Service that no speaker announces.
+type Skipped struct {
+	Service types.NamespacedName
+	IP      string
+	Reason  string
+}
+
+// Assign computes the owner of every VIP: the IPs in the status of the Services the
+// configuration serves. A VIP outside every pool is never assigned; it is reported in skipped.
+// The eligible nodes of a VIP are the live members that have a Node, lack the
+// node.kubernetes.io/exclude-from-external-load-balancers label and match the pool's
+// nodeSelector, and, for each Service with externalTrafficPolicy Local, have a ready local
+// endpoint of the VIP's family (or, when no node has one, a serving one, as kube-proxy falls
+// back to terminating endpoints). Services that share a VIP get the nodes eligible for all of
+// them, or, if no node is, for any of them. Assign does not modify its inputs.
+func Assign(in Inputs) (assignments map[netip.Addr]*Assignment, skipped []Skipped) {
+	base := baseNodes(in)
+	byIP := map[netip.Addr][]*corev1.Service{}
+	for _, svc := range in.Services {
+		if !Serves(in.Config, svc) {
+			continue
+		}
+		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			ip, err := netip.ParseAddr(ing.IP)
+			if err != nil || ip.Zone() != "" {
+				skipped = append(skipped, Skipped{keyOf(svc), ing.IP, "not an IP address"})
+				continue
+			}
+			byIP[ip] = append(byIP[ip], svc)
+		}
+	}
+	assignments = make(map[netip.Addr]*Assignment, len(byIP))
+	for ip, svcs := range byIP {
+		pool, ok := in.Config.PoolOf(ip)
+		if !ok {
+			for _, svc := range svcs {
+				skipped = append(skipped, Skipped{keyOf(svc), ip.String(), "outside every pool of the pool file"})
+			}
+			continue
+		}
+		a := &Assignment{IP: ip, Pool: pool.Name, Interfaces: pool.Interfaces}
+		for _, svc := range svcs {
+			a.Services = append(a.Services, keyOf(svc))
+		}
+		slices.SortFunc(a.Services, compareKeys)
+		a.Owner, a.Reason = owner(in, ip, pool, base, svcs)
+		assignments[ip] = a
+	}
+	slices.SortStableFunc(skipped, func(a, b Skipped) int { return compareKeys(a.Service, b.Service) })
+	return assignments, skipped
+}
+
+// Serves reports whether the configuration serves svc: a LoadBalancer Service of its class.
+func Serves(cfg *config.Config, svc *corev1.Service) bool {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return false
+	}
+	return ptr.Deref(svc.Spec.LoadBalancerClass, "") == cfg.LoadBalancerClass
+}
+
+// baseNodes returns the live members that have a Node without the exclusion label, sorted.
+func baseNodes(in Inputs) []*corev1.Node {
+	var nodes []*corev1.Node
+	for _, name := range in.Members {
+		n, ok := in.Nodes[name]
+		if !ok {
+			continue
+		}
+		if _, excluded := n.Labels[corev1.LabelNodeExcludeBalancers]; excluded {
+			continue
+		}
+		nodes = append(nodes, n)
+	}
+	slices.SortFunc(nodes, func(a, b *corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	return nodes
+}
+
+// owner picks the owner of ip among the base nodes, or says why there is none.
+func owner(in Inputs, ip netip.Addr, pool *config.Pool, base []*corev1.Node, svcs []*corev1.Service) (string, string) {
+	if len(base) == 0 {
+		return "", "no live speaker on a node that may announce (exclusion label)"
+	}
+	var candidates []string
+	for _, n := range base {
+		if pool.NodeSelector.Matches(labels.Set(n.Labels)) {
+			candidates = append(candidates, n.Name)
+		}
+	}
+	if len(candidates) == 0 {
+		return "", "no live speaker on a node matching the nodeSelector of pool " + pool.Name
+	}
+	var all, some []string
+	for i, svc := range svcs {
+		nodes := candidates
+		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			nodes = localNodes(in.Endpoints(keyOf(svc)), ip, candidates)
+		}
+		if i == 0 {
+			all = nodes
+		} else {
+			all = intersect(all, nodes)
+		}
+		some = union(some, nodes)
+	}
+	if len(all) == 0 {
+		all = some
+	}
+	if len(all) == 0 {
+		return "", "no eligible node has a ready local endpoint (externalTrafficPolicy Local)"
+	}
+	return Owner(ip, all), ""
+}
+
+// localNodes returns the candidates with a ready endpoint of ip's family, or, if none has
+// one, those with a serving endpoint.
+func localNodes(eps []*discoveryv1.EndpointSlice, ip netip.Addr, candidates []string) []string {
+	family := discoveryv1.AddressTypeIPv4
+	if ip.Is6() {
+		family = discoveryv1.AddressTypeIPv6
+	}
+	ready, serving := map[string]bool{}, map[string]bool{}
+	for _, s := range eps {
+		if s.AddressType != family {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			if ep.NodeName == nil {
+				continue
+			}
+			// The API says a nil Ready means ready, and a nil Serving means as Ready.
+			isReady := ptr.Deref(ep.Conditions.Ready, true)
+			if isReady {
+				ready[*ep.NodeName] = true
+			}
+			if ptr.Deref(ep.Conditions.Serving, isReady) {
+				serving[*ep.NodeName] = true
+			}
+		}
+	}
+	pick := func(set map[string]bool) []string {
+		var out []string
+		for _, n := range candidates {
+			if set[n] {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	if nodes := pick(ready); len(nodes) > 0 {
+		return nodes
+	}
+	return pick(serving)
+}
+
+// intersect returns the names in both sorted lists, sorted.
+func intersect(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if _, ok := slices.BinarySearch(b, x); ok {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// union returns the names in either sorted list, sorted.
+func union(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func keyOf(svc *corev1.Service) types.NamespacedName {
+	return types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
+}
+
+func compareKeys(a, b types.NamespacedName) int {
+	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
+}
