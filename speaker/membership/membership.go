@@ -1,0 +1,547 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"k8s.io/klog/v2"
+)
+
+const (
+	// DefaultPort is the TCP and UDP port of the gossip when Config.Port is 0.
+	DefaultPort = 7946
+	// DefaultConvergeTimeout is Config.ConvergeTimeout when it is 0.
+	DefaultConvergeTimeout = 3 * time.Second
+
+	// label is put on every packet and stream (and authenticated when
+	// encrypted): gossip from another memberlist cluster on the same port
+	// is dropped.
+	label = "onprem-lb/speaker"
+	// streamTimeout bounds a TCP state exchange (join, push/pull): a few
+	// kilobytes on a LAN. It also bounds how long Run waits, when it
+	// returns, for a join to a silent address.
+	streamTimeout = 2 * time.Second
+	// leaveTimeout bounds the Leave that Run does when ctx is done, and a
+	// Leave called with a timeout ≤ 0.
+	leaveTimeout = time.Second
+	// joinConcurrency is how many peers are joined at once: Join is
+	// sequential in memberlist, and each silent peer costs streamTimeout.
+	joinConcurrency = 16
+	// deadNodeReclaimTime lets a node name come back with another address
+	// (a node re-addressed) after it has been dead this long.
+	deadNodeReclaimTime = 30 * time.Second
+)
+
+var (
+	// ErrInvalidConfig is wrapped by every error New returns.
+	ErrInvalidConfig = errors.New("invalid membership config")
+	// ErrNotRunning is wrapped by Leave when Run has not created the
+	// memberlist yet, or has shut it down.
+	ErrNotRunning = errors.New("membership not running")
+	// ErrAlreadyRunning is returned by a second call to Run.
+	ErrAlreadyRunning = errors.New("membership already running")
+)
+
+// Config is what a Membership needs. Name and BindAddr are required.
+type Config struct {
+	// Name is this node's name; unique among the members.
+	Name string
+	// BindAddr is the node's IP to bind and advertise (speakers run with
+	// hostNetwork). It must be a specific unicast address.
+	BindAddr netip.Addr
+	// Port is the TCP and UDP port of the gossip, on this node and on every
+	// peer; 0 means DefaultPort.
+	Port int
+	// SecretKey is 16, 24 or 32 bytes (AES-128/192/256), from a Kubernetes
+	// Secret: gossip is encrypted and authenticated, and members with
+	// another key are not heard. nil: unencrypted (Run logs a warning once).
+	SecretKey []byte
+	// Meta is published to the other members, at most memberlist.MetaMaxSize
+	// bytes; the speaker puts its MAC addresses here.
+	Meta []byte
+	// Peers returns the addresses of the other nodes to join (from the
+	// Node InternalIPs). It is called when Run starts and every
+	// Timing.RejoinInterval, from one goroutine at a time. Addresses that
+	// are this node or already members are skipped. nil: no peers.
+	Peers func() []netip.Addr
+	// Timing are the failure detector's timers; zero fields take
+	// DefaultTiming's.
+	Timing Timing
+	// ConvergeTimeout bounds how long Converged waits for the first state
+	// exchange with a peer; 0 means DefaultConvergeTimeout.
+	ConvergeTimeout time.Duration
+	// Logger receives the package's and memberlist's logs; the zero value
+	// means klog.Background().
+	Logger klog.Logger
+}
+
+// Member is a live member as this node sees it.
+type Member struct {
+	Name string
+	Addr netip.Addr
+	Meta []byte
+}
+
+// Membership tells who is alive among the speakers. Create it with New,
+// start it with Run; its methods are safe for concurrent use.
+type Membership struct {
+	cfg    Config
+	logger klog.Logger
+	// peers are the addresses to join; New derives it from Config.Peers
+	// and Config.Port, tests replace it to give each member its own port.
+	peers func() []netip.AddrPort
+
+	changed       chan struct{}
+	converged     chan struct{}
+	convergedOnce sync.Once
+	warnOnce      sync.Once
+	started       atomic.Bool
+
+	// ml is the running memberlist: set by Run after Create, nil again
+	// before Shutdown.
+	ml atomic.Pointer[memberlist.Memberlist]
+	// lifeMu serializes Leave and Shutdown (memberlist panics on Leave
+	// after Shutdown) and guards shutdown.
+	lifeMu   sync.Mutex
+	shutdown bool
+	left     atomic.Bool
+	// hardStop makes Run shut down without leaving, like a killed
+	// process; for tests.
+	hardStop atomic.Bool
+}
+
+// New validates cfg and returns a Membership that does nothing until Run.
+// Every error wraps ErrInvalidConfig.
+func New(cfg Config) (*Membership, error) {
+	if cfg.Name == "" {
+		return nil, fmt.Errorf("membership: empty node name: %w", ErrInvalidConfig)
+	}
+	if len(cfg.Name) > 255 {
+		return nil, fmt.Errorf("membership: node name is %d bytes, want ≤ 255: %w", len(cfg.Name), ErrInvalidConfig)
+	}
+	if !cfg.BindAddr.IsValid() {
+		return nil, fmt.Errorf("membership: no bind address: %w", ErrInvalidConfig)
+	}
+	cfg.BindAddr = cfg.BindAddr.Unmap()
+	if cfg.BindAddr.IsUnspecified() || cfg.BindAddr.IsMulticast() || cfg.BindAddr.Zone() != "" {
+		return nil, fmt.Errorf("membership: bind address %s cannot be advertised, want a node's unicast IP without zone: %w",
+			cfg.BindAddr, ErrInvalidConfig)
+	}
+	if cfg.Port == 0 {
+		cfg.Port = DefaultPort
+	}
+	if cfg.Port < 1 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("membership: port %d out of range 1-65535: %w", cfg.Port, ErrInvalidConfig)
+	}
+	switch len(cfg.SecretKey) {
+	case 0:
+		cfg.SecretKey = nil
+	case 16, 24, 32:
+		cfg.SecretKey = bytes.Clone(cfg.SecretKey)
+	default:
+		return nil, fmt.Errorf("membership: secret key is %d bytes, want 16, 24 or 32 (AES-128, -192, -256): %w",
+			len(cfg.SecretKey), ErrInvalidConfig)
+	}
+	if len(cfg.Meta) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("membership: meta is %d bytes, want ≤ %d: %w", len(cfg.Meta), memberlist.MetaMaxSize, ErrInvalidConfig)
+	}
+	cfg.Meta = bytes.Clone(cfg.Meta)
+	cfg.Timing = cfg.Timing.withDefaults()
+	if err := cfg.Timing.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ConvergeTimeout == 0 {
+		cfg.ConvergeTimeout = DefaultConvergeTimeout
+	}
+	if cfg.ConvergeTimeout < 0 {
+		return nil, fmt.Errorf("membership: converge timeout is %v, want > 0: %w", cfg.ConvergeTimeout, ErrInvalidConfig)
+	}
+	logger := cfg.Logger
+	if logger.GetSink() == nil {
+		logger = klog.Background()
+	}
+	m := &Membership{
+		cfg:       cfg,
+		logger:    logger,
+		changed:   make(chan struct{}, 1),
+		converged: make(chan struct{}),
+	}
+	m.peers = func() []netip.AddrPort { return withPort(cfg.Peers, cfg.Port) }
+	return m, nil
+}
+
+// withPort returns peers() with port, nil if peers is nil.
+func withPort(peers func() []netip.Addr, port int) []netip.AddrPort {
+	if peers == nil {
+		return nil
+	}
+	addrs := peers()
+	out := make([]netip.AddrPort, 0, len(addrs))
+	for _, a := range addrs {
+		if a.IsValid() {
+			out = append(out, netip.AddrPortFrom(a.Unmap(), uint16(port)))
+		}
+	}
+	return out
+}
+
+// self is the address this member binds and advertises.
+func (m *Membership) self() netip.AddrPort {
+	return netip.AddrPortFrom(m.cfg.BindAddr, uint16(m.cfg.Port))
+}
+
+// Run creates the memberlist, joins Peers(), re-joins the peers that are not
+// members every Timing.RejoinInterval, and blocks until ctx is done. Then it
+// leaves gracefully (unless Leave was called), waiting at most a second for
+// the leave to go out, and shuts down. It returns an error only if the
+// memberlist cannot start (address in use, for instance), or if called twice.
+func (m *Membership) Run(ctx context.Context) error {
+	if !m.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("membership: Run called twice: %w", ErrAlreadyRunning)
+	}
+	if m.cfg.SecretKey == nil {
+		m.warnOnce.Do(func() {
+			m.logger.Info("WARNING: gossip between speakers is neither encrypted nor authenticated; set a secret key")
+		})
+	}
+	ml, err := memberlist.Create(m.memberlistConfig())
+	if err != nil {
+		return fmt.Errorf("membership: starting memberlist on %s: %w", m.self(), err)
+	}
+	m.ml.Store(ml)
+	m.logger.V(2).Info("Membership started", "name", m.cfg.Name, "address", m.self(),
+		"encrypted", m.cfg.SecretKey != nil)
+
+	joinCtx, cancelJoins := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancelJoins()
+		m.stop(ml)
+		wg.Wait()
+		m.logger.V(2).Info("Membership stopped", "name", m.cfg.Name)
+	}()
+
+	converge := time.NewTimer(m.cfg.ConvergeTimeout)
+	defer converge.Stop()
+	rejoin := time.NewTicker(m.cfg.Timing.RejoinInterval)
+	defer rejoin.Stop()
+
+	type joinResult struct{ attempted, reached int }
+	joined := make(chan joinResult, 1)
+	joining := false
+	startJoin := func() {
+		if joining || m.left.Load() {
+			return
+		}
+		joining = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, r := m.join(joinCtx, ml)
+			joined <- joinResult{a, r}
+		}()
+	}
+
+	startJoin()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case res := <-joined:
+			joining = false
+			switch {
+			case res.attempted == 0:
+				m.markConverged("no peers to join")
+			case res.reached > 0:
+				m.markConverged("state exchanged with a peer")
+			}
+		case <-converge.C:
+			m.markConverged("converge timeout")
+		case <-rejoin.C:
+			startJoin()
+		}
+	}
+}
+
+// join joins, a few at a time, the peers that are neither this member nor
+// already members. It returns how many it tried and how many it reached (a
+// reached peer exchanged full state with us over TCP).
+func (m *Membership) join(ctx context.Context, ml *memberlist.Memberlist) (attempted, reached int) {
+	targets := joinTargets(m.peers(), m.self(), memberAddrs(ml))
+	if len(targets) == 0 {
+		return 0, 0
+	}
+	var (
+		wg    sync.WaitGroup
+		n     atomic.Int64
+		sem   = make(chan struct{}, joinConcurrency)
+		start = time.Now()
+	)
+	for _, t := range targets {
+		if ctx.Err() != nil {
+			break
+		}
+		attempted++
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := ml.Join([]string{t.String()}); err != nil {
+				m.logger.V(4).Info("Cannot join peer", "peer", t, "err", err)
+				return
+			}
+			n.Add(1)
+		}()
+	}
+	wg.Wait()
+	reached = int(n.Load())
+	if reached > 0 {
+		m.logger.V(2).Info("Joined peers", "reached", reached, "tried", attempted, "duration", time.Since(start))
+	} else {
+		m.logger.V(4).Info("No peer reached", "tried", attempted, "duration", time.Since(start))
+	}
+	return attempted, reached
+}
+
+// joinTargets returns peers minus self, minus the members' addresses, minus
+// duplicates, in order.
+func joinTargets(peers []netip.AddrPort, self netip.AddrPort, members []netip.AddrPort) []netip.AddrPort {
+	skip := make(map[netip.AddrPort]bool, len(members)+1)
+	skip[self] = true
+	for _, a := range members {
+		skip[a] = true
+	}
+	var out []netip.AddrPort
+	for _, p := range peers {
+		p = netip.AddrPortFrom(p.Addr().Unmap(), p.Port())
+		if !p.IsValid() || skip[p] {
+			continue
+		}
+		skip[p] = true
+		out = append(out, p)
+	}
+	return out
+}
+
+// memberAddrs returns the addresses of ml's live members.
+func memberAddrs(ml *memberlist.Memberlist) []netip.AddrPort {
+	nodes := ml.Members()
+	out := make([]netip.AddrPort, 0, len(nodes))
+	for _, n := range nodes {
+		if a, ok := netip.AddrFromSlice(n.Addr); ok {
+			out = append(out, netip.AddrPortFrom(a.Unmap(), n.Port))
+		}
+	}
+	return out
+}
+
+// markConverged closes Converged once.
+func (m *Membership) markConverged(reason string) {
+	m.convergedOnce.Do(func() {
+		m.logger.V(2).Info("Membership converged", "reason", reason)
+		close(m.converged)
+	})
+}
+
+// stop leaves (unless Leave was called or this is a hard stop) and shuts the
+// memberlist down. Members returns nil from then on.
+func (m *Membership) stop(ml *memberlist.Memberlist) {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if !m.left.Load() && !m.hardStop.Load() {
+		m.left.Store(true)
+		if err := ml.Leave(leaveTimeout); err != nil {
+			m.logger.Error(err, "Leaving the membership timed out; peers will notice by failure detection", "timeout", leaveTimeout)
+		}
+	}
+	m.shutdown = true
+	m.ml.Store(nil)
+	if err := ml.Shutdown(); err != nil {
+		m.logger.Error(err, "Shutting down the membership")
+	}
+}
+
+// Leave leaves the membership gracefully: it tells the other members, which
+// drop this member at once rather than after failure detection, and waits
+// up to timeout (≤ 0: one second) for the message to go out. It is safe to
+// call while Run runs, before ctx is cancelled; Run then only shuts down,
+// and stops re-joining. A second Leave does nothing. It fails with
+// ErrNotRunning before Run has started the memberlist and after Run returned.
+func (m *Membership) Leave(timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = leaveTimeout
+	}
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	ml := m.ml.Load()
+	if ml == nil || m.shutdown {
+		return fmt.Errorf("membership: leave: %w", ErrNotRunning)
+	}
+	if m.left.Load() {
+		return nil
+	}
+	m.left.Store(true)
+	start := time.Now()
+	if err := ml.Leave(timeout); err != nil {
+		return fmt.Errorf("membership: leave within %v: %w", timeout, err)
+	}
+	m.logger.V(2).Info("Left the membership", "name", m.cfg.Name, "duration", time.Since(start))
+	return nil
+}
+
+// Members returns the live members, this one included (until it leaves),
+// sorted by Name. A suspect member, one that missed a probe and has not yet
+// been declared dead, is still a member. Before Run has started and after it
+// returned, Members returns nil. The result is the caller's.
+func (m *Membership) Members() []Member {
+	ml := m.ml.Load()
+	if ml == nil {
+		return nil
+	}
+	nodes := ml.Members()
+	out := make([]Member, 0, len(nodes))
+	for _, n := range nodes {
+		a, _ := netip.AddrFromSlice(n.Addr)
+		out = append(out, Member{Name: n.Name, Addr: a.Unmap(), Meta: bytes.Clone(n.Meta)})
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Changed is signalled, without blocking, whenever a member joins, leaves,
+// dies or updates its meta, this member included. It has capacity 1: a
+// reader that was busy finds one signal for any number of changes, so it
+// calls Members after each receive.
+func (m *Membership) Changed() <-chan struct{} { return m.changed }
+
+// Converged is closed once this member knows the membership well enough to
+// act on it: its first join reached a peer (a full state exchange completed),
+// or there was no peer to join, or ConvergeTimeout passed. The speaker
+// announces nothing before.
+func (m *Membership) Converged() <-chan struct{} { return m.converged }
+
+// signal signals Changed without blocking.
+func (m *Membership) signal() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// memberlistConfig is the memberlist configuration for m.
+func (m *Membership) memberlistConfig() *memberlist.Config {
+	c := memberlist.DefaultLANConfig()
+	c.Name = m.cfg.Name
+	c.BindAddr = m.cfg.BindAddr.String()
+	c.BindPort = m.cfg.Port
+	c.AdvertiseAddr = m.cfg.BindAddr.String()
+	c.AdvertisePort = m.cfg.Port
+	c.Label = label
+	c.TCPTimeout = streamTimeout
+	c.DeadNodeReclaimTime = deadNodeReclaimTime
+
+	t := m.cfg.Timing
+	c.ProbeInterval = t.ProbeInterval
+	c.ProbeTimeout = t.ProbeTimeout
+	c.GossipInterval = t.GossipInterval
+	c.PushPullInterval = t.PushPullInterval
+	c.SuspicionMult = t.SuspicionMult
+	c.SuspicionMaxTimeoutMult = t.SuspicionMaxTimeoutMult
+
+	if m.cfg.SecretKey != nil {
+		c.SecretKey = bytes.Clone(m.cfg.SecretKey)
+		c.GossipVerifyIncoming = true
+		c.GossipVerifyOutgoing = true
+	}
+	c.Delegate = metaDelegate(m.cfg.Meta)
+	c.Events = &events{m: m}
+	c.Logger = log.New(&logWriter{logger: m.logger.WithName("memberlist")}, "", 0)
+	return c
+}
+
+// metaDelegate publishes the member's meta; memberlist.Delegate's other
+// methods are unused.
+type metaDelegate []byte
+
+var _ memberlist.Delegate = metaDelegate(nil)
+
+func (d metaDelegate) NodeMeta(limit int) []byte {
+	if len(d) > limit { // New checked against MetaMaxSize; memberlist panics over limit.
+		return nil
+	}
+	return d
+}
+func (metaDelegate) NotifyMsg([]byte)                           {}
+func (metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (metaDelegate) LocalState(join bool) []byte                { return nil }
+func (metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// events logs membership changes and signals Changed. Memberlist calls it
+// with its node lock held, after the change is visible: it must not call
+// back into the memberlist.
+type events struct{ m *Membership }
+
+var _ memberlist.EventDelegate = (*events)(nil)
+
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	e.m.logger.V(2).Info("Member joined", "member", n.Name, "address", net.IP(n.Addr))
+	e.m.signal()
+}
+
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	e.m.logger.V(2).Info("Member left", "member", n.Name, "address", net.IP(n.Addr), "state", stateName(n.State))
+	e.m.signal()
+}
+
+func (e *events) NotifyUpdate(n *memberlist.Node) {
+	e.m.logger.V(2).Info("Member updated", "member", n.Name, "address", net.IP(n.Addr))
+	e.m.signal()
+}
+
+// stateName says whether a node that is gone left or died.
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return fmt.Sprintf("state-%d", s)
+}
+
+// logWriter takes memberlist's log lines ("[LEVEL] memberlist: text") to
+// klog: warnings and errors at V(2), the rest at V(4).
+type logWriter struct{ logger klog.Logger }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := "INFO"
+	if strings.HasPrefix(line, "[") {
+		if i := strings.IndexByte(line, ']'); i > 0 {
+			level, line = line[1:i], strings.TrimSpace(line[i+1:])
+		}
+	}
+	line = strings.TrimPrefix(line, "memberlist: ")
+	v := 4
+	if level == "WARN" || level == "ERR" {
+		v = 2
+	}
+	w.logger.V(v).Info(line, "level", level)
+	return len(p), nil
+}
