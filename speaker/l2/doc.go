@@ -1,0 +1,31 @@
+// Package l2 is the per-node layer-2 announcer of the onprem-speaker: it
+// answers ARP requests (IPv4) and NDP neighbor solicitations (IPv6) for the
+// virtual IPs (VIPs) this node currently owns, so that LAN clients send the
+// VIPs' traffic to this node.
+//
+// The caller states what it wants with one declarative call,
+// [Announcer.Sync], and the [Announcer] converges on it from [Announcer.Run]:
+// it chooses the interfaces (or uses the configured ones), opens one ARP
+// socket and one NDP socket per interface, follows interfaces that appear,
+// disappear or flap, and closes everything when Run's context is done.
+//
+// What the package promises:
+//   - It answers only for VIPs in the last desired set, only on the interfaces
+//     chosen for them, and stops answering for a VIP as soon as Sync no longer
+//     lists it.
+//   - Before it answers for a VIP on an interface it probes for a conflict
+//     (an ARP probe, or an IPv6 DAD-style neighbor solicitation). If a host
+//     that is neither this node nor a cluster peer ([Options.IsPeerMAC])
+//     answers, the VIP is not announced there: it is reported as a conflict
+//     and probed again until the address is free.
+//   - When it starts answering (takeover, or an interface coming back) it sends
+//     gratuitous ARPs or unsolicited neighbor advertisements so that neighbors
+//     update their caches at once.
+//   - Malformed or hostile packets are dropped and counted by reason; they
+//     never make it panic.
+//
+// What it does not do: decide which node owns a VIP. Exactly one responder
+// per VIP on the LAN relies on the speaker's controller giving each VIP to one
+// node; this package only guarantees it answers for the VIPs it is given and
+// for no other address.
+package l2

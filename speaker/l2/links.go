@@ -1,0 +1,211 @@
+package l2
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Link describes one network interface as the announcer sees it. Reading the
+// kernel ([readLinks]) and choosing interfaces ([chooseInterfaces]) are kept
+// apart so that the choice can be tested without a kernel.
+type Link struct {
+	Name  string
+	Index int
+	MAC   net.HardwareAddr
+	Flags net.Flags
+	// NoARP is IFF_NOARP (dummy, tun, ...): the link does not resolve addresses.
+	NoARP bool
+	// BridgePort is true for a port enslaved to a bridge (the bridge holds the addresses).
+	BridgePort bool
+	// BondMember is true for a member of a bond (the bond holds the addresses).
+	BondMember bool
+	// CarrierChanges is the kernel's carrier change counter; a change means
+	// the link flapped since it was last read.
+	CarrierChanges uint64
+	// Prefixes are the addresses held by the link, with their prefix lengths.
+	Prefixes []netip.Prefix
+}
+
+// Errors that say why an interface cannot be used; checked with errors.Is.
+var (
+	ErrNoInterface      = errors.New("l2: no such interface")
+	ErrInterfaceDown    = errors.New("l2: interface is down or has no carrier")
+	ErrInterfaceNoARP   = errors.New("l2: interface does not do address resolution (loopback, NOARP or not Ethernet)")
+	ErrInterfaceEnslave = errors.New("l2: interface is a bridge port or bond member")
+)
+
+// unusable says why l cannot announce anything; nil if it can.
+func (l *Link) unusable() error {
+	switch {
+	case l.Flags&net.FlagLoopback != 0 || l.NoARP || len(l.MAC) != 6:
+		return ErrInterfaceNoARP
+	case l.Flags&net.FlagUp == 0 || l.Flags&net.FlagRunning == 0:
+		return ErrInterfaceDown
+	case l.BridgePort || l.BondMember:
+		return ErrInterfaceEnslave
+	}
+	return nil
+}
+
+// holds reports whether l holds an address whose prefix contains ip.
+func (l *Link) holdsPrefixOf(ip netip.Addr) bool {
+	for _, p := range l.Prefixes {
+		if p.Addr().Is4() == ip.Is4() && p.Masked().Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsAny reports whether l holds one of ips.
+func (l *Link) holdsAny(ips []netip.Addr) bool {
+	for _, p := range l.Prefixes {
+		if slices.Contains(ips, p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// choice is where one VIP goes: the usable interfaces, and the configured
+// interfaces that cannot be used, with the reason.
+type choice struct {
+	ifaces []string
+	errs   map[string]error
+}
+
+// chooseInterfaces is the pure interface choice for one VIP. Explicit
+// interfaces in t are used if they exist and are usable (an explicit bridge
+// port or bond member is accepted: the operator said so); otherwise the usable
+// links holding an address whose prefix contains vip, else the usable links
+// holding one of nodeIPs of vip's family. Loopback, down, NOARP links, bridge
+// ports and bond members are never chosen automatically. links must be sorted
+// by name for a stable result.
+func chooseInterfaces(vip netip.Addr, t Target, links []Link, nodeIPs []netip.Addr) choice {
+	var c choice
+	if len(t.Interfaces) > 0 {
+		for _, name := range t.Interfaces {
+			i := slices.IndexFunc(links, func(l Link) bool { return l.Name == name })
+			var err error
+			if i < 0 {
+				err = ErrNoInterface
+			} else if err = links[i].unusable(); errors.Is(err, ErrInterfaceEnslave) {
+				err = nil
+			}
+			if err != nil {
+				if c.errs == nil {
+					c.errs = map[string]error{}
+				}
+				c.errs[name] = err
+				continue
+			}
+			if !slices.Contains(c.ifaces, name) {
+				c.ifaces = append(c.ifaces, name)
+			}
+		}
+		return c
+	}
+	for _, l := range links {
+		if l.unusable() == nil && l.holdsPrefixOf(vip) {
+			c.ifaces = append(c.ifaces, l.Name)
+		}
+	}
+	if len(c.ifaces) > 0 {
+		return c
+	}
+	var family []netip.Addr
+	for _, ip := range nodeIPs {
+		if ip.Unmap().Is4() == vip.Is4() {
+			family = append(family, ip.Unmap())
+		}
+	}
+	for _, l := range links {
+		if l.unusable() == nil && l.holdsAny(family) {
+			c.ifaces = append(c.ifaces, l.Name)
+		}
+	}
+	return c
+}
+
+// sysClassNet is where readLinks reads link attributes the net package does
+// not give.
+const sysClassNet = "/sys/class/net"
+
+// readLinks reads the host's (the network namespace's) interfaces, sorted by name.
+func readLinks() ([]Link, error) {
+	ifis, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("l2: listing interfaces: %w", err)
+	}
+	links := make([]Link, 0, len(ifis))
+	for _, ifi := range ifis {
+		l := Link{Name: ifi.Name, Index: ifi.Index, MAC: ifi.HardwareAddr, Flags: ifi.Flags}
+		if addrs, err := ifi.Addrs(); err == nil { // an interface that vanished meanwhile has none
+			for _, a := range addrs {
+				if ipn, ok := a.(*net.IPNet); ok {
+					ip, ok := netip.AddrFromSlice(ipn.IP)
+					ones, _ := ipn.Mask.Size()
+					if ip = ip.Unmap(); ok && ones <= ip.BitLen() {
+						l.Prefixes = append(l.Prefixes, netip.PrefixFrom(ip, ones))
+					}
+				}
+			}
+		}
+		dir := filepath.Join(sysClassNet, ifi.Name)
+		if b, err := os.ReadFile(filepath.Join(dir, "flags")); err == nil {
+			if f, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"), 16, 32); err == nil {
+				l.NoARP = f&0x80 != 0 // IFF_NOARP
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "carrier_changes")); err == nil {
+			l.CarrierChanges, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		}
+		l.BridgePort = exists(filepath.Join(dir, "brport"))
+		l.BondMember = exists(filepath.Join(dir, "bonding_slave"))
+		if !l.BondMember {
+			if master, err := os.Readlink(filepath.Join(dir, "master")); err == nil {
+				l.BondMember = exists(filepath.Join(sysClassNet, filepath.Base(master), "bonding"))
+			}
+		}
+		links = append(links, l)
+	}
+	slices.SortFunc(links, func(a, b Link) int { return strings.Compare(a.Name, b.Name) })
+	return links, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// LocalMACs returns the Ethernet MAC addresses of this host's interfaces
+// (loopback and NOARP links left out), sorted and without duplicates, whatever
+// their state. The speaker
+// publishes them to its peers so that their [Options.IsPeerMAC] can tell a
+// handover from a conflict.
+func LocalMACs() ([]net.HardwareAddr, error) {
+	links, err := readLinks()
+	if err != nil {
+		return nil, err
+	}
+	return localMACs(links), nil
+}
+
+func localMACs(links []Link) []net.HardwareAddr {
+	var macs []net.HardwareAddr
+	for _, l := range links {
+		if len(l.MAC) == 6 && l.Flags&net.FlagLoopback == 0 && !l.NoARP {
+			macs = append(macs, slices.Clone(l.MAC))
+		}
+	}
+	slices.SortFunc(macs, func(a, b net.HardwareAddr) int { return bytes.Compare(a, b) })
+	return slices.CompactFunc(macs, func(a, b net.HardwareAddr) bool { return bytes.Equal(a, b) })
+}

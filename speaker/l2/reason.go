@@ -1,0 +1,80 @@
+package l2
+
+// protocol is the resolution protocol of a responder: ARP for IPv4, NDP for IPv6.
+type protocol uint8
+
+const (
+	protoARP protocol = iota
+	protoNDP
+)
+
+func (p protocol) String() string {
+	if p == protoNDP {
+		return "ndp"
+	}
+	return "arp"
+}
+
+func protocolOf(ip interface{ Is4() bool }) protocol {
+	if ip.Is4() {
+		return protoARP
+	}
+	return protoNDP
+}
+
+// dropReason says why a packet read was not answered; dropNone means it is
+// answered. Tests assert on it and the packets_dropped_total metric is
+// labelled with its String.
+type dropReason uint8
+
+const (
+	dropNone dropReason = iota
+	// dropMalformed: the frame or message cannot be parsed.
+	dropMalformed
+	// dropUnsupported: parsed, but not Ethernet/IPv4 ARP, or an ICMPv6
+	// message other than NS/NA reached us.
+	dropUnsupported
+	// dropNotRequest: an ARP reply or an NDP neighbor advertisement: never
+	// answered (it may still reveal a conflict during a probe).
+	dropNotRequest
+	// dropOwnPacket: sent by this host (its own MAC).
+	dropOwnPacket
+	// dropGratuitous: a gratuitous ARP (sender IP = target IP) from another host.
+	dropGratuitous
+	// dropBadSender: the sender hardware address is not a unicast Ethernet
+	// address, or an NS from :: carries a source link-layer address (RFC 4861 7.1.1).
+	dropBadSender
+	// dropBadHopLimit: an NS whose hop limit is not 255 (RFC 4861 7.1.1).
+	dropBadHopLimit
+	// dropNotAnnounced: the target is not a VIP announced on this interface
+	// (not desired, or still probing, or in conflict).
+	dropNotAnnounced
+	// dropSendFailed: the answer could not be sent.
+	dropSendFailed
+)
+
+func (r dropReason) String() string {
+	switch r {
+	case dropNone:
+		return "none"
+	case dropMalformed:
+		return "malformed"
+	case dropUnsupported:
+		return "unsupported"
+	case dropNotRequest:
+		return "not_request"
+	case dropOwnPacket:
+		return "own_packet"
+	case dropGratuitous:
+		return "gratuitous"
+	case dropBadSender:
+		return "bad_sender"
+	case dropBadHopLimit:
+		return "bad_hop_limit"
+	case dropNotAnnounced:
+		return "not_announced"
+	case dropSendFailed:
+		return "send_failed"
+	}
+	return "unknown"
+}

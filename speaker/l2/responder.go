@@ -1,0 +1,487 @@
+package l2
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/ndp"
+	"golang.org/x/net/ipv6"
+	"k8s.io/klog/v2"
+)
+
+// frameConn is the part of a packet socket (github.com/mdlayher/packet.Conn)
+// a responder uses; tests hand in fakes.
+type frameConn interface {
+	ReadFrom(b []byte) (int, net.Addr, error)
+	WriteTo(b []byte, addr net.Addr) (int, error)
+	Close() error
+}
+
+// ndpConn is the part of *ndp.Conn a responder uses; tests hand in fakes.
+type ndpConn interface {
+	ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, error)
+	WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
+	JoinGroup(group netip.Addr) error
+	LeaveGroup(group netip.Addr) error
+	Close() error
+}
+
+// phase is where one VIP stands on one interface.
+type phase uint8
+
+const (
+	// phaseProbing: not answered; a conflict probe is due or in flight.
+	phaseProbing phase = iota
+	// phaseAnnounced: answered.
+	phaseAnnounced
+	// phaseConflict: another host answered the probe; not answered, probed again later.
+	phaseConflict
+)
+
+// vipState is one VIP on one interface. Guarded by responder.mu.
+type vipState struct {
+	phase phase
+	// due is when the next action is due: sending the probe (probing, not
+	// sent), reading its outcome (probing, sent), probing again (conflict).
+	due       time.Time
+	probeSent bool
+	// seen is set by the readers when, during a probe, a host that is
+	// neither this one nor a peer claims the VIP; seenMAC is its MAC (nil if
+	// unknown).
+	seen    bool
+	seenMAC net.HardwareAddr
+	// conflictMAC is the MAC of the last conflict reported (phaseConflict).
+	conflictMAC net.HardwareAddr
+	// gratLeft gratuitous packets are still to be sent, the next at gratDue.
+	gratLeft int
+	gratDue  time.Time
+}
+
+// responderConfig is what a responder needs besides its sockets.
+type responderConfig struct {
+	link         Link
+	proto        protocol
+	isOwnMAC     func(net.HardwareAddr) bool
+	isPeerMAC    func(net.HardwareAddr) bool
+	events       Events
+	metrics      *Metrics
+	probeTimeout time.Duration
+	reprobe      time.Duration
+	gratuitous   int
+	gratInterval time.Duration
+	logger       klog.Logger
+	onFail       func() // called (once) when a socket fails; must not block
+}
+
+// responder answers for the VIPs of one family on one interface: an ARP
+// responder (arp set) or an NDP responder (ndp and dad set).
+//
+// Locking: mu guards vips and groups. The readers take the read lock for
+// their lookup, so an answer never waits for more than one state change.
+type responder struct {
+	cfg responderConfig
+	mac net.HardwareAddr
+
+	arp frameConn // ARP frames in and out
+	ndp ndpConn   // NS/NA in, NA out
+	dad frameConn // DAD-style NS out (an IPv6 packet from :: cannot go through ndp)
+
+	mu     sync.RWMutex
+	vips   map[netip.Addr]*vipState
+	groups map[netip.Addr]int // solicited-node multicast group -> VIPs using it
+
+	wake     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+	err      atomic.Pointer[error]
+}
+
+func newResponder(cfg responderConfig, arpc frameConn, ndpc ndpConn, dad frameConn) *responder {
+	if cfg.isOwnMAC == nil {
+		mac := cfg.link.MAC
+		cfg.isOwnMAC = func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) }
+	}
+	if cfg.isPeerMAC == nil {
+		cfg.isPeerMAC = func(net.HardwareAddr) bool { return false }
+	}
+	if cfg.events == nil {
+		cfg.events = noEvents{}
+	}
+	if cfg.onFail == nil {
+		cfg.onFail = func() {}
+	}
+	return &responder{
+		cfg:    cfg,
+		mac:    cfg.link.MAC,
+		arp:    arpc,
+		ndp:    ndpc,
+		dad:    dad,
+		vips:   map[netip.Addr]*vipState{},
+		groups: map[netip.Addr]int{},
+		wake:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+	}
+}
+
+// start runs the responder's goroutines until ctx is done or close is called.
+func (r *responder) start(ctx context.Context) {
+	r.wg.Add(2)
+	go func() {
+		defer r.wg.Done()
+		r.loop(ctx)
+	}()
+	go func() {
+		defer r.wg.Done()
+		if r.cfg.proto == protoARP {
+			r.readARP()
+		} else {
+			r.readNDP()
+		}
+	}()
+}
+
+// failed returns the error that broke a socket, or nil.
+func (r *responder) failed() error {
+	if p := r.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (r *responder) fail(err error) {
+	select {
+	case <-r.stop:
+		return // closing: the error is the close
+	default:
+	}
+	if r.err.CompareAndSwap(nil, &err) {
+		r.cfg.onFail()
+	}
+}
+
+// close stops answering, closes the sockets (which leaves the multicast
+// groups), waits for the goroutines and returns the VIPs that were announced.
+func (r *responder) close() []netip.Addr {
+	r.stopOnce.Do(func() {
+		close(r.stop)
+		for _, c := range []interface{ Close() error }{r.arp, r.ndp, r.dad} {
+			if c != nil {
+				_ = c.Close() // nothing to do about it: the socket is dropped either way
+			}
+		}
+	})
+	r.wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var withdrawn []netip.Addr
+	for ip, s := range r.vips {
+		if s.phase == phaseAnnounced {
+			withdrawn = append(withdrawn, ip)
+		}
+	}
+	r.vips = map[netip.Addr]*vipState{}
+	slices.SortFunc(withdrawn, netip.Addr.Compare)
+	return withdrawn
+}
+
+func (r *responder) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// setDesired makes want the VIPs of this responder: VIPs no longer wanted
+// stop being answered at once (Withdrawn is told for those that were
+// announced), new VIPs are probed. want is not retained.
+func (r *responder) setDesired(want map[netip.Addr]struct{}) {
+	var added, removed, withdrawn []netip.Addr
+	r.mu.Lock()
+	for ip, s := range r.vips {
+		if _, ok := want[ip]; !ok {
+			delete(r.vips, ip)
+			removed = append(removed, ip)
+			if s.phase == phaseAnnounced {
+				withdrawn = append(withdrawn, ip)
+			}
+		}
+	}
+	for ip := range want {
+		if _, ok := r.vips[ip]; !ok {
+			r.vips[ip] = &vipState{phase: phaseProbing}
+			added = append(added, ip)
+		}
+	}
+	r.mu.Unlock()
+	if r.cfg.proto == protoNDP {
+		r.updateGroups(added, removed)
+	}
+	slices.SortFunc(withdrawn, netip.Addr.Compare)
+	for _, ip := range withdrawn {
+		r.cfg.logger.V(2).Info("Withdrawing VIP", "vip", ip, "interface", r.cfg.link.Name)
+		r.cfg.events.Withdrawn(ip, r.cfg.link.Name)
+	}
+	if len(added) > 0 {
+		r.poke()
+	}
+}
+
+// updateGroups joins the solicited-node multicast groups of added VIPs and
+// leaves those no VIP uses any more.
+func (r *responder) updateGroups(added, removed []netip.Addr) {
+	var join, leave []netip.Addr
+	r.mu.Lock()
+	for _, ip := range added {
+		g, err := ndp.SolicitedNodeMulticast(ip)
+		if err != nil {
+			continue
+		}
+		if r.groups[g]++; r.groups[g] == 1 {
+			join = append(join, g)
+		}
+	}
+	for _, ip := range removed {
+		g, err := ndp.SolicitedNodeMulticast(ip)
+		if err != nil {
+			continue
+		}
+		if r.groups[g]--; r.groups[g] <= 0 {
+			delete(r.groups, g)
+			leave = append(leave, g)
+		}
+	}
+	r.mu.Unlock()
+	for _, g := range leave {
+		if err := r.ndp.LeaveGroup(g); err != nil {
+			r.cfg.logger.V(2).Info("Cannot leave multicast group", "interface", r.cfg.link.Name, "group", g, "err", err)
+		}
+	}
+	for _, g := range join {
+		if err := r.ndp.JoinGroup(g); err != nil {
+			// The VIPs of this group will not see multicast solicitations.
+			r.cfg.metrics.interfaceError()
+			r.cfg.events.InterfaceError(r.cfg.link.Name, wrapf(err, "joining solicited-node group %s", g))
+		}
+	}
+}
+
+// loop runs step whenever something is due or the VIP set changed.
+func (r *responder) loop(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := r.step(time.Now())
+		timer.Stop()
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.stop:
+			return
+		case <-r.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+type event struct {
+	kind uint8 // 'a'nnouncing, 'c'onflict
+	ip   netip.Addr
+	mac  net.HardwareAddr
+}
+
+// step does what is due at now: send probes, conclude probes (announce or
+// report a conflict), probe conflicts again, send gratuitous packets. It
+// returns when it next has something to do (zero: nothing).
+func (r *responder) step(now time.Time) time.Time {
+	var (
+		probes, grats []netip.Addr
+		events        []event
+		next          time.Time
+	)
+	later := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	r.mu.Lock()
+	for ip, s := range r.vips {
+		switch s.phase {
+		case phaseConflict:
+			if now.Before(s.due) {
+				later(s.due)
+				break
+			}
+			s.phase, s.probeSent = phaseProbing, false
+			fallthrough
+		case phaseProbing:
+			switch {
+			case !s.probeSent && now.Before(s.due):
+				later(s.due)
+			case !s.probeSent:
+				s.probeSent, s.seen, s.seenMAC, s.due = true, false, nil, now.Add(r.cfg.probeTimeout)
+				probes = append(probes, ip)
+				later(s.due)
+			case now.Before(s.due):
+				later(s.due)
+			case s.seen:
+				s.phase, s.probeSent, s.due = phaseConflict, false, now.Add(r.cfg.reprobe)
+				if s.conflictMAC == nil || !bytes.Equal(s.conflictMAC, s.seenMAC) {
+					events = append(events, event{kind: 'c', ip: ip, mac: s.seenMAC})
+				}
+				s.conflictMAC = s.seenMAC
+				if s.conflictMAC == nil {
+					s.conflictMAC = net.HardwareAddr{} // unknown MAC, reported once
+				}
+				later(s.due)
+			default:
+				s.phase, s.probeSent, s.conflictMAC = phaseAnnounced, false, nil
+				s.gratLeft, s.gratDue = r.cfg.gratuitous, now
+				events = append(events, event{kind: 'a', ip: ip})
+			}
+		}
+		if s.phase == phaseAnnounced && s.gratLeft > 0 {
+			if now.Before(s.gratDue) {
+				later(s.gratDue)
+			} else {
+				grats = append(grats, ip)
+				s.gratLeft--
+				s.gratDue = now.Add(r.cfg.gratInterval)
+				if s.gratLeft > 0 {
+					later(s.gratDue)
+				}
+			}
+		}
+	}
+	r.mu.Unlock()
+
+	slices.SortFunc(events, func(a, b event) int { return a.ip.Compare(b.ip) })
+	for _, e := range events {
+		if e.kind == 'a' {
+			r.cfg.logger.V(2).Info("Announcing VIP", "vip", e.ip, "interface", r.cfg.link.Name)
+			r.cfg.events.Announcing(e.ip, r.cfg.link.Name)
+		} else {
+			r.cfg.logger.V(2).Info("VIP held by another host, not announcing", "vip", e.ip, "interface", r.cfg.link.Name, "mac", e.mac)
+			r.cfg.metrics.conflict(r.cfg.proto)
+			r.cfg.events.Conflict(e.ip, r.cfg.link.Name, e.mac)
+		}
+	}
+	var failedProbes []netip.Addr
+	for _, ip := range probes {
+		if err := r.sendProbe(ip); err != nil {
+			r.cfg.logger.V(2).Info("Cannot send probe", "vip", ip, "interface", r.cfg.link.Name, "err", err)
+			failedProbes = append(failedProbes, ip)
+		}
+	}
+	if len(failedProbes) > 0 {
+		// Never announce without a probe: send it again after a timeout.
+		r.mu.Lock()
+		for _, ip := range failedProbes {
+			if s := r.vips[ip]; s != nil && s.phase == phaseProbing {
+				s.probeSent, s.due = false, now.Add(r.cfg.probeTimeout)
+			}
+		}
+		r.mu.Unlock()
+	}
+	sent := 0
+	for _, ip := range grats {
+		n, err := r.sendGratuitous(ip)
+		sent += n
+		if err != nil {
+			r.cfg.logger.V(2).Info("Cannot send gratuitous packet", "vip", ip, "interface", r.cfg.link.Name, "err", err)
+		}
+	}
+	r.cfg.metrics.gratuitousSent(r.cfg.proto, sent)
+	return next
+}
+
+// observe records that mac claims ip (an ARP packet sent from ip, or a
+// neighbor advertisement for ip); during a probe, a claim by a host that is
+// neither this one nor a peer is a conflict. mac may be nil if unknown.
+func (r *responder) observe(ip netip.Addr, mac net.HardwareAddr) {
+	r.mu.RLock()
+	s := r.vips[ip]
+	probing := s != nil && s.phase == phaseProbing && s.probeSent && !s.seen
+	r.mu.RUnlock()
+	if !probing || (mac != nil && (r.cfg.isOwnMAC(mac) || r.cfg.isPeerMAC(mac))) {
+		return
+	}
+	r.mu.Lock()
+	if s := r.vips[ip]; s != nil && s.phase == phaseProbing && s.probeSent && !s.seen {
+		s.seen, s.seenMAC = true, slices.Clone(mac)
+	}
+	r.mu.Unlock()
+}
+
+// announced reports whether ip is answered on this interface: a map lookup
+// under the read lock.
+func (r *responder) announced(ip netip.Addr) bool {
+	r.mu.RLock()
+	s := r.vips[ip]
+	ok := s != nil && s.phase == phaseAnnounced
+	r.mu.RUnlock()
+	return ok
+}
+
+func (r *responder) sendProbe(ip netip.Addr) error {
+	if r.cfg.proto == protoARP {
+		return r.sendARPProbe(ip)
+	}
+	return r.sendDADProbe(ip)
+}
+
+func (r *responder) sendGratuitous(ip netip.Addr) (int, error) {
+	if r.cfg.proto == protoARP {
+		return r.sendARPGratuitous(ip)
+	}
+	return r.sendUnsolicitedNA(ip)
+}
+
+// snapshot adds this responder's view of each VIP to st.
+func (r *responder) snapshot(st map[netip.Addr]Status) {
+	name := r.cfg.link.Name
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for ip, s := range r.vips {
+		v := st[ip]
+		switch s.phase {
+		case phaseAnnounced:
+			v.Announced = append(v.Announced, name)
+		case phaseProbing:
+			v.Probing = append(v.Probing, name)
+		case phaseConflict:
+			v.Conflicts = append(v.Conflicts, Conflict{Interface: name, MAC: slices.Clone(s.conflictMAC)})
+		}
+		st[ip] = v
+	}
+}
+
+// readLoop reads with read until the responder is closed; a read error
+// before that fails the responder (the announcer reopens it).
+func (r *responder) readLoop(read func() error) {
+	for {
+		if err := read(); err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				r.fail(err)
+			}
+			return
+		}
+	}
+}
+
+type noEvents struct{}
+
+func (noEvents) Announcing(netip.Addr, string)                 {}
+func (noEvents) Withdrawn(netip.Addr, string)                  {}
+func (noEvents) Conflict(netip.Addr, string, net.HardwareAddr) {}
+func (noEvents) InterfaceError(string, error)                  {}
