@@ -427,9 +427,10 @@ func (m *Membership) Members() []Member {
 func (m *Membership) Changed() <-chan struct{} { return m.changed }
 
 // Converged is closed once this member knows the membership well enough to
-// act on it: its first join reached a peer (a full state exchange completed),
-// or there was no peer to join, or ConvergeTimeout passed. The speaker
-// announces nothing before.
+// act on it: a full state exchange (push/pull) with a peer completed, whether
+// this member's join reached the peer or the peer's join reached this
+// member; or there was no peer to join; or ConvergeTimeout passed. The
+// speaker announces nothing before.
 func (m *Membership) Converged() <-chan struct{} { return m.converged }
 
 // signal signals Changed without blocking.
@@ -465,28 +466,44 @@ func (m *Membership) memberlistConfig() *memberlist.Config {
 		c.GossipVerifyIncoming = true
 		c.GossipVerifyOutgoing = true
 	}
-	c.Delegate = metaDelegate(m.cfg.Meta)
+	c.Delegate = &delegate{m: m, meta: m.cfg.Meta}
 	c.Events = &events{m: m}
 	c.Logger = log.New(&logWriter{logger: m.logger.WithName("memberlist")}, "", 0)
 	return c
 }
 
-// metaDelegate publishes the member's meta; memberlist.Delegate's other
-// methods are unused.
-type metaDelegate []byte
+// delegate publishes the member's meta and closes Converged after a full
+// state exchange. Memberlist hands user state to MergeRemoteState after it
+// merged the member lists, and only when the other side sent some, so every
+// member sends one byte.
+type delegate struct {
+	m    *Membership
+	meta []byte
+}
 
-var _ memberlist.Delegate = metaDelegate(nil)
+var _ memberlist.Delegate = (*delegate)(nil)
 
-func (d metaDelegate) NodeMeta(limit int) []byte {
-	if len(d) > limit { // New checked against MetaMaxSize; memberlist panics over limit.
+func (d *delegate) NodeMeta(limit int) []byte {
+	if len(d.meta) > limit { // New checked against MetaMaxSize; memberlist panics over limit.
 		return nil
 	}
-	return d
+	return d.meta
 }
-func (metaDelegate) NotifyMsg([]byte)                           {}
-func (metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (metaDelegate) LocalState(join bool) []byte                { return nil }
-func (metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func (d *delegate) LocalState(join bool) []byte { return stateMarker }
+
+// MergeRemoteState runs after a push/pull with a peer, ours or theirs, join
+// or periodic, completed and was merged: Members shows the peer's view.
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	d.m.markConverged("state exchanged with a peer")
+}
+
+func (*delegate) NotifyMsg([]byte)                           {}
+func (*delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+
+// stateMarker is the user state of a push/pull: its presence is what makes
+// memberlist call MergeRemoteState.
+var stateMarker = []byte{1}
 
 // events logs membership changes and signals Changed. Memberlist calls it
 // with its node lock held, after the change is visible: it must not call
@@ -501,28 +518,13 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
-	e.m.logger.V(2).Info("Member left", "member", n.Name, "address", net.IP(n.Addr), "state", stateName(n.State))
+	e.m.logger.V(2).Info("Member left or died", "member", n.Name, "address", net.IP(n.Addr))
 	e.m.signal()
 }
 
 func (e *events) NotifyUpdate(n *memberlist.Node) {
 	e.m.logger.V(2).Info("Member updated", "member", n.Name, "address", net.IP(n.Addr))
 	e.m.signal()
-}
-
-// stateName says whether a node that is gone left or died.
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	case memberlist.StateLeft:
-		return "left"
-	}
-	return fmt.Sprintf("state-%d", s)
 }
 
 // logWriter takes memberlist's log lines ("[LEVEL] memberlist: text") to
