@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
@@ -17,7 +18,12 @@ import (
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
+// testLogger logs to the test at V(2) (shown with -v or on failure); a
+// benchmark logs nothing, its output is the figure.
 func testLogger(tb testing.TB) klog.Logger {
+	if _, ok := tb.(*testing.B); ok {
+		return logr.Discard()
+	}
 	return ktesting.NewLogger(tb, ktesting.NewConfig(ktesting.Verbosity(2)))
 }
 
