@@ -18,15 +18,19 @@
 //   - Members is the live members, self included, sorted by name, each with
 //     its address and the Meta it published. Changed is signalled after
 //     every change, when Members already shows it.
-//   - Converged is closed once the first join exchanged full state with a
-//     peer, or there was no peer, or ConvergeTimeout passed; a speaker
-//     announces nothing before.
+//   - Converged is closed once a full state exchange with a peer completed
+//     (this member's join reached it, or its join reached this member), or
+//     there was no peer, or ConvergeTimeout passed; a speaker announces
+//     nothing before.
+//   - A suspect member (one missed probe, not yet declared dead) is still
+//     a member: a single lost packet moves no VIP.
 //   - Peers that are not members are joined again every RejoinInterval:
 //     partitions heal and late nodes are found.
 //   - With a SecretKey, gossip is encrypted and authenticated (AES-GCM,
 //     memberlist's keyring); members with another key, or another
 //     memberlist cluster on the same port, are not heard. Without one the
 //     gossip is plain, and Run says so once.
+//   - Meta is fixed for the life of a Membership.
 //   - New only validates (errors wrap ErrInvalidConfig) and starts nothing;
 //     the goroutines belong to Run and stop when its ctx is done.
 package membership

@@ -267,7 +267,10 @@ func (m *Membership) Run(ctx context.Context) error {
 				m.markConverged("state exchanged with a peer")
 			}
 		case <-converge.C:
-			m.markConverged("converge timeout")
+			if m.markConverged("converge timeout") {
+				m.logger.Info("No state exchange with a peer within the converge timeout; going on with the members known",
+					"timeout", m.cfg.ConvergeTimeout, "members", len(ml.Members()))
+			}
 		case <-rejoin.C:
 			startJoin()
 		}
@@ -347,12 +350,14 @@ func memberAddrs(ml *memberlist.Memberlist) []netip.AddrPort {
 	return out
 }
 
-// markConverged closes Converged once.
-func (m *Membership) markConverged(reason string) {
+// markConverged closes Converged once; it reports whether this call did.
+func (m *Membership) markConverged(reason string) (closed bool) {
 	m.convergedOnce.Do(func() {
 		m.logger.V(2).Info("Membership converged", "reason", reason)
 		close(m.converged)
+		closed = true
 	})
+	return closed
 }
 
 // stop leaves (unless Leave was called or this is a hard stop) and shuts the
