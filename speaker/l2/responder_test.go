@@ -1,0 +1,296 @@
+package l2
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
+)
+
+var testTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// arpSent decodes the ARP packets written to c.
+func arpSent(t *testing.T, c *fakeFrameConn) []string {
+	t.Helper()
+	var out []string
+	for _, b := range c.written() {
+		var f ethernet.Frame
+		var p arp.Packet
+		if err := f.UnmarshalBinary(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.UnmarshalBinary(f.Payload); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, strings.TrimPrefix(p.Operation.String(), "Operation")+" "+p.SenderIP.String()+"->"+p.TargetIP.String()+" to "+f.Destination.String())
+	}
+	return out
+}
+
+// TestARPProbeOutcome drives a responder's state machine with a fake clock
+// (step(now)) and fake sockets through the probe outcomes.
+func TestARPProbeOutcome(t *testing.T) {
+	probe := "Request 0.0.0.0->198.18.64.10 to ff:ff:ff:ff:ff:ff"
+	grat := []string{
+		"Request 198.18.64.10->198.18.64.10 to ff:ff:ff:ff:ff:ff",
+		"Reply 198.18.64.10->198.18.64.10 to ff:ff:ff:ff:ff:ff",
+	}
+	tests := []struct {
+		name string
+		// answer, if not nil, is the frame another host sends during the probe.
+		answer     func(t *testing.T) []byte
+		wantEvents []string
+		wantSent   []string
+		wantStatus Status
+		wantAnswer bool
+	}{
+		{
+			name:       "clean probe announces and sends gratuitous ARP",
+			wantEvents: []string{"announcing 198.18.64.10 eth0"},
+			wantSent:   append([]string{probe}, append(append(grat, grat...), grat...)...),
+			wantStatus: Status{Announced: []string{"eth0"}},
+			wantAnswer: true,
+		},
+		{
+			name: "answer from another host is a conflict",
+			answer: func(t *testing.T) []byte {
+				return arpFrame(t, arpPacket(t, arp.OperationReply, otherMAC, vip4, ourMAC, netip.IPv4Unspecified()))
+			},
+			wantEvents: []string{"conflict 198.18.64.10 eth0 02:00:00:00:00:02"},
+			wantSent:   []string{probe},
+			wantStatus: Status{Conflicts: []Conflict{{Interface: "eth0", MAC: otherMAC}}},
+		},
+		{
+			name: "request from a host using the VIP is a conflict",
+			answer: func(t *testing.T) []byte {
+				return arpFrame(t, arpPacket(t, arp.OperationRequest, otherMAC, vip4, zeroMAC, clientIP4))
+			},
+			wantEvents: []string{"conflict 198.18.64.10 eth0 02:00:00:00:00:02"},
+			wantSent:   []string{probe},
+			wantStatus: Status{Conflicts: []Conflict{{Interface: "eth0", MAC: otherMAC}}},
+		},
+		{
+			name: "answer from a peer is a handover",
+			answer: func(t *testing.T) []byte {
+				return arpFrame(t, arpPacket(t, arp.OperationReply, peerMAC, vip4, ourMAC, netip.IPv4Unspecified()))
+			},
+			wantEvents: []string{"announcing 198.18.64.10 eth0"},
+			wantSent:   append([]string{probe}, append(append(grat, grat...), grat...)...),
+			wantStatus: Status{Announced: []string{"eth0"}},
+			wantAnswer: true,
+		},
+		{
+			name: "our own packets are not a conflict",
+			answer: func(t *testing.T) []byte {
+				return arpFrame(t, arpPacket(t, arp.OperationReply, ourMAC, vip4, otherMAC, clientIP4))
+			},
+			wantEvents: []string{"announcing 198.18.64.10 eth0"},
+			wantSent:   append([]string{probe}, append(append(grat, grat...), grat...)...),
+			wantStatus: Status{Announced: []string{"eth0"}},
+			wantAnswer: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, arpc, _, _, ev := newTestResponder(t, protoARP)
+			r.setDesired(set("198.18.64.10"))
+			now := testTime
+			next := r.step(now)
+			if diff := cmp.Diff(now.Add(testProbeTimeout), next); diff != "" {
+				t.Errorf("next step (-want +got):\n%s", diff)
+			}
+			if tt.answer != nil {
+				r.handleARP(tt.answer(t))
+			}
+			// Not answered while probing.
+			req := arpFrame(t, arpPacket(t, arp.OperationRequest, otherMAC, clientIP4, zeroMAC, vip4))
+			if got := r.handleARP(req); got != dropNotAnnounced {
+				t.Errorf("while probing: %v, want %v", got, dropNotAnnounced)
+			}
+			for range 5 {
+				if next = r.step(next); next.IsZero() || next.After(now.Add(time.Second)) {
+					break
+				}
+			}
+			if diff := cmp.Diff(tt.wantEvents, ev.take()); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantSent, arpSent(t, arpc)); diff != "" {
+				t.Errorf("sent (-want +got):\n%s", diff)
+			}
+			st := map[netip.Addr]Status{}
+			r.snapshot(st)
+			if diff := cmp.Diff(map[netip.Addr]Status{vip4: tt.wantStatus}, st, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Errorf("status (-want +got):\n%s", diff)
+			}
+			if got := r.handleARP(req) == dropNone; got != tt.wantAnswer {
+				t.Errorf("answered after probe = %v, want %v", got, tt.wantAnswer)
+			}
+		})
+	}
+}
+
+// TestConflictReprobe: a VIP in conflict is probed again every reprobe
+// interval, reported once per MAC, and announced once the other host left.
+func TestConflictReprobe(t *testing.T) {
+	r, arpc, _, _, ev := newTestResponder(t, protoARP)
+	r.setDesired(set("198.18.64.10"))
+	conflicting := arpFrame(t, arpPacket(t, arp.OperationReply, otherMAC, vip4, ourMAC, netip.IPv4Unspecified()))
+
+	now := testTime
+	r.step(now)
+	r.handleARP(conflicting)
+	now = now.Add(testProbeTimeout)
+	next := r.step(now)
+	if diff := cmp.Diff(now.Add(testReprobe), next); diff != "" {
+		t.Errorf("reprobe time (-want +got):\n%s", diff)
+	}
+	// Second probe, same host: no new event.
+	now = next
+	r.step(now)
+	r.handleARP(conflicting)
+	now = now.Add(testProbeTimeout)
+	r.step(now)
+	// Third probe: the host is gone.
+	now = now.Add(testReprobe)
+	r.step(now)
+	now = now.Add(testProbeTimeout)
+	r.step(now)
+	want := []string{
+		"conflict 198.18.64.10 eth0 02:00:00:00:00:02",
+		"announcing 198.18.64.10 eth0",
+	}
+	if diff := cmp.Diff(want, ev.take()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if got, want := len(arpSent(t, arpc)), 3+2; got != want { // 3 probes, then the first gratuitous pair
+		t.Errorf("sent %d packets, want %d", got, want)
+	}
+}
+
+// TestProbeSendFailure: a probe that cannot be sent is sent again; the VIP is
+// never announced without one.
+func TestProbeSendFailure(t *testing.T) {
+	r, arpc, _, _, ev := newTestResponder(t, protoARP)
+	arpc.writeErr = net.ErrClosed
+	r.setDesired(set("198.18.64.10"))
+	now := testTime
+	for range 3 {
+		now = r.step(now)
+	}
+	if got := ev.take(); len(got) != 0 {
+		t.Fatalf("events without a probe sent: %v", got)
+	}
+	arpc.mu.Lock()
+	arpc.writeErr = nil
+	arpc.mu.Unlock()
+	now = r.step(now)
+	r.step(now)
+	if diff := cmp.Diff([]string{"announcing 198.18.64.10 eth0"}, ev.take()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
+
+// TestWithdraw: a VIP no longer desired is not answered at once, Withdrawn is
+// told for announced VIPs only, and the NDP groups follow.
+func TestWithdraw(t *testing.T) {
+	r, _, ndpc, _, ev := newTestResponder(t, protoNDP)
+	// ::10 and 1::10 share a solicited-node group.
+	r.setDesired(set("2001:db8:64::10", "2001:db8:64:1::10", "2001:db8:64::20"))
+	wantGroups := []netip.Addr{netip.MustParseAddr("ff02::1:ff00:10"), netip.MustParseAddr("ff02::1:ff00:20")}
+	if diff := cmp.Diff(wantGroups, ndpc.joined(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+	now := testTime
+	r.step(now)
+	r.step(now.Add(testProbeTimeout))
+	ev.take()
+	r.setDesired(set("2001:db8:64:1::10"))
+	want := []string{"withdrawn 2001:db8:64::10 eth0", "withdrawn 2001:db8:64::20 eth0"}
+	if diff := cmp.Diff(want, ev.take()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantGroups[:1], ndpc.joined(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+	ns := nsBytes(t, netip.MustParseAddr("2001:db8:64::10"), otherMAC)
+	if got := r.handleNDP(ns, netip.MustParseAddr("fe80::2"), 255); got != dropNotAnnounced {
+		t.Errorf("withdrawn VIP: %v, want %v", got, dropNotAnnounced)
+	}
+	r.setDesired(nil)
+	if diff := cmp.Diff([]string{"withdrawn 2001:db8:64:1::10 eth0"}, ev.take()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if got := ndpc.joined(); len(got) != 0 {
+		t.Errorf("still in groups %v", got)
+	}
+}
+
+// TestNDPProbeOutcome: the DAD-style probe, a conflict seen in an NA, and
+// the unsolicited NAs after a clean probe.
+func TestNDPProbeOutcome(t *testing.T) {
+	vip := netip.MustParseAddr("2001:db8:64::10")
+	na := func(mac net.HardwareAddr) []byte {
+		m := &ndp.NeighborAdvertisement{Override: true, TargetAddress: vip}
+		if mac != nil {
+			m.Options = []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: mac}}
+		}
+		b, err := ndp.MarshalMessage(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tests := []struct {
+		name       string
+		answer     []byte
+		wantEvents []string
+		wantNAs    int
+	}{
+		{name: "clean", wantEvents: []string{"announcing 2001:db8:64::10 eth0"}, wantNAs: 3},
+		{name: "NA from another host", answer: na(otherMAC), wantEvents: []string{"conflict 2001:db8:64::10 eth0 02:00:00:00:00:02"}},
+		{name: "NA without link-layer address", answer: na(nil), wantEvents: []string{"conflict 2001:db8:64::10 eth0 "}},
+		{name: "NA from a peer", answer: na(peerMAC), wantEvents: []string{"announcing 2001:db8:64::10 eth0"}, wantNAs: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _, ndpc, dad, ev := newTestResponder(t, protoNDP)
+			r.setDesired(set(vip.String()))
+			next := r.step(testTime)
+			if len(dad.written()) != 1 {
+				t.Fatalf("%d probes sent, want 1", len(dad.written()))
+			}
+			if tt.answer != nil {
+				if got := r.handleNDP(tt.answer, netip.MustParseAddr("fe80::2"), 255); got != dropNotRequest {
+					t.Errorf("NA: %v, want %v", got, dropNotRequest)
+				}
+			}
+			for range 5 {
+				if next = r.step(next); next.IsZero() || next.After(testTime.Add(time.Second)) {
+					break
+				}
+			}
+			if diff := cmp.Diff(tt.wantEvents, ev.take()); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+			var nas int
+			for _, w := range ndpc.written() {
+				m, ok := w.m.(*ndp.NeighborAdvertisement)
+				if !ok || w.dst != allNodes || !m.Override || m.Solicited || m.TargetAddress != vip ||
+					!cmp.Equal(linkLayerAddr(m.Options, ndp.Target), ourMAC) {
+					t.Errorf("unexpected write %#v to %v", w.m, w.dst)
+				}
+				nas++
+			}
+			if nas != tt.wantNAs {
+				t.Errorf("sent %d unsolicited NAs, want %d", nas, tt.wantNAs)
+			}
+		})
+	}
+}
