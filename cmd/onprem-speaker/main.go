@@ -1,0 +1,76 @@
+// Command onprem-speaker runs on every node (hostNetwork): it answers ARP and NDP for the
+// LoadBalancer IPs its node owns and hands them over when it stops. Flags may also be given
+// as environment variables: ONPREM_SPEAKER_ and the flag name in upper case with '_' for
+// '-', e.g. ONPREM_SPEAKER_NODE_NAME.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"k8s.io/klog/v2"
+
+	"github.com/onprem-lb/onprem-lb/speaker"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		klog.ErrorS(err, "onprem-speaker failed")
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func run(args []string) error {
+	fs := pflag.NewFlagSet("onprem-speaker", pflag.ContinueOnError)
+	fs.String("config", "/etc/onprem-lb/pools.yaml", "the IP-pool YAML (the same file as the cloud-controller-manager's --cloud-config)")
+	fs.String("node-name", "", "this node's name (required; in a DaemonSet, from spec.nodeName)")
+	fs.String("kubeconfig", "", "kubeconfig path; empty: in-cluster")
+	fs.String("bind-address", "", "address for membership gossip; empty: the node's InternalIP")
+	fs.Int("memberlist-port", 7946, "membership gossip port, TCP and UDP, the same on every node")
+	fs.String("memberlist-key-file", "", "file holding the base64 gossip key (16, 24 or 32 bytes); empty: unencrypted")
+	fs.String("metrics-bind-address", ":7472", "address for /metrics and /healthz; empty: none")
+	fs.Duration("handover-delay", speaker.DefaultHandoverDelay, "how long a stopping speaker keeps answering after it left, while the new owners announce")
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlagSet(klogFlags)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	v := viper.New()
+	v.SetEnvPrefix("ONPREM_SPEAKER")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	if err := v.BindPFlags(fs); err != nil {
+		return err
+	}
+	cfg := speaker.Config{
+		NodeName:       v.GetString("node-name"),
+		PoolFile:       v.GetString("config"),
+		Kubeconfig:     v.GetString("kubeconfig"),
+		MemberlistPort: v.GetInt("memberlist-port"),
+		SecretKeyFile:  v.GetString("memberlist-key-file"),
+		MetricsAddr:    v.GetString("metrics-bind-address"),
+		HandoverDelay:  v.GetDuration("handover-delay"),
+	}
+	if s := v.GetString("bind-address"); s != "" {
+		addr, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("--bind-address %q: %w", s, err)
+		}
+		cfg.BindAddr = addr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return speaker.Run(ctx, cfg)
+}

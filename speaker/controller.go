@@ -1,0 +1,386 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/l2"
+	"github.com/onprem-lb/onprem-lb/speaker/membership"
+)
+
+// Event reasons the speaker records on Services.
+const (
+	EventAnnouncing = "Announcing" // Normal: a node started answering ARP/NDP for the Service's IP
+	EventIPConflict = "IPConflict" // Warning: another host already answers for the IP; not announced
+	EventNotServed  = "IPNotAnnounced"
+)
+
+// members is what the controller needs of membership.Membership.
+type members interface {
+	Members() []membership.Member
+	Changed() <-chan struct{}
+}
+
+// announcer is what the controller needs of l2.Announcer.
+type announcer interface {
+	Sync(desired map[netip.Addr]l2.Target)
+}
+
+// resyncPeriod is how often the controller recomputes ownership whatever happened.
+const resyncPeriod = 30 * time.Second
+
+// controller computes which VIPs this node owns from the informers and the members, hands
+// them to the announcer, and reports on the Services (events, conditions).
+type controller struct {
+	node     string
+	client   kubernetes.Interface
+	cfg      atomic.Pointer[config.Config]
+	members  members
+	announce announcer
+	recorder record.EventRecorder
+	metrics  *Metrics
+
+	factory  informers.SharedInformerFactory
+	services corelisters.ServiceLister
+	slices   cache.Indexer
+	nodes    corelisters.NodeLister
+	synced   []cache.InformerSynced
+	trigger  chan struct{}
+	queue    workqueue.TypedRateLimitingInterface[types.NamespacedName]
+
+	// peerMACs are the MACs the live members published; a probe answered from one of them is
+	// a handover, not a conflict.
+	peerMACs atomic.Pointer[map[string]bool]
+
+	mu sync.Mutex
+	// current are the last assignments, by VIP.
+	current map[netip.Addr]*Assignment
+	// announced says, for each VIP the announcer reported on, what it does.
+	announced map[netip.Addr]announceState
+	// skipped are the VIPs already reported as never announced.
+	skipped map[Skipped]bool
+	// coordinator is true when this node is the live member with the lowest name: it writes
+	// the conditions of the VIPs nobody may announce.
+	coordinator bool
+}
+
+// announceState is what the announcer last reported for a VIP.
+type announceState struct {
+	iface    string
+	conflict net.HardwareAddr // nil unless another host answers for the VIP
+}
+
+// serviceIndex indexes EndpointSlices by the namespace/name of their Service.
+const serviceIndex = "service"
+
+func newController(node string, client kubernetes.Interface, cfg *config.Config, m members, recorder record.EventRecorder, metrics *Metrics) *controller {
+	c := &controller{
+		node:      node,
+		client:    client,
+		members:   m,
+		recorder:  recorder,
+		metrics:   metrics,
+		factory:   informers.NewSharedInformerFactory(client, 0),
+		trigger:   make(chan struct{}, 1),
+		queue:     workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[types.NamespacedName]()),
+		current:   map[netip.Addr]*Assignment{},
+		announced: map[netip.Addr]announceState{},
+		skipped:   map[Skipped]bool{},
+	}
+	c.cfg.Store(cfg)
+	c.peerMACs.Store(&map[string]bool{})
+	kick := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.kick() },
+		UpdateFunc: func(any, any) { c.kick() },
+		DeleteFunc: func(any) { c.kick() },
+	}
+	svcInformer := c.factory.Core().V1().Services()
+	svcInformer.Informer().AddEventHandler(kick)
+	c.services = svcInformer.Lister()
+	nodeInformer := c.factory.Core().V1().Nodes()
+	nodeInformer.Informer().AddEventHandler(kick)
+	c.nodes = nodeInformer.Lister()
+	sliceInformer := c.factory.Discovery().V1().EndpointSlices().Informer()
+	if err := sliceInformer.AddIndexers(cache.Indexers{serviceIndex: sliceService}); err != nil {
+		panic(err) // only fails if the informer already started, which it has not
+	}
+	sliceInformer.AddEventHandler(kick)
+	c.slices = sliceInformer.GetIndexer()
+	c.synced = []cache.InformerSynced{svcInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced, sliceInformer.HasSynced}
+	return c
+}
+
+// sliceService indexes an EndpointSlice under namespace/name of its Service.
+func sliceService(obj any) ([]string, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	name := s.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil, nil
+	}
+	return []string{s.Namespace + "/" + name}, nil
+}
+
+// startInformers starts the informers and waits for their caches.
+func (c *controller) startInformers(ctx context.Context) error {
+	c.factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return fmt.Errorf("speaker: informer caches never synced: %w", ctx.Err())
+	}
+	return nil
+}
+
+// kick asks for a recomputation; many kicks before it runs make one.
+func (c *controller) kick() {
+	select {
+	case c.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// setConfig swaps in a new pool file.
+func (c *controller) setConfig(cfg *config.Config) {
+	c.cfg.Store(cfg)
+	c.kick()
+}
+
+// run recomputes ownership on every change until ctx ends; condition writes run beside it.
+// It must be called after startInformers, once membership has converged.
+func (c *controller) run(ctx context.Context, workers int) {
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for c.processCondition(ctx) {
+			}
+		})
+	}
+	defer func() {
+		c.queue.ShutDown()
+		wg.Wait()
+	}()
+	tick := time.NewTicker(resyncPeriod)
+	defer tick.Stop()
+	c.sync()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.trigger:
+		case <-c.members.Changed():
+		case <-tick.C:
+		}
+		c.sync()
+	}
+}
+
+// sync computes the assignments, gives this node's VIPs to the announcer and queues the
+// Services whose condition may change.
+func (c *controller) sync() {
+	mems := c.members.Members()
+	names := make([]string, len(mems))
+	macs := map[string]bool{}
+	for i, m := range mems {
+		names[i] = m.Name
+		if m.Name != c.node {
+			for _, mac := range DecodeMACs(m.Meta) {
+				macs[mac.String()] = true
+			}
+		}
+	}
+	c.peerMACs.Store(&macs)
+	svcs, err := c.services.List(labels.Everything())
+	if err != nil {
+		klog.ErrorS(err, "List Services")
+		return
+	}
+	nodeList, err := c.nodes.List(labels.Everything())
+	if err != nil {
+		klog.ErrorS(err, "List Nodes")
+		return
+	}
+	nodes := make(map[string]*corev1.Node, len(nodeList))
+	for _, n := range nodeList {
+		nodes[n.Name] = n
+	}
+	assignments, skipped := Assign(Inputs{
+		Config:    c.cfg.Load(),
+		Services:  svcs,
+		Endpoints: c.endpoints,
+		Nodes:     nodes,
+		Members:   names,
+	})
+	desired := map[netip.Addr]l2.Target{}
+	for ip, a := range assignments {
+		if a.Owner == c.node {
+			desired[ip] = l2.Target{Interfaces: a.Interfaces}
+		}
+	}
+	c.announce.Sync(desired)
+
+	c.mu.Lock()
+	previous := c.current
+	c.current = assignments
+	wasCoordinator := c.coordinator
+	c.coordinator = len(names) > 0 && slices.Min(names) == c.node
+	changes := 0
+	var changed []types.NamespacedName
+	for ip, a := range assignments {
+		old := previous[ip]
+		if old == nil || old.Owner != a.Owner || old.Reason != a.Reason || !slices.Equal(old.Services, a.Services) ||
+			(a.Owner == "" && wasCoordinator != c.coordinator) {
+			changed = append(changed, a.Services...)
+		}
+		if (old != nil && old.Owner == c.node) != (a.Owner == c.node) {
+			changes++
+		}
+	}
+	for ip, old := range previous {
+		if _, ok := assignments[ip]; !ok && old.Owner == c.node {
+			changes++
+		}
+	}
+	var fresh []Skipped
+	for _, s := range skipped {
+		if !c.skipped[s] {
+			c.skipped[s] = true
+			fresh = append(fresh, s)
+		}
+	}
+	c.mu.Unlock()
+
+	c.metrics.members.Set(float64(len(mems)))
+	c.metrics.owned.Set(float64(len(desired)))
+	c.metrics.ownershipChanges.Add(float64(changes))
+	if changes > 0 {
+		klog.V(2).InfoS("Ownership changed", "node", c.node, "owned", len(desired), "changes", changes, "members", len(mems))
+	}
+	for _, key := range changed {
+		c.queue.Add(key)
+	}
+	for _, s := range fresh {
+		klog.InfoS("Not announcing an IP", "service", s.Service, "ip", s.IP, "reason", s.Reason)
+		if svc, err := c.services.Services(s.Service.Namespace).Get(s.Service.Name); err == nil {
+			c.recorder.Eventf(svc, corev1.EventTypeWarning, EventNotServed, "%s is not announced: %s", s.IP, s.Reason)
+		}
+	}
+}
+
+// endpoints returns the EndpointSlices of a Service from the informer cache.
+func (c *controller) endpoints(svc types.NamespacedName) []*discoveryv1.EndpointSlice {
+	objs, err := c.slices.ByIndex(serviceIndex, svc.String())
+	if err != nil {
+		return nil
+	}
+	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// isPeerMAC reports whether mac belongs to another live speaker.
+func (c *controller) isPeerMAC(mac net.HardwareAddr) bool {
+	return (*c.peerMACs.Load())[mac.String()]
+}
+
+// peers returns the addresses of the other nodes, of the family of self, for membership to
+// join: their InternalIPs from the Node objects.
+func (c *controller) peers(self netip.Addr) []netip.Addr {
+	nodeList, err := c.nodes.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, n := range nodeList {
+		if n.Name == c.node {
+			continue
+		}
+		if ip, ok := nodeIP(n, self.Is4()); ok {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// nodeIP returns the first InternalIP of n of the given family.
+func nodeIP(n *corev1.Node, ipv4 bool) (netip.Addr, bool) {
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() == ipv4 {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// The announcer's events (l2.Events). They are called from its goroutines and do not block.
+
+// Announcing records that this node answers for ip on iface.
+func (c *controller) Announcing(ip netip.Addr, iface string) {
+	c.report(ip, announceState{iface: iface}, corev1.EventTypeNormal, EventAnnouncing,
+		"Node %s announces %s on %s", c.node, ip, iface)
+}
+
+// Withdrawn records that this node no longer answers for ip on iface.
+func (c *controller) Withdrawn(ip netip.Addr, iface string) {
+	c.mu.Lock()
+	delete(c.announced, ip)
+	c.mu.Unlock()
+	klog.V(2).InfoS("Withdrawn", "ip", ip, "interface", iface)
+}
+
+// Conflict records that another host answers for ip, so this node does not.
+func (c *controller) Conflict(ip netip.Addr, iface string, mac net.HardwareAddr) {
+	c.report(ip, announceState{iface: iface, conflict: mac}, corev1.EventTypeWarning, EventIPConflict,
+		"%s is already in use on the LAN by %s (seen from node %s on %s): not announced; probing again", ip, mac, c.node, iface)
+}
+
+// InterfaceError logs a problem with an interface; the announcer retries.
+func (c *controller) InterfaceError(iface string, err error) {
+	klog.ErrorS(err, "Interface unusable for announcing", "interface", iface)
+}
+
+// report keeps what the announcer did for ip, records an event on each of its Services and
+// queues their conditions.
+func (c *controller) report(ip netip.Addr, st announceState, eventType, reason, format string, args ...any) {
+	c.mu.Lock()
+	c.announced[ip] = st
+	var keys []types.NamespacedName
+	if a := c.current[ip]; a != nil {
+		keys = a.Services
+	}
+	c.mu.Unlock()
+	msg := fmt.Sprintf(format, args...)
+	klog.InfoS(msg, "ip", ip, "interface", st.iface)
+	for _, key := range keys {
+		if svc, err := c.services.Services(key.Namespace).Get(key.Name); err == nil {
+			c.recorder.Event(svc, eventType, reason, msg)
+		}
+		c.queue.Add(key)
+	}
+}

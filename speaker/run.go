@@ -1,0 +1,274 @@
+package speaker
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/component-base/metrics"
+	"k8s.io/klog/v2"
+
+	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/l2"
+	"github.com/onprem-lb/onprem-lb/speaker/membership"
+)
+
+// Config is how onprem-speaker runs on one node.
+type Config struct {
+	// NodeName is the name of this node's Node object. Required.
+	NodeName string
+	// PoolFile is the IP-pool YAML, the same file the cloud-controller-manager reads. Required.
+	PoolFile string
+	// Kubeconfig is a kubeconfig path; "" means in-cluster.
+	Kubeconfig string
+	// BindAddr is where membership gossip binds; the zero Addr means the node's first
+	// InternalIP (IPv4 first).
+	BindAddr netip.Addr
+	// MemberlistPort is the gossip port (TCP and UDP); 0 means membership.DefaultPort.
+	MemberlistPort int
+	// SecretKeyFile holds the base64 of a 16, 24 or 32-byte gossip key (the memberlist Secret
+	// mounted as a file); "" means unencrypted gossip.
+	SecretKeyFile string
+	// MetricsAddr is where /metrics and /healthz are served; "" means nowhere.
+	MetricsAddr string
+	// HandoverDelay is how long a stopping speaker keeps answering after it left membership,
+	// so that the new owners announce first; 0 means DefaultHandoverDelay.
+	HandoverDelay time.Duration
+	// Timing are membership's timers; zero fields take membership.DefaultTiming's.
+	Timing membership.Timing
+}
+
+// DefaultHandoverDelay is how long a stopping speaker keeps answering after leaving.
+const DefaultHandoverDelay = time.Second
+
+// Run runs the speaker until ctx ends, then hands its VIPs over: it leaves membership (the
+// other speakers take its VIPs at once and announce them), keeps answering for
+// HandoverDelay, and only then stops answering and returns. A bad pool file, key or node
+// name is an error before anything starts.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.NodeName == "" {
+		return errors.New("speaker: a node name is required")
+	}
+	pools, err := config.Load(cfg.PoolFile)
+	if err != nil {
+		return err
+	}
+	for _, w := range pools.Warnings {
+		klog.InfoS("Pool file warning", "file", cfg.PoolFile, "warning", w)
+	}
+	key, err := readKey(cfg.SecretKeyFile)
+	if err != nil {
+		return err
+	}
+	if cfg.HandoverDelay <= 0 {
+		cfg.HandoverDelay = DefaultHandoverDelay
+	}
+	restConfig, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("speaker: kubeconfig: %w", err)
+	}
+	restConfig.UserAgent = "onprem-speaker/" + cfg.NodeName
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return fmt.Errorf("speaker: %w", err)
+	}
+
+	registry := metrics.NewKubeRegistry()
+	speakerMetrics, l2Metrics, configMetrics := NewMetrics(), l2.NewMetrics(), config.NewMetrics()
+	speakerMetrics.Register(registry.MustRegister)
+	l2Metrics.Register(registry.MustRegister)
+	configMetrics.Register(registry.MustRegister)
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "onprem-speaker", Host: cfg.NodeName})
+
+	ctrl := newController(cfg.NodeName, client, pools, nil, recorder, speakerMetrics)
+	if err := ctrl.startInformers(ctx); err != nil {
+		return err
+	}
+	self, err := waitNode(ctx, ctrl, cfg.NodeName)
+	if err != nil {
+		return err
+	}
+	bind := cfg.BindAddr
+	if !bind.IsValid() {
+		var ok bool
+		if bind, ok = nodeIP(self, true); !ok {
+			if bind, ok = nodeIP(self, false); !ok {
+				return fmt.Errorf("speaker: node %s has no InternalIP to bind membership to; set the bind address", cfg.NodeName)
+			}
+		}
+	}
+	macs, err := l2.LocalMACs()
+	if err != nil {
+		return fmt.Errorf("speaker: %w", err)
+	}
+	members, err := membership.New(membership.Config{
+		Name: cfg.NodeName, BindAddr: bind, Port: cfg.MemberlistPort, SecretKey: key,
+		Meta: EncodeMACs(macs), Peers: func() []netip.Addr { return ctrl.peers(bind) }, Timing: cfg.Timing,
+	})
+	if err != nil {
+		return fmt.Errorf("speaker: %w", err)
+	}
+	var nodeIPs []netip.Addr
+	for _, ipv4 := range []bool{true, false} {
+		if ip, ok := nodeIP(self, ipv4); ok {
+			nodeIPs = append(nodeIPs, ip)
+		}
+	}
+	ann := l2.New(l2.Options{NodeIPs: nodeIPs, IsPeerMAC: ctrl.isPeerMAC, Events: ctrl, Metrics: l2Metrics})
+	ctrl.members, ctrl.announce = members, ann
+
+	return runParts(ctx, cfg, parts{
+		members: members, announcer: ann, ctrl: ctrl, registry: registry,
+		watcher: config.NewWatcher(cfg.PoolFile, config.WithCurrent(pools), config.WithMetrics(configMetrics),
+			config.OnChange(ctrl.setConfig),
+			config.OnError(func(err error) {
+				klog.ErrorS(err, "Pool file rejected; keeping the last good one", "file", cfg.PoolFile)
+			})),
+	})
+}
+
+type parts struct {
+	members   *membership.Membership
+	announcer *l2.Announcer
+	ctrl      *controller
+	watcher   *config.Watcher
+	registry  metrics.KubeRegistry
+}
+
+// runParts runs the parts until ctx ends or one fails, then stops them in handover order.
+func runParts(ctx context.Context, cfg Config, p parts) error {
+	failed := make(chan error, 4)
+	var wg sync.WaitGroup
+	annCtx, stopAnnouncing := context.WithCancel(context.Background())
+	memCtx, stopMembership := context.WithCancel(context.Background())
+	ctrlCtx, stopController := context.WithCancel(ctx)
+	defer stopAnnouncing()
+	defer stopMembership()
+	defer stopController()
+	fail := func(what string, err error) {
+		if err != nil {
+			failed <- fmt.Errorf("speaker: %s: %w", what, err)
+		}
+	}
+	wg.Go(func() { fail("announcer", p.announcer.Run(annCtx)) })
+	wg.Go(func() { fail("membership", p.members.Run(memCtx)) })
+	wg.Go(func() {
+		if err := p.watcher.Run(ctrlCtx); err != nil {
+			klog.ErrorS(err, "Cannot watch the pool file; changes need a restart", "file", cfg.PoolFile)
+		}
+	})
+	if cfg.MetricsAddr != "" {
+		srv, err := metricsServer(cfg.MetricsAddr, p.registry)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { fail("metrics server", ignoreClosed(srv.serve())) })
+		defer srv.Close()
+	}
+	wg.Go(func() {
+		select {
+		case <-p.members.Converged():
+			klog.InfoS("Membership converged; announcing", "node", cfg.NodeName, "members", len(p.members.Members()))
+			p.ctrl.run(ctrlCtx, 4)
+		case <-ctrlCtx.Done():
+		}
+	})
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-failed:
+		klog.ErrorS(err, "Stopping")
+	}
+	// Hand over: stop computing, leave (the others take this node's VIPs and announce them),
+	// keep answering a little longer, then stop answering.
+	stopController()
+	if leaveErr := p.members.Leave(time.Second); leaveErr != nil {
+		klog.ErrorS(leaveErr, "Leave membership")
+	} else {
+		klog.InfoS("Left membership; handing over", "node", cfg.NodeName, "delay", cfg.HandoverDelay)
+		time.Sleep(cfg.HandoverDelay)
+	}
+	stopAnnouncing()
+	stopMembership()
+	wg.Wait()
+	return err
+}
+
+// readKey reads the gossip key: base64 of 16, 24 or 32 bytes. "" means no key.
+func readKey(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("speaker: memberlist key: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("speaker: memberlist key %s: not base64: %w", path, err)
+	}
+	if n := len(key); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("speaker: memberlist key %s: %d bytes, want 16, 24 or 32 (e.g. openssl rand -base64 32)", path, n)
+	}
+	return key, nil
+}
+
+// waitNode waits (30 s at most) for this node's Node object in the informer cache.
+func waitNode(ctx context.Context, c *controller, name string) (*corev1.Node, error) {
+	var node *corev1.Node
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		n, err := c.nodes.Get(name)
+		node = n
+		return err == nil, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("speaker: node %q not found (is --node-name right?): %w", name, err)
+	}
+	return node, nil
+}
+
+type server struct {
+	*http.Server
+	ln net.Listener
+}
+
+// metricsServer listens on addr for /metrics (registry) and /healthz.
+func metricsServer(addr string, registry metrics.KubeRegistry) (*server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("speaker: metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.HandlerFor(registry, metrics.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })
+	return &server{Server: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}, nil
+}
+
+func (s *server) serve() error { return s.Serve(s.ln) }
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
