@@ -230,7 +230,7 @@ func TestAssign(t *testing.T) {
 			}(),
 		},
 		nodes: three, members: all,
-		want:  map[netip.Addr]*Assignment{},
+		want: map[netip.Addr]*Assignment{},
 		skipped: []Skipped{
 			{web, "not-an-ip", "not an IP address"},
 			{web, "198.18.5.5", "outside every pool of the pool file"},

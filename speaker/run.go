@@ -156,6 +156,13 @@ type parts struct {
 
 // runParts runs the parts until ctx ends or one fails, then stops them in handover order.
 func runParts(ctx context.Context, cfg Config, p parts) error {
+	var srv *server
+	if cfg.MetricsAddr != "" {
+		var err error
+		if srv, err = metricsServer(cfg.MetricsAddr, p.registry); err != nil {
+			return err
+		}
+	}
 	failed := make(chan error, 4)
 	var wg sync.WaitGroup
 	annCtx, stopAnnouncing := context.WithCancel(context.Background())
@@ -176,13 +183,8 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 			klog.ErrorS(err, "Cannot watch the pool file; changes need a restart", "file", cfg.PoolFile)
 		}
 	})
-	if cfg.MetricsAddr != "" {
-		srv, err := metricsServer(cfg.MetricsAddr, p.registry)
-		if err != nil {
-			return err
-		}
+	if srv != nil {
 		wg.Go(func() { fail("metrics server", ignoreClosed(srv.serve())) })
-		defer srv.Close()
 	}
 	wg.Go(func() {
 		select {
@@ -210,6 +212,9 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	}
 	stopAnnouncing()
 	stopMembership()
+	if srv != nil {
+		srv.Close()
+	}
 	wg.Wait()
 	return err
 }

@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/onprem-lb/onprem-lb/speaker"
+	"github.com/onprem-lb/onprem-lb/test/lab"
+)
+
+// speakers runs onprem-speaker in every node namespace, as a DaemonSet pod with hostNetwork
+// would: the ServiceAccount and RBAC of manifests/, the CCM's pool file, a gossip key file
+// as the Secret mounts it.
+type speakers struct {
+	t          testing.TB
+	l          *lab.Lab
+	kubeconfig string
+	pools      string
+	keyFile    string
+	procs      map[string]*lab.Process // by node name
+	runs       int
+}
+
+func newSpeakers(ctx context.Context, t testing.TB, l *lab.Lab, pools string) *speakers {
+	t.Helper()
+	if out, err := l.Kubectl(ctx, "apply", "-f", repoPath("manifests", "namespace.yaml"), "-f", repoPath("manifests", "speaker-rbac.yaml")); err != nil {
+		t.Fatalf("apply manifests: %v\n%s", err, out)
+	}
+	kubeconfig, err := l.ServiceAccountKubeconfig(ctx, ccmNamespace, "onprem-speaker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	keyFile := filepath.Join(t.TempDir(), "memberlist-key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &speakers{t: t, l: l, kubeconfig: kubeconfig, pools: pools, keyFile: keyFile, procs: map[string]*lab.Process{}}
+}
+
+// start runs the speaker of node n and waits until it has converged and announces.
+func (s *speakers) start(ctx context.Context, n *lab.Node) {
+	s.t.Helper()
+	s.runs++
+	p, err := s.l.StartProcess(n.NS, fmt.Sprintf("onprem-speaker-%s-%d", n.Name, s.runs), nil, filepath.Join(binDir, "onprem-speaker"),
+		"--config="+s.pools, "--node-name="+n.Name, "--kubeconfig="+s.kubeconfig,
+		"--memberlist-key-file="+s.keyFile, "--metrics-bind-address="+n.IPv4.String()+":7472", "-v=2")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.procs[n.Name] = p
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		if ended, err := p.Exited(); ended {
+			return false, fmt.Errorf("ended: %v", err)
+		}
+		return strings.Contains(p.Tail(500), "Membership converged"), nil
+	})
+	if err != nil {
+		s.t.Fatalf("speaker on %s never converged: %v\n%s", n.Name, err, p.Tail(20))
+	}
+}
+
+func (s *speakers) startAll(ctx context.Context) {
+	s.t.Helper()
+	for _, n := range s.l.Nodes {
+		s.start(ctx, n)
+	}
+}
+
+// node returns the lab node named name.
+func labNode(t testing.TB, l *lab.Lab, name string) *lab.Node {
+	t.Helper()
+	for _, n := range l.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	t.Fatalf("no lab node %q", name)
+	return nil
+}
+
+// macOf returns the MAC of eth0 of a lab host.
+func macOf(ctx context.Context, t testing.TB, h *lab.Host) string {
+	t.Helper()
+	out, err := h.Exec(ctx, "cat", "/sys/class/net/eth0/address")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ToLower(strings.TrimSpace(out))
+}
+
+var (
+	arpingReply = regexp.MustCompile(`from ([0-9a-fA-F:]{17}) \(`)
+	ndiscReply  = regexp.MustCompile(`Target link-layer address: ([0-9a-fA-F:]{17})`)
+)
+
+// answering asks from host h, with the real tools, who answers for ip: arping (3 requests)
+// for IPv4, ndisc6 (3 solicitations, every reply) for IPv6. It returns the distinct MACs
+// that answered, lower case, sorted; none if nobody did.
+func answering(ctx context.Context, h *lab.Host, ip string) ([]string, error) {
+	var out string
+	var err error
+	re := arpingReply
+	if strings.Contains(ip, ":") {
+		re = ndiscReply
+		out, err = h.Exec(ctx, "ndisc6", "-m", "-n", "-r", "3", "-w", "300", ip, "eth0")
+	} else {
+		out, err = h.Exec(ctx, "arping", "-c", "3", "-w", "0.3", "-i", "eth0", ip)
+	}
+	if err != nil && !strings.Contains(err.Error(), "exit status") {
+		return nil, err // not "nobody answered"
+	}
+	var macs []string
+	for _, m := range re.FindAllStringSubmatch(out, -1) {
+		macs = append(macs, strings.ToLower(m[1]))
+	}
+	slices.Sort(macs)
+	return slices.Compact(macs), nil
+}
+
+// waitAnswering waits until exactly want answers for ip from h.
+func waitAnswering(ctx context.Context, t testing.TB, h *lab.Host, ip, want string) {
+	t.Helper()
+	var got []string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		var err error
+		got, err = answering(ctx, h, ip)
+		return err == nil && slices.Equal(got, []string{want}), err
+	})
+	if err != nil {
+		t.Fatalf("%s: answered by %v, want only %s: %v", ip, got, want, err)
+	}
+}
+
+// waitCondition waits for the Service's condition of the family of ip to have status and
+// reason, and returns its message.
+func waitCondition(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, ip string, status metav1.ConditionStatus, reason string) string {
+	t.Helper()
+	typ := speaker.ConditionAnnouncedIPv4
+	if strings.Contains(ip, ":") {
+		typ = speaker.ConditionAnnouncedIPv6
+	}
+	var cond *metav1.Condition
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		svc, err := l.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		cond = meta.FindStatusCondition(svc.Status.Conditions, typ)
+		return cond != nil && cond.Status == status && cond.Reason == reason && strings.Contains(cond.Message, ip), nil
+	})
+	if err != nil {
+		t.Fatalf("Service %s/%s: condition %s is %+v, want %s %s for %s\nevents: %s", ns, name, typ, cond, status, reason, ip, events(ctx, l, ns, name))
+	}
+	return cond.Message
+}
+
+// announcer waits until the Service's IP is announced by a node other than except (may be
+// "") and returns that node.
+func announcer(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, ip, except string) *lab.Node {
+	t.Helper()
+	var node string
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		msg := waitCondition(ctx, t, l, ns, name, ip, metav1.ConditionTrue, speaker.ReasonAnnounced)
+		_, after, ok := strings.Cut(msg, "by node ")
+		if !ok {
+			return false, fmt.Errorf("condition message %q does not name a node", msg)
+		}
+		node, _, _ = strings.Cut(after, " ")
+		return node != except, nil
+	})
+	if err != nil {
+		t.Fatalf("Service %s/%s: %s announced by %s, want another node than %q: %v", ns, name, ip, node, except, err)
+	}
+	return labNode(t, l, node)
+}
+
+// waitGet requests url from host h until a backend answers (the service proxy may not have
+// synced yet), and returns the reply.
+func waitGet(ctx context.Context, t testing.TB, h *lab.Host, url string) lab.Reply {
+	t.Helper()
+	var r lab.Reply
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+		r, last = lab.GetHTTP(ctx, h.NS, url)
+		return last == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("GET %s from %s: %v (last: %v)", url, h.Name, err, last)
+	}
+	return r
+}
+
+// localService is externalTrafficPolicy Local.
+func localService(svc *corev1.Service) {
+	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+}

@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/onprem-lb/onprem-lb/speaker"
+	"github.com/onprem-lb/onprem-lb/test/lab"
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
+)
+
+const speakerPools = `
+pools:
+  - name: lan
+    addresses:
+      - 198.18.0.200-198.18.0.229
+      - 2001:db8:18::200/122
+  - name: pinned
+    autoAssign: false
+    addresses: [198.18.0.230-198.18.0.239]
+`
+
+// startSpeakers starts a lab with kube-proxy and a second client, the CCM and a speaker on
+// every node.
+func startSpeakers(t testing.TB) (context.Context, *lab.Lab, *speakers) {
+	l := labtest.Start(t, lab.Options{Clients: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	t.Cleanup(cancel)
+	c := newCCM(ctx, t, l, speakerPools)
+	c.start(ctx)
+	s := newSpeakers(ctx, t, l, c.pools)
+	s.startAll(ctx)
+	return ctx, l, s
+}
+
+func addPod(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, node, app string) *lab.Pod {
+	t.Helper()
+	p, err := l.AddPod(ctx, lab.PodOptions{Namespace: ns, Name: name, Node: node, Labels: map[string]string{"app": app}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// vipURL is the HTTP URL of a VIP on port 80.
+func vipURL(ip string) string { return "http://" + net.JoinHostPort(ip, "80") + "/" }
+
+func TestSpeaker(t *testing.T) {
+	ctx, l, sp := startSpeakers(t)
+	client := l.Clients[0]
+	const ns = "speaker"
+	createNamespace(ctx, t, l, ns)
+	addPod(ctx, t, l, ns, "web-1", "node-1", "web")
+	addPod(ctx, t, l, ns, "web-2", "node-2", "web")
+	create(ctx, t, l, lbService(ns, "web", dualStack))
+	vips := ips(waitIngress(ctx, t, l, ns, "web", 2))
+
+	t.Run("exactly one node, the owner, answers ARP and NDP for each VIP", func(t *testing.T) {
+		for _, vip := range vips {
+			owner := announcer(ctx, t, l, ns, "web", vip, "")
+			waitAnswering(ctx, t, client, vip, macOf(ctx, t, owner.Host))
+			waitEvent(ctx, t, l, ns, "web", fmt.Sprintf("Normal Announcing: Node %s announces %s on eth0", owner.Name, vip))
+		}
+	})
+
+	t.Run("the client reaches the Service through each VIP with real kube-proxy", func(t *testing.T) {
+		for _, vip := range vips {
+			if r := waitGet(ctx, t, client, vipURL(vip)); r.Pod != ns+"/web-1" && r.Pod != ns+"/web-2" {
+				t.Errorf("GET %s answered by %q, want a web pod", vipURL(vip), r.Pod)
+			}
+		}
+	})
+
+	t.Run("Local: the node with the endpoint answers, keeps the client address, and moves with the endpoint", func(t *testing.T) {
+		p := addPod(ctx, t, l, ns, "local-1", "node-3", "local")
+		create(ctx, t, l, lbService(ns, "local", localService))
+		vip := waitIngress(ctx, t, l, ns, "local", 1)[0].IP
+		if got := announcer(ctx, t, l, ns, "local", vip, ""); got.Name != "node-3" {
+			t.Fatalf("announced by %s, want node-3 (the only endpoint)", got.Name)
+		}
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, labNode(t, l, "node-3").Host))
+		if r := waitGet(ctx, t, client, vipURL(vip)); r.Pod != ns+"/local-1" || r.ClientIP() != client.IPv4.String() {
+			t.Errorf("answered by %s seeing client %s, want %s/local-1 seeing %s", r.Pod, r.ClientIP(), ns, client.IPv4)
+		}
+		if err := l.DeletePod(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		addPod(ctx, t, l, ns, "local-2", "node-1", "local")
+		if got := announcer(ctx, t, l, ns, "local", vip, "node-3"); got.Name != "node-1" {
+			t.Errorf("after the endpoint moved, announced by %s, want node-1", got.Name)
+		}
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, labNode(t, l, "node-1").Host))
+		if r := waitGet(ctx, t, client, vipURL(vip)); r.Pod != ns+"/local-2" {
+			t.Errorf("answered by %s, want %s/local-2", r.Pod, ns)
+		}
+	})
+
+	t.Run("SIGTERM hands the VIP over with no failed request", func(t *testing.T) {
+		vip := vips[0]
+		owner := announcer(ctx, t, l, ns, "web", vip, "")
+		failures, total := requestsDuring(ctx, client, vip, func() {
+			sp.procs[owner.Name].Stop(10 * time.Second)
+			time.Sleep(2 * time.Second)
+		})
+		if ended, err := sp.procs[owner.Name].Exited(); !ended || err != nil {
+			t.Errorf("speaker on %s: ended %v, err %v; want a clean exit on SIGTERM", owner.Name, ended, err)
+		}
+		if failures != 0 {
+			t.Errorf("%d of %d requests failed during the handover", failures, total)
+		}
+		next := announcer(ctx, t, l, ns, "web", vip, owner.Name)
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
+		sp.start(ctx, owner)
+	})
+
+	t.Run("the owner's node dying (SIGKILL, link down) moves the VIP", func(t *testing.T) {
+		vip := vips[0]
+		owner := announcer(ctx, t, l, ns, "web", vip, "")
+		sp.procs[owner.Name].Kill()
+		if _, err := owner.Exec(ctx, "ip", "link", "set", "eth0", "down"); err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		next := announcer(ctx, t, l, ns, "web", vip, owner.Name)
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
+		t.Logf("VIP %s moved from %s to %s in %v (bounded by the poll)", vip, owner.Name, next.Name, time.Since(began).Round(time.Millisecond))
+		waitGet(ctx, t, client, vipURL(vip))
+		if _, err := owner.Exec(ctx, "ip", "link", "set", "eth0", "up"); err != nil {
+			t.Fatal(err)
+		}
+		sp.start(ctx, owner)
+	})
+
+	t.Run("a VIP a foreign host already uses is reported and not fought", func(t *testing.T) {
+		foreign := l.Clients[1]
+		const vip = "198.18.0.233"
+		if _, err := foreign.Exec(ctx, "ip", "addr", "add", vip+"/24", "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		create(ctx, t, l, lbService(ns, "squatted", func(s *corev1.Service) {
+			s.Annotations["onprem-lb.io/load-balancer-ips"] = vip
+		}))
+		waitIngress(ctx, t, l, ns, "squatted", 1)
+		mac := macOf(ctx, t, foreign)
+		waitCondition(ctx, t, l, ns, "squatted", vip, metav1.ConditionFalse, speaker.ReasonIPConflict)
+		waitEvent(ctx, t, l, ns, "squatted", "Warning IPConflict: "+vip+" is already in use on the LAN by "+mac)
+		if got, err := answering(ctx, client, vip); err != nil || len(got) != 1 || got[0] != mac {
+			t.Errorf("%s answered by %v (%v), want only the foreign host %s", vip, got, err, mac)
+		}
+		// Once the foreign host lets go, the speaker's re-probe finds it free and announces.
+		if _, err := foreign.Exec(ctx, "ip", "addr", "del", vip+"/24", "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		owner := announcer(ctx, t, l, ns, "squatted", vip, "")
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, owner.Host))
+	})
+}
+
+// requestsDuring sends TCP requests to vip:80 from client, one every 20 ms, while fn runs,
+// and returns how many failed of how many.
+func requestsDuring(ctx context.Context, client *lab.Host, vip string, fn func()) (failures, total int) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			total++
+			if _, err := lab.GetHTTP(ctx, client.NS, vipURL(vip)); err != nil {
+				failures++
+			}
+		}
+	})
+	fn()
+	close(stop)
+	wg.Wait()
+	return failures, total
+}
