@@ -1,0 +1,235 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/onprem-lb/onprem-lb/test/lab"
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
+)
+
+// BenchmarkSpeakerFailover measures, in the lab with kube-proxy and three speakers (run with
+// -benchtime 1x; each run reports its own figures):
+//   - hard-outage-ms: the owner of a VIP dies hard (speaker SIGKILL and its link down) →
+//     the client's next successful request through the VIP; median of 5 kills. The client
+//     sends a request (new TCP connection, 100 ms timeout) every 10 ms.
+//   - graceful-failed-requests: requests that failed while the owner's speaker stopped on
+//     SIGTERM and handed over, summed over 3 handovers (target 0)
+//   - arp-after-status-ms: IP in the Service's status (seen through a watch) → the VIP
+//     answers ARP; median of 20 Services
+func BenchmarkSpeakerFailover(b *testing.B) {
+	ctx, l, sp := startSpeakers(b)
+	client := l.Clients[0]
+	const ns = "bench"
+	createNamespace(ctx, b, l, ns)
+	for i, n := range l.Nodes {
+		addPod(ctx, b, l, ns, fmt.Sprintf("web-%d", i), n.Name, "web")
+	}
+	create(ctx, b, l, lbService(ns, "web"))
+	vip := waitIngress(ctx, b, l, ns, "web", 1)[0].IP
+	arpc := arpClient(b, client)
+
+	for b.Loop() {
+		var outages []time.Duration
+		for range 5 {
+			owner := announcer(ctx, b, l, ns, "web", vip, "")
+			waitGet(ctx, b, client, vipURL(vip))
+			outages = append(outages, outage(ctx, b, client, vip, func() {
+				sp.procs[owner.Name].Kill()
+				if _, err := owner.Exec(ctx, "ip", "link", "set", "eth0", "down"); err != nil {
+					b.Fatal(err)
+				}
+			}))
+			if _, err := owner.Exec(ctx, "ip", "link", "set", "eth0", "up"); err != nil {
+				b.Fatal(err)
+			}
+			sp.start(ctx, owner)
+		}
+		b.ReportMetric(medianMS(outages), "hard-outage-ms")
+
+		failed := 0
+		for range 3 {
+			owner := announcer(ctx, b, l, ns, "web", vip, "")
+			waitGet(ctx, b, client, vipURL(vip))
+			f, _ := requestsDuring(ctx, client, vip, func() {
+				sp.procs[owner.Name].Stop(10 * time.Second)
+				time.Sleep(2 * time.Second)
+			})
+			failed += f
+			sp.start(ctx, owner)
+		}
+		b.ReportMetric(float64(failed), "graceful-failed-requests")
+
+		b.ReportMetric(arpAfterStatus(ctx, b, l, arpc, ns, 20), "arp-after-status-ms")
+	}
+}
+
+// BenchmarkSpeaker10k measures one speaker that owns 10,000 VIPs (one node, the CCM
+// assigning 10,000 Services): the ARP reply latency seen from the client (reply-us: median
+// of 1,000 requests to VIPs spread over the range; reply-p99-us) and the speaker's resident
+// memory (rss-mib, VmRSS).
+func BenchmarkSpeaker10k(b *testing.B) {
+	l := labtest.Start(b, lab.Options{Nodes: 1, NoKubeProxy: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	b.Cleanup(cancel)
+	c := newCCM(ctx, b, l, testPools)
+	c.start(ctx)
+	sp := newSpeakers(ctx, b, l, c.pools)
+	sp.startAll(ctx)
+	const ns, n = "bulk", 10000
+	createNamespace(ctx, b, l, ns)
+	createMany(ctx, b, l, ns, n)
+	waitAllAssigned(ctx, b, l, ns, n)
+	arpc := arpClient(b, l.Clients[0])
+	vips := make([]netip.Addr, 0, n)
+	for _, got := range allIngress(ctx, b, l) {
+		for _, ip := range got {
+			vips = append(vips, netip.MustParseAddr(ip))
+		}
+	}
+	// Wait until the last VIP answers: every VIP is announced.
+	slices.SortFunc(vips, netip.Addr.Compare)
+	waitARP(ctx, b, arpc, vips[len(vips)-1], time.Minute)
+
+	for b.Loop() {
+		var samples []time.Duration
+		for i := range 1000 {
+			ip := vips[(i*7919)%len(vips)]
+			began := time.Now()
+			if !resolve(arpc, ip, 100*time.Millisecond) {
+				b.Fatalf("%s did not answer ARP", ip)
+			}
+			samples = append(samples, time.Since(began))
+		}
+		slices.Sort(samples)
+		b.ReportMetric(float64(samples[len(samples)/2].Microseconds()), "reply-us")
+		b.ReportMetric(float64(samples[len(samples)*99/100].Microseconds()), "reply-p99-us")
+		b.ReportMetric(rssMiB(b, sp.procs["node-1"].PID()), "rss-mib")
+	}
+}
+
+// outage runs kill while the client requests vip every 10 ms, and returns the time from
+// kill to the first request that succeeds afterwards (bounded by 30 s).
+func outage(ctx context.Context, b testing.TB, client *lab.Host, vip string, kill func()) time.Duration {
+	hc := lab.HTTPClient(client.NS, 100*time.Millisecond)
+	began := time.Now()
+	kill()
+	for time.Since(began) < 30*time.Second {
+		resp, err := hc.Get(vipURL(vip))
+		if err == nil {
+			resp.Body.Close()
+			return time.Since(began)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Fatalf("%s unreachable for 30 s after its owner died", vip)
+	return 0
+}
+
+// arpClient opens an ARP client on eth0 of host h (the socket stays in h's namespace).
+func arpClient(b testing.TB, h *lab.Host) *arp.Client {
+	var c *arp.Client
+	err := lab.InNetns(h.NS, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		c, err = arp.Dial(ifi)
+		return err
+	})
+	if err != nil {
+		b.Fatalf("ARP client in %s: %v", h.NS, err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// resolve sends one ARP request for ip and reports whether a reply came within timeout.
+func resolve(c *arp.Client, ip netip.Addr, timeout time.Duration) bool {
+	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return false
+	}
+	_, err := c.Resolve(ip)
+	return err == nil
+}
+
+// waitARP waits until ip answers ARP.
+func waitARP(ctx context.Context, b testing.TB, c *arp.Client, ip netip.Addr, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for !resolve(c, ip, 10*time.Millisecond) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			b.Fatalf("%s never answered ARP", ip)
+		}
+	}
+}
+
+// arpAfterStatus creates n Services one by one and returns the median time, in ms, from the
+// moment a watch shows the IP in the status to the first ARP reply for it.
+func arpAfterStatus(ctx context.Context, b testing.TB, l *lab.Lab, c *arp.Client, ns string, n int) float64 {
+	w, err := l.Client.CoreV1().Services(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	var samples []time.Duration
+	for i := range n {
+		name := fmt.Sprintf("arp-%d", i)
+		create(ctx, b, l, lbService(ns, name))
+		var ip netip.Addr
+		for !ip.IsValid() {
+			select {
+			case ev := <-w.ResultChan():
+				if svc, ok := ev.Object.(*corev1.Service); ok && ev.Type == watch.Modified && svc.Name == name && len(svc.Status.LoadBalancer.Ingress) > 0 {
+					ip = netip.MustParseAddr(svc.Status.LoadBalancer.Ingress[0].IP)
+				}
+			case <-time.After(10 * time.Second):
+				b.Fatalf("Service %s got no IP within 10s", name)
+			}
+		}
+		began := time.Now()
+		waitARP(ctx, b, c, ip, 10*time.Second)
+		samples = append(samples, time.Since(began))
+		deleteAndWait(ctx, b, l, ns, name)
+	}
+	return medianMS(samples)
+}
+
+func medianMS(samples []time.Duration) float64 {
+	slices.Sort(samples)
+	return float64(samples[len(samples)/2].Microseconds()) / 1000
+}
+
+// rssMiB returns the resident memory of process pid, in MiB.
+func rssMiB(b testing.TB, pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return float64(kb) / 1024
+		}
+	}
+	b.Fatalf("no VmRSS for pid %d", pid)
+	return 0
+}
