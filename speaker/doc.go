@@ -1,0 +1,23 @@
+// Package speaker is onprem-speaker, the agent that runs on every node (hostNetwork) and
+// makes the LoadBalancer IPs in Service status reachable on the LAN.
+//
+// What it promises:
+//
+//   - Every speaker computes the same owner for a VIP from the same inputs (Assign): the
+//     live speakers (gossip, package membership), the Nodes (exclusion label, the pool's
+//     nodeSelector), and, for externalTrafficPolicy Local, the nodes with a ready local
+//     endpoint. The owner is chosen by rendezvous hashing (Owner), so a node that leaves
+//     moves only its own VIPs. Services that share an IP share its owner.
+//   - Only the owner answers ARP/NDP for a VIP (package l2), and only for VIPs inside the
+//     pools of the pool file; a VIP another host already uses is not announced and is
+//     reported (event IPConflict, condition False).
+//   - Nothing is announced before membership has converged, so a starting speaker does not
+//     take VIPs from the others before it knows them.
+//   - On SIGTERM it leaves membership first (the others take its VIPs at once and announce
+//     them), keeps answering for the handover delay, and only then stops answering.
+//   - It reports on the Service: a Normal Announcing event naming node and interface, and
+//     the conditions onprem-lb.io/AnnouncedIPv4 and AnnouncedIPv6 saying who announces it,
+//     or why nobody does.
+//
+// The Speaker's goroutines all start in Run and stop when its context ends.
+package speaker
