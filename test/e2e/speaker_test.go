@@ -138,6 +138,24 @@ func TestSpeaker(t *testing.T) {
 		sp.start(ctx, owner)
 	})
 
+	t.Run("the exclusion label moves the VIP off a node; removing it lets the node serve again", func(t *testing.T) {
+		vip := vips[0]
+		owner := announcer(ctx, t, l, ns, "web", vip, "")
+		label := func(value string) {
+			t.Helper()
+			if out, err := l.Kubectl(ctx, "label", "node", owner.Name, "node.kubernetes.io/exclude-from-external-load-balancers"+value, "--overwrite"); err != nil {
+				t.Fatalf("label node: %v\n%s", err, out)
+			}
+		}
+		label("=true")
+		next := announcer(ctx, t, l, ns, "web", vip, owner.Name)
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
+		label("-")
+		// Rendezvous hashing gives the VIP back to its first owner once it may serve again.
+		announcer(ctx, t, l, ns, "web", vip, next.Name)
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, owner.Host))
+	})
+
 	t.Run("a VIP a foreign host already uses is reported and not fought", func(t *testing.T) {
 		foreign := l.Clients[1]
 		const vip = "198.18.0.233"
