@@ -1,0 +1,97 @@
+package l2
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func link(name string, mut func(*Link), prefixes ...string) Link {
+	l := Link{Name: name, Index: len(name), MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(len(name))}, Flags: net.FlagUp | net.FlagRunning | net.FlagBroadcast}
+	for _, p := range prefixes {
+		l.Prefixes = append(l.Prefixes, netip.MustParsePrefix(p))
+	}
+	if mut != nil {
+		mut(&l)
+	}
+	return l
+}
+
+func TestChooseInterfaces(t *testing.T) {
+	links := []Link{
+		link("bond0", nil, "198.18.0.10/24", "2001:db8:18::10/64"),
+		link("br0", nil, "198.18.64.1/24"),
+		link("dummy0", func(l *Link) { l.NoARP = true }, "198.18.66.1/24"),
+		link("eth0", func(l *Link) { l.BondMember = true }),
+		link("eth1", func(l *Link) { l.BondMember = true }),
+		link("eth2", nil, "10.0.0.5/8", "2001:db8:99::5/64"),
+		link("eth3", func(l *Link) { l.Flags &^= net.FlagRunning }, "198.18.70.1/24"),
+		link("lo", func(l *Link) { l.Flags |= net.FlagLoopback; l.MAC = nil }, "127.0.0.1/8", "198.18.71.1/32"),
+		link("veth1", func(l *Link) { l.BridgePort = true }, "198.18.72.1/24"),
+	}
+	nodeIPs := []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("2001:db8:99::5")}
+	tests := []struct {
+		name    string
+		vip     string
+		target  Target
+		nodeIPs []netip.Addr
+		want    []string
+		wantErr map[string]error
+	}{
+		{name: "IPv4 in a bond's prefix", vip: "198.18.0.200", want: []string{"bond0"}},
+		{name: "IPv6 in a bond's prefix", vip: "2001:db8:18::200", want: []string{"bond0"}},
+		{name: "IPv4 in a bridge's prefix", vip: "198.18.64.20", want: []string{"br0"}},
+		{name: "no prefix: node IP's interface", vip: "203.0.113.1", nodeIPs: nodeIPs, want: []string{"eth2"}},
+		{name: "no prefix: node IP of the same family", vip: "2001:db8:77::1", nodeIPs: nodeIPs, want: []string{"eth2"}},
+		{name: "no prefix, no node IP of the family", vip: "2001:db8:77::1", nodeIPs: nodeIPs[:1]},
+		{name: "NOARP link skipped", vip: "198.18.66.20"},
+		{name: "down link skipped", vip: "198.18.70.20"},
+		{name: "loopback skipped", vip: "198.18.71.1"},
+		{name: "bridge port skipped", vip: "198.18.72.20"},
+		{name: "NOARP falls back on node IP", vip: "198.18.66.20", nodeIPs: nodeIPs, want: []string{"eth2"}},
+		{name: "explicit overrides choice", vip: "198.18.0.200", target: Target{Interfaces: []string{"eth2", "br0", "eth2"}}, want: []string{"eth2", "br0"}},
+		{name: "explicit bond member accepted", vip: "198.18.0.200", target: Target{Interfaces: []string{"eth0"}}, want: []string{"eth0"}},
+		{
+			name: "explicit missing, down, NOARP",
+			vip:  "198.18.0.200", target: Target{Interfaces: []string{"eth9", "eth3", "dummy0", "br0"}},
+			want:    []string{"br0"},
+			wantErr: map[string]error{"eth9": ErrNoInterface, "eth3": ErrInterfaceDown, "dummy0": ErrInterfaceNoARP},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := chooseInterfaces(netip.MustParseAddr(tt.vip), tt.target, links, tt.nodeIPs)
+			if diff := cmp.Diff(tt.want, got.ifaces); diff != "" {
+				t.Errorf("interfaces (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantErr, got.errs, cmp.Comparer(func(a, b error) bool { return errors.Is(a, b) })); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+		})
+	}
+	t.Run("input not mutated", func(t *testing.T) {
+		before := cmp.Diff(nil, links, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }))
+		chooseInterfaces(netip.MustParseAddr("198.18.0.1"), Target{Interfaces: []string{"eth2"}}, links, nodeIPs)
+		if after := cmp.Diff(nil, links, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); after != before {
+			t.Error("links changed")
+		}
+	})
+}
+
+func TestLocalMACs(t *testing.T) {
+	links := []Link{
+		link("eth1", nil),
+		link("eth0", func(l *Link) { l.Flags = 0 }),                                // down counts
+		link("eth2", func(l *Link) { l.MAC = net.HardwareAddr{2, 0, 0, 0, 0, 4} }), // same as eth1
+		link("lo", func(l *Link) { l.Flags |= net.FlagLoopback }),
+		link("dummy0", func(l *Link) { l.NoARP = true }),
+		link("ib0", func(l *Link) { l.MAC = make(net.HardwareAddr, 20) }),
+	}
+	want := []net.HardwareAddr{{2, 0, 0, 0, 0, 4}}
+	if diff := cmp.Diff(want, localMACs(links)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
