@@ -54,6 +54,7 @@ func (r *responder) handleARP(frame []byte) dropReason {
 		r.cfg.metrics.answer(protoARP)
 	} else {
 		r.cfg.metrics.drop(reason)
+		r.cfg.logger.V(5).Info("Dropped ARP packet", "reason", reason)
 	}
 	return reason
 }

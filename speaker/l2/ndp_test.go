@@ -77,21 +77,29 @@ func TestDecideNDP(t *testing.T) {
 func TestHandleNDPReplies(t *testing.T) {
 	tla := []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ourMAC}}
 	tests := []struct {
-		name    string
-		b       []byte
-		src     netip.Addr
-		want    dropReason
-		wantOut []ndpWrite
+		name     string
+		b        []byte
+		src      netip.Addr
+		want     dropReason
+		wantOut  []ndpWrite // through the NDP socket
+		wantRaw6 []ndpFrame // as whole frames
 	}{
 		{
-			name: "NS answered to its source",
-			b:    nsBytes(t, vip6, otherMAC), src: clientLL,
-			wantOut: []ndpWrite{{&ndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: vip6, Options: tla}, clientLL}},
+			name: "NS answered to its source, from the VIP",
+			b:    nsBytes(t, vip6, otherMAC), src: clientLL.WithZone("eth0"),
+			wantRaw6: []ndpFrame{{DstMAC: otherMAC.String(), Src: vip6.String(), Dst: clientLL.String(), HopLimit: 255,
+				M: &ndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: vip6, Options: tla}}},
 		},
 		{
 			name: "DAD NS answered to all nodes, not solicited",
 			b:    nsBytes(t, vip6, nil), src: netip.IPv6Unspecified(),
-			wantOut: []ndpWrite{{&ndp.NeighborAdvertisement{Override: true, TargetAddress: vip6, Options: tla}, allNodes}},
+			wantRaw6: []ndpFrame{{DstMAC: "33:33:00:00:00:01", Src: vip6.String(), Dst: "ff02::1", HopLimit: 255,
+				M: &ndp.NeighborAdvertisement{Override: true, TargetAddress: vip6, Options: tla}}},
+		},
+		{
+			name: "unicast NS without link-layer address answered through the NDP socket",
+			b:    nsBytes(t, vip6, nil), src: clientLL,
+			wantOut: []ndpWrite{{&ndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: vip6, Options: tla}, clientLL}},
 		},
 		{name: "empty", b: nil, src: clientLL, want: dropMalformed},
 		{name: "truncated NS", b: nsBytes(t, vip6, otherMAC)[:10], src: clientLL, want: dropMalformed},
@@ -100,7 +108,7 @@ func TestHandleNDPReplies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, _, ndpc, _, _ := newTestResponder(t, protoNDP)
+			r, _, ndpc, raw6, _ := newTestResponder(t, protoNDP)
 			forceAnnounced(r, vip6)
 			if diff := cmp.Diff(tt.want, r.handleNDP(tt.b, tt.src, 255)); diff != "" {
 				t.Errorf("reason (-want +got):\n%s", diff)
@@ -108,43 +116,43 @@ func TestHandleNDPReplies(t *testing.T) {
 			if diff := cmp.Diff(tt.wantOut, ndpc.written(), cmp.AllowUnexported(ndpWrite{}), addrCmp); diff != "" {
 				t.Errorf("sent (-want +got):\n%s", diff)
 			}
+			var got []ndpFrame
+			for _, b := range raw6.written() {
+				got = append(got, decodeNDPFrame(t, b))
+			}
+			if diff := cmp.Diff(tt.wantRaw6, got, addrCmp); diff != "" {
+				t.Errorf("frames (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
 
-// TestDADFrame checks the probe byte by byte where it matters: Ethernet to
-// the group's MAC, IPv6 from :: to the solicited-node group with hop limit
-// 255, a valid ICMPv6 checksum, an NS for the VIP without options.
-func TestDADFrame(t *testing.T) {
-	b, err := dadFrame(ourMAC, vip6)
-	if err != nil {
-		t.Fatal(err)
-	}
+// ndpFrame is an NDP frame as decoded by decodeNDPFrame.
+type ndpFrame struct {
+	DstMAC, Src, Dst string
+	HopLimit         int
+	M                ndp.Message
+}
+
+// decodeNDPFrame decodes a frame written on the raw6 socket, checking its
+// ICMPv6 checksum.
+func decodeNDPFrame(t *testing.T, b []byte) ndpFrame {
+	t.Helper()
 	var f ethernet.Frame
 	if err := f.UnmarshalBinary(b); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(net.HardwareAddr{0x33, 0x33, 0xff, 0, 0, 0x10}, f.Destination); diff != "" {
-		t.Errorf("destination MAC (-want +got):\n%s", diff)
-	}
-	if f.EtherType != ethernet.EtherTypeIPv6 {
-		t.Errorf("EtherType %v", f.EtherType)
+	if f.EtherType != ethernet.EtherTypeIPv6 || !cmp.Equal(f.Source, ourMAC) {
+		t.Fatalf("EtherType %v from %v", f.EtherType, f.Source)
 	}
 	h, err := ipv6.ParseHeader(f.Payload)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := struct {
-		Version, NextHeader, HopLimit, PayloadLen int
-		Src, Dst                                  string
-	}{h.Version, h.NextHeader, h.HopLimit, h.PayloadLen, h.Src.String(), h.Dst.String()}
-	want := got
-	want.Version, want.NextHeader, want.HopLimit, want.PayloadLen, want.Src, want.Dst = 6, 58, 255, 24, "::", "ff02::1:ff00:10"
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("IPv6 header (-want +got):\n%s", diff)
+	if h.Version != 6 || h.NextHeader != 58 {
+		t.Fatalf("IPv6 header %+v", h)
 	}
 	body := f.Payload[ipv6.HeaderLen : ipv6.HeaderLen+h.PayloadLen]
-	// Checksum over the pseudo-header and the message must fold to 0xffff.
 	psh := icmp.IPv6PseudoHeader(h.Src, h.Dst)
 	binary.BigEndian.PutUint32(psh[32:36], uint32(len(body)))
 	psh[39] = 58
@@ -163,8 +171,20 @@ func TestDADFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(ndp.Message(&ndp.NeighborSolicitation{TargetAddress: vip6}), m, addrCmp); diff != "" {
-		t.Errorf("message (-want +got):\n%s", diff)
+	return ndpFrame{DstMAC: f.Destination.String(), Src: h.Src.String(), Dst: h.Dst.String(), HopLimit: h.HopLimit, M: m}
+}
+
+// TestDADFrame: the probe goes to the group's MAC, from :: to the
+// solicited-node group with hop limit 255, a valid checksum, an NS for the
+// VIP without options.
+func TestDADFrame(t *testing.T) {
+	r, _, _, raw6, _ := newTestResponder(t, protoNDP)
+	if err := r.sendDADProbe(vip6); err != nil {
+		t.Fatal(err)
+	}
+	want := ndpFrame{DstMAC: "33:33:ff:00:00:10", Src: "::", Dst: "ff02::1:ff00:10", HopLimit: 255, M: &ndp.NeighborSolicitation{TargetAddress: vip6}}
+	if diff := cmp.Diff(want, decodeNDPFrame(t, raw6.written()[0]), addrCmp); diff != "" {
+		t.Errorf("probe (-want +got):\n%s", diff)
 	}
 }
 
@@ -182,23 +202,30 @@ func FuzzHandleNDP(f *testing.F) {
 	f.Add(ra, false)
 	f.Add([]byte{}, false)
 	f.Fuzz(func(t *testing.T, b []byte, fromUnspecified bool) {
-		r, _, ndpc, _, _ := newTestResponder(t, protoNDP)
+		r, _, ndpc, raw6, _ := newTestResponder(t, protoNDP)
 		forceAnnounced(r, vip6)
 		r.setDesired(set(vip6.String(), "2001:db8:64::12"))
-		r.step(testTime)
+		r.step(testTime) // sends the probe for ::12
+		probes := len(raw6.written())
 		src := clientLL
 		if fromUnspecified {
 			src = netip.IPv6Unspecified()
 		}
 		reason := r.handleNDP(b, src, 255)
-		out := ndpc.written()
+		var out []ndp.Message
+		for _, w := range ndpc.written() {
+			out = append(out, w.m)
+		}
+		for _, b := range raw6.written()[probes:] {
+			out = append(out, decodeNDPFrame(t, b).M)
+		}
 		if reason == dropNone && len(out) != 1 || reason != dropNone && len(out) != 0 {
 			t.Fatalf("reason %v with %d answers", reason, len(out))
 		}
 		if reason == dropNone {
-			na, ok := out[0].m.(*ndp.NeighborAdvertisement)
+			na, ok := out[0].(*ndp.NeighborAdvertisement)
 			if !ok || na.TargetAddress != vip6 {
-				t.Fatalf("answered %#v", out[0].m)
+				t.Fatalf("answered %#v", out[0])
 			}
 		}
 	})

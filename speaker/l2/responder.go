@@ -81,7 +81,7 @@ type responderConfig struct {
 }
 
 // responder answers for the VIPs of one family on one interface: an ARP
-// responder (arp set) or an NDP responder (ndp and dad set).
+// responder (arp set) or an NDP responder (ndp and raw6 set).
 //
 // Locking: mu guards vips and groups. The readers take the read lock for
 // their lookup, so an answer never waits for more than one state change.
@@ -89,9 +89,9 @@ type responder struct {
 	cfg responderConfig
 	mac net.HardwareAddr
 
-	arp frameConn // ARP frames in and out
-	ndp ndpConn   // NS/NA in, NA out
-	dad frameConn // DAD-style NS out (an IPv6 packet from :: cannot go through ndp)
+	arp  frameConn // ARP frames in and out
+	ndp  ndpConn   // NS/NA in, NA out
+	raw6 frameConn // whole IPv6 frames out: DAD-style NS from ::, NA from the VIP
 
 	mu     sync.RWMutex
 	vips   map[netip.Addr]*vipState
@@ -104,7 +104,7 @@ type responder struct {
 	err      atomic.Pointer[error]
 }
 
-func newResponder(cfg responderConfig, arpc frameConn, ndpc ndpConn, dad frameConn) *responder {
+func newResponder(cfg responderConfig, arpc frameConn, ndpc ndpConn, raw6 frameConn) *responder {
 	if cfg.isOwnMAC == nil {
 		mac := cfg.link.MAC
 		cfg.isOwnMAC = func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) }
@@ -123,7 +123,7 @@ func newResponder(cfg responderConfig, arpc frameConn, ndpc ndpConn, dad frameCo
 		mac:    cfg.link.MAC,
 		arp:    arpc,
 		ndp:    ndpc,
-		dad:    dad,
+		raw6:   raw6,
 		vips:   map[netip.Addr]*vipState{},
 		groups: map[netip.Addr]int{},
 		wake:   make(chan struct{}, 1),
@@ -172,7 +172,7 @@ func (r *responder) fail(err error) {
 func (r *responder) close() []netip.Addr {
 	r.stopOnce.Do(func() {
 		close(r.stop)
-		for _, c := range []interface{ Close() error }{r.arp, r.ndp, r.dad} {
+		for _, c := range []interface{ Close() error }{r.arp, r.ndp, r.raw6} {
 			if c != nil {
 				_ = c.Close() // nothing to do about it: the socket is dropped either way
 			}
@@ -458,7 +458,11 @@ func (r *responder) snapshot(st map[netip.Addr]Status) {
 		case phaseAnnounced:
 			v.Announced = append(v.Announced, name)
 		case phaseProbing:
-			v.Probing = append(v.Probing, name)
+			if s.conflictMAC == nil {
+				v.Probing = append(v.Probing, name)
+				break
+			}
+			fallthrough // probing again, still in conflict until the probe says otherwise
 		case phaseConflict:
 			v.Conflicts = append(v.Conflicts, Conflict{Interface: name, MAC: slices.Clone(s.conflictMAC)})
 		}

@@ -279,12 +279,16 @@ func TestNDPProbeOutcome(t *testing.T) {
 			if diff := cmp.Diff(tt.wantEvents, ev.take()); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
 			}
+			if w := ndpc.written(); len(w) != 0 {
+				t.Errorf("wrote %d messages on the NDP socket, want none", len(w))
+			}
 			var nas int
-			for _, w := range ndpc.written() {
-				m, ok := w.m.(*ndp.NeighborAdvertisement)
-				if !ok || w.dst != allNodes || !m.Override || m.Solicited || m.TargetAddress != vip ||
-					!cmp.Equal(linkLayerAddr(m.Options, ndp.Target), ourMAC) {
-					t.Errorf("unexpected write %#v to %v", w.m, w.dst)
+			for _, b := range dad.written()[1:] {
+				f := decodeNDPFrame(t, b)
+				want := ndpFrame{DstMAC: "33:33:00:00:00:01", Src: vip.String(), Dst: "ff02::1", HopLimit: 255,
+					M: &ndp.NeighborAdvertisement{Override: true, TargetAddress: vip, Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ourMAC}}}}
+				if diff := cmp.Diff(want, f, addrCmp); diff != "" {
+					t.Errorf("unsolicited NA (-want +got):\n%s", diff)
 				}
 				nas++
 			}
