@@ -3,6 +3,7 @@ package speaker
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
@@ -99,7 +101,6 @@ func newController(node string, client kubernetes.Interface, cfg *config.Config,
 		members:   m,
 		recorder:  recorder,
 		metrics:   metrics,
-		factory:   informers.NewSharedInformerFactory(client, 0),
 		trigger:   make(chan struct{}, 1),
 		queue:     workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[types.NamespacedName]()),
 		current:   map[netip.Addr]*Assignment{},
@@ -108,6 +109,7 @@ func newController(node string, client kubernetes.Interface, cfg *config.Config,
 	}
 	c.cfg.Store(cfg)
 	c.peerMACs.Store(&map[string]bool{})
+	c.factory = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	kick := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.kick() },
 		UpdateFunc: func(any, any) { c.kick() },
@@ -127,6 +129,21 @@ func newController(node string, client kubernetes.Interface, cfg *config.Config,
 	c.slices = sliceInformer.GetIndexer()
 	c.synced = []cache.InformerSynced{svcInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced, sliceInformer.HasSynced}
 	return c
+}
+
+// slim drops from cached objects what the speaker never reads and what makes up much of
+// their size: managed fields and the last-applied annotation. With 10,000 Services and
+// their EndpointSlices it is most of the speaker's memory.
+func slim(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+		if _, ok := m.GetAnnotations()[corev1.LastAppliedConfigAnnotation]; ok {
+			annotations := maps.Clone(m.GetAnnotations())
+			delete(annotations, corev1.LastAppliedConfigAnnotation)
+			m.SetAnnotations(annotations)
+		}
+	}
+	return obj, nil
 }
 
 // sliceService indexes an EndpointSlice under namespace/name of its Service.

@@ -50,11 +50,11 @@ func BenchmarkSpeakerFailover(b *testing.B) {
 			waitGet(ctx, b, client, vipURL(vip))
 			outages = append(outages, outage(ctx, b, client, vip, func() {
 				sp.procs[owner.Name].Kill()
-				if _, err := owner.Exec(ctx, "ip", "link", "set", "eth0", "down"); err != nil {
+				if err := lab.Unplug(ctx, owner.Host); err != nil {
 					b.Fatal(err)
 				}
 			}))
-			if _, err := owner.Exec(ctx, "ip", "link", "set", "eth0", "up"); err != nil {
+			if err := lab.Plug(ctx, owner.Host); err != nil {
 				b.Fatal(err)
 			}
 			sp.start(ctx, owner)
@@ -69,7 +69,10 @@ func BenchmarkSpeakerFailover(b *testing.B) {
 				sp.procs[owner.Name].Stop(10 * time.Second)
 				time.Sleep(2 * time.Second)
 			})
-			failed += f
+			for _, e := range f {
+				b.Logf("handover from %s: request failed %s", owner.Name, e)
+			}
+			failed += len(f)
 			sp.start(ctx, owner)
 		}
 		b.ReportMetric(float64(failed), "graceful-failed-requests")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,8 +113,8 @@ func TestSpeaker(t *testing.T) {
 		if ended, err := sp.procs[owner.Name].Exited(); !ended || err != nil {
 			t.Errorf("speaker on %s: ended %v, err %v; want a clean exit on SIGTERM", owner.Name, ended, err)
 		}
-		if failures != 0 {
-			t.Errorf("%d of %d requests failed during the handover", failures, total)
+		if len(failures) != 0 {
+			t.Errorf("%d of %d requests failed during the handover:\n%s", len(failures), total, strings.Join(failures, "\n"))
 		}
 		next := announcer(ctx, t, l, ns, "web", vip, owner.Name)
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
@@ -124,7 +125,7 @@ func TestSpeaker(t *testing.T) {
 		vip := vips[0]
 		owner := announcer(ctx, t, l, ns, "web", vip, "")
 		sp.procs[owner.Name].Kill()
-		if _, err := owner.Exec(ctx, "ip", "link", "set", "eth0", "down"); err != nil {
+		if err := lab.Unplug(ctx, owner.Host); err != nil {
 			t.Fatal(err)
 		}
 		began := time.Now()
@@ -132,7 +133,7 @@ func TestSpeaker(t *testing.T) {
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
 		t.Logf("VIP %s moved from %s to %s in %v (bounded by the poll)", vip, owner.Name, next.Name, time.Since(began).Round(time.Millisecond))
 		waitGet(ctx, t, client, vipURL(vip))
-		if _, err := owner.Exec(ctx, "ip", "link", "set", "eth0", "up"); err != nil {
+		if err := lab.Plug(ctx, owner.Host); err != nil {
 			t.Fatal(err)
 		}
 		sp.start(ctx, owner)
@@ -182,10 +183,12 @@ func TestSpeaker(t *testing.T) {
 }
 
 // requestsDuring sends TCP requests to vip:80 from client, one every 20 ms, while fn runs,
-// and returns how many failed of how many.
-func requestsDuring(ctx context.Context, client *lab.Host, vip string, fn func()) (failures, total int) {
+// and returns the errors of those that failed (with the time since fn started) and how many
+// were sent.
+func requestsDuring(ctx context.Context, client *lab.Host, vip string, fn func()) (failures []string, total int) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	began := time.Now()
 	wg.Go(func() {
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
@@ -197,7 +200,7 @@ func requestsDuring(ctx context.Context, client *lab.Host, vip string, fn func()
 			}
 			total++
 			if _, err := lab.GetHTTP(ctx, client.NS, vipURL(vip)); err != nil {
-				failures++
+				failures = append(failures, fmt.Sprintf("after %v: %v", time.Since(began).Round(time.Millisecond), err))
 			}
 		}
 	})

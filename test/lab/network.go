@@ -103,7 +103,7 @@ func createSegment(ctx context.Context) error {
 // createHost creates h's namespace and plugs its eth0 into the bridge. Forwarding hosts
 // (nodes) route between the segment and their pods.
 func createHost(ctx context.Context, h *Host, forwarding bool) error {
-	port := strings.TrimPrefix(h.NS, nsPrefix)
+	port := bridgePort(h)
 	if len(port) > 15 {
 		return fmt.Errorf("host name %q too long for an interface name", h.Name)
 	}
@@ -165,3 +165,17 @@ func routeNode(ctx context.Context, i, nodes int) error {
 	}
 	return nil
 }
+
+// Unplug pulls h's cable: its port on the bridge goes down, so its eth0 loses carrier as when
+// a node's link dies, while its addresses and routes stay. Plug puts the cable back.
+func Unplug(ctx context.Context, h *Host) error {
+	return ip(ctx, "-n", bridgeNS, "link", "set", bridgePort(h), "down")
+}
+
+// Plug puts back the cable Unplug pulled.
+func Plug(ctx context.Context, h *Host) error {
+	return ip(ctx, "-n", bridgeNS, "link", "set", bridgePort(h), "up")
+}
+
+// bridgePort is the name of h's port on the bridge.
+func bridgePort(h *Host) string { return strings.TrimPrefix(h.NS, nsPrefix) }
