@@ -107,7 +107,7 @@ type Announcer struct {
 
 	// listLinks and open are the kernel; tests hand in fakes.
 	listLinks func() ([]Link, error)
-	open      func(l Link, p protocol) (frameConn, ndpConn, frameConn, error)
+	open      func(l Link, p protocol) (frameConn, error)
 
 	mu      sync.Mutex
 	desired map[netip.Addr]Target // replaced whole by Sync, never mutated
@@ -132,10 +132,10 @@ type respKey struct {
 // New returns an Announcer that does nothing until Run: no goroutines, no
 // sockets.
 func New(opts Options) *Announcer {
-	return newAnnouncer(opts, readLinks, openSockets)
+	return newAnnouncer(opts, readLinks, openSocket)
 }
 
-func newAnnouncer(opts Options, listLinks func() ([]Link, error), open func(Link, protocol) (frameConn, ndpConn, frameConn, error)) *Announcer {
+func newAnnouncer(opts Options, listLinks func() ([]Link, error), open func(Link, protocol) (frameConn, error)) *Announcer {
 	if opts.ProbeTimeout <= 0 {
 		opts.ProbeTimeout = 100 * time.Millisecond
 	}
@@ -372,7 +372,7 @@ func (a *Announcer) reconcile(ctx context.Context) {
 }
 
 func (a *Announcer) startResponder(ctx context.Context, l Link, p protocol) (*responder, error) {
-	arpc, ndpc, dad, err := a.open(l, p)
+	conn, err := a.open(l, p)
 	if err != nil {
 		return nil, err
 	}
@@ -394,7 +394,7 @@ func (a *Announcer) startResponder(ctx context.Context, l Link, p protocol) (*re
 			default:
 			}
 		},
-	}, arpc, ndpc, dad)
+	}, conn)
 	r.start(ctx)
 	a.responders[respKey{l.Name, p}] = r
 	a.log.V(2).Info("Opened responder", "interface", l.Name, "protocol", p)
@@ -428,18 +428,16 @@ func (a *Announcer) reportError(iface string, err error) {
 
 func (a *Announcer) clearError(iface string) { delete(a.reported, iface) }
 
-// openSockets opens the kernel sockets of one responder.
-func openSockets(l Link, p protocol) (frameConn, ndpConn, frameConn, error) {
+// openSocket opens the kernel socket of one responder.
+func openSocket(l Link, p protocol) (frameConn, error) {
 	ifi, err := net.InterfaceByIndex(l.Index)
 	if err != nil || ifi.Name != l.Name {
-		return nil, nil, nil, fmt.Errorf("l2: interface %s changed while opening: %w", l.Name, ErrNoInterface)
+		return nil, fmt.Errorf("l2: interface %s changed while opening: %w", l.Name, ErrNoInterface)
 	}
 	if p == protoARP {
-		c, err := openARP(ifi)
-		return c, nil, nil, err
+		return openARP(ifi)
 	}
-	c, dad, err := openNDP(ifi)
-	return nil, c, dad, err
+	return openNDP(ifi)
 }
 
 func wrapf(err error, format string, args ...any) error {

@@ -23,10 +23,17 @@ type fakeKernel struct {
 	fail   map[string]error // open fails for these interfaces
 }
 
+// fakeSockets is the socket of one responder: arp or ndp, by protocol.
 type fakeSockets struct {
 	arp *fakeFrameConn
-	ndp *fakeNDPConn
-	dad *fakeFrameConn
+	ndp *fakeFrameConn
+}
+
+func (s *fakeSockets) conn(p protocol) *fakeFrameConn {
+	if p == protoARP {
+		return s.arp
+	}
+	return s.ndp
 }
 
 func (k *fakeKernel) setLinks(links ...Link) {
@@ -41,19 +48,16 @@ func (k *fakeKernel) listLinks() ([]Link, error) {
 	return slices.Clone(k.links), nil
 }
 
-func (k *fakeKernel) open(l Link, p protocol) (frameConn, ndpConn, frameConn, error) {
+func (k *fakeKernel) open(l Link, p protocol) (frameConn, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.fail[l.Name]; err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	s := &fakeSockets{arp: newFakeFrameConn(), ndp: newFakeNDPConn(), dad: newFakeFrameConn()}
+	s := &fakeSockets{arp: newFakeFrameConn(), ndp: newFakeFrameConn()}
 	key := respKey{l.Name, p}
 	k.opened[key] = append(k.opened[key], s)
-	if p == protoARP {
-		return s.arp, nil, nil, nil
-	}
-	return nil, s.ndp, s.dad, nil
+	return s.conn(p), nil
 }
 
 func (k *fakeKernel) sockets(iface string, p protocol) []*fakeSockets {
@@ -207,7 +211,7 @@ func TestAnnouncer(t *testing.T) {
 	}
 	for key, ss := range k.opened {
 		for _, s := range ss {
-			if !isClosed(s.arp.closed) && !isClosed(s.ndp.closed) {
+			if !isClosed(s.conn(key.proto).closed) {
 				t.Errorf("%v: socket left open", key)
 			}
 		}
@@ -218,7 +222,7 @@ func TestAnnouncer(t *testing.T) {
 }
 
 func TestAnnouncerOpenError(t *testing.T) {
-	k := &fakeKernel{opened: map[respKey][]*fakeSockets{}, fail: map[string]error{"eth0": errors.New("l2: opening NDP socket on eth0: no link-local address")}}
+	k := &fakeKernel{opened: map[respKey][]*fakeSockets{}, fail: map[string]error{"eth0": errors.New("l2: opening NDP socket on eth0: operation not permitted")}}
 	k.setLinks(link("eth0", nil, "198.18.64.1/24", "2001:db8:64::1/64"))
 	ev := &recEvents{}
 	a := newAnnouncer(Options{Events: ev, LinkPollInterval: 5 * time.Millisecond, Logger: ktesting.NewLogger(t, ktesting.NewConfig())}, k.listLinks, k.open)

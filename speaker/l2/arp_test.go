@@ -106,7 +106,7 @@ func TestDecideARP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, _, _, _, _ := newTestResponder(t, protoARP)
+			r, _, _, _ := newTestResponder(t, protoARP)
 			forceAnnounced(r, vip4)
 			r.setDesired(set("198.18.64.10", "198.18.64.12")) // .12 is new: probing
 			reply, got := r.decideARP(tt.packet())
@@ -121,7 +121,7 @@ func TestDecideARP(t *testing.T) {
 }
 
 func TestHandleARPReplies(t *testing.T) {
-	r, arpc, _, _, _ := newTestResponder(t, protoARP)
+	r, arpc, _, _ := newTestResponder(t, protoARP)
 	forceAnnounced(r, vip4)
 	tests := []struct {
 		name  string
@@ -195,7 +195,7 @@ func FuzzHandleARP(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(make([]byte, 60))
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		r, arpc, _, _, _ := newTestResponder(t, protoARP)
+		r, arpc, _, _ := newTestResponder(t, protoARP)
 		forceAnnounced(r, vip4)
 		r.setDesired(set("198.18.64.10", "198.18.64.12"))
 		r.step(testTime)
@@ -223,7 +223,7 @@ func FuzzHandleARP(f *testing.F) {
 // BenchmarkDecideARP10k is the decision for one request among 10,000
 // announced VIPs (the budget is 1 ms for a whole answer).
 func BenchmarkDecideARP10k(b *testing.B) {
-	r, _, _, _, _ := newTestResponder(b, protoARP)
+	r, _, _, _ := newTestResponder(b, protoARP)
 	var ips []netip.Addr
 	ip := netip.MustParseAddr("198.18.100.0")
 	for range 10000 {
@@ -247,7 +247,7 @@ func BenchmarkDecideARP10k(b *testing.B) {
 // BenchmarkHandleARP10k is a whole answer (parse, decide, build, send to a
 // fake socket) among 10,000 announced VIPs.
 func BenchmarkHandleARP10k(b *testing.B) {
-	r, _, _, _, _ := newTestResponder(b, protoARP)
+	r, _, _, _ := newTestResponder(b, protoARP)
 	ip := netip.MustParseAddr("198.18.100.0")
 	var ips []netip.Addr
 	for range 10000 {

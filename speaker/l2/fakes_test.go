@@ -1,7 +1,6 @@
 package l2
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -9,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mdlayher/ndp"
-	"golang.org/x/net/ipv6"
 	"k8s.io/klog/v2/ktesting"
 )
 
@@ -60,84 +57,6 @@ func (c *fakeFrameConn) Close() error {
 }
 
 func (c *fakeFrameConn) written() [][]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.writes)
-}
-
-type ndpWrite struct {
-	m   ndp.Message
-	dst netip.Addr
-}
-
-// fakeNDPConn is an NDP socket: ReadRaw returns what is put in in (from src
-// fe80::2, hop limit 255), WriteTo and the groups are recorded.
-type fakeNDPConn struct {
-	in     chan []byte
-	closed chan struct{}
-	once   sync.Once
-	mu     sync.Mutex
-	writes []ndpWrite
-	groups map[netip.Addr]bool
-}
-
-func newFakeNDPConn() *fakeNDPConn {
-	return &fakeNDPConn{in: make(chan []byte, 16), closed: make(chan struct{}), groups: map[netip.Addr]bool{}}
-}
-
-func (c *fakeNDPConn) ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, error) {
-	select {
-	case p := <-c.in:
-		return copy(b, p), &ipv6.ControlMessage{HopLimit: 255}, netip.MustParseAddr("fe80::2"), nil
-	case <-c.closed:
-		return 0, nil, netip.Addr{}, net.ErrClosed
-	}
-}
-
-func (c *fakeNDPConn) WriteTo(m ndp.Message, _ *ipv6.ControlMessage, dst netip.Addr) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.writes = append(c.writes, ndpWrite{m, dst})
-	return nil
-}
-
-func (c *fakeNDPConn) JoinGroup(g netip.Addr) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.groups[g] {
-		return fmt.Errorf("already joined %s", g)
-	}
-	c.groups[g] = true
-	return nil
-}
-
-func (c *fakeNDPConn) LeaveGroup(g netip.Addr) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.groups[g] {
-		return fmt.Errorf("not joined %s", g)
-	}
-	delete(c.groups, g)
-	return nil
-}
-
-func (c *fakeNDPConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return nil
-}
-
-func (c *fakeNDPConn) joined() []netip.Addr {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var g []netip.Addr
-	for a := range c.groups {
-		g = append(g, a)
-	}
-	slices.SortFunc(g, netip.Addr.Compare)
-	return g
-}
-
-func (c *fakeNDPConn) written() []ndpWrite {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.writes)
@@ -195,9 +114,10 @@ const (
 )
 
 // newTestResponder returns a responder of protocol p on eth0 (ourMAC) with
-// fake sockets; peerMAC is a peer. Nothing runs until the test calls step.
-func newTestResponder(t testing.TB, p protocol) (*responder, *fakeFrameConn, *fakeNDPConn, *fakeFrameConn, *recEvents) {
-	arpc, ndpc, dad := newFakeFrameConn(), newFakeNDPConn(), newFakeFrameConn()
+// a fake socket (arpc or ndpc, by p); peerMAC is a peer. Nothing runs until
+// the test calls step.
+func newTestResponder(t testing.TB, p protocol) (*responder, *fakeFrameConn, *fakeFrameConn, *recEvents) {
+	arpc, ndpc := newFakeFrameConn(), newFakeFrameConn()
 	ev := &recEvents{}
 	cfg := responderConfig{
 		link:         Link{Name: "eth0", Index: 2, MAC: ourMAC},
@@ -211,13 +131,11 @@ func newTestResponder(t testing.TB, p protocol) (*responder, *fakeFrameConn, *fa
 		gratInterval: testGratInterval,
 		logger:       ktesting.NewLogger(t, ktesting.NewConfig()),
 	}
-	var r *responder
-	if p == protoARP {
-		r = newResponder(cfg, arpc, nil, nil)
-	} else {
-		r = newResponder(cfg, nil, ndpc, dad)
+	conn := arpc
+	if p == protoNDP {
+		conn = ndpc
 	}
-	return r, arpc, ndpc, dad, ev
+	return newResponder(cfg, conn), arpc, ndpc, ev
 }
 
 // forceAnnounced puts ips in r as announced, without probing.

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -113,6 +115,25 @@ func TestNetns(t *testing.T) {
 		}
 	}
 
+	// The NDP packet socket keeps the interface in all-multicast mode while
+	// it is open.
+	if n := allmulti(t, nsA, "olba"); n == 0 {
+		t.Errorf("olba not in all-multicast mode while announcing (allmulti %d)", n)
+	}
+
+	// Neighbor unreachability detection: b holds a's MAC for the VIP as
+	// STALE; traffic to the VIP makes b's kernel probe it with unicast
+	// neighbor solicitations (IPv6 destination the VIP, Ethernet destination
+	// a's MAC), which a's kernel does not deliver locally. Only an answer
+	// from the announcer makes the entry REACHABLE; unanswered, it goes
+	// FAILED.
+	run(t, "ip", "netns", "exec", nsB, "sysctl", "-qw", "net.ipv6.neigh.olbbr.delay_first_probe_time=1")
+	run(t, "ip", "-n", nsB, "-6", "neigh", "replace", "2001:db8:64::10", "lladdr", macA, "dev", "olbbr", "nud", "stale")
+	run(t, "ip", "netns", "exec", nsB, "bash", "-c", "echo nud > /dev/udp/2001:db8:64::10/9")
+	if st := waitNeigh(t, nsB, "2001:db8:64::10", "olbbr"); !strings.Contains(st, macA) || !strings.Contains(st, "REACHABLE") {
+		t.Errorf("unicast NUD probe for the VIP not answered: neighbor entry in b is %q, want REACHABLE at %s", st, macA)
+	}
+
 	child.send(t, "sync")
 	child.expect(t, "withdrawn 198.18.64.10 olba", "withdrawn 2001:db8:64::10 olba")
 	if got := arping("198.18.64.10"); len(got) != 0 {
@@ -121,6 +142,81 @@ func TestNetns(t *testing.T) {
 	if got := ndisc("2001:db8:64::10"); len(got) != 0 {
 		t.Errorf("NDP after withdrawal answered by %v", got)
 	}
+	if n := allmulti(t, nsA, "olba"); n != 0 {
+		t.Errorf("olba left in all-multicast mode after its NDP socket closed (allmulti %d)", n)
+	}
+
+	// Many IPv6 VIPs on one interface, each with its own solicited-node
+	// group (2001:db8:64::1:0 to ::1:bb7): the first and the last answer.
+	var many []string
+	ip := netip.MustParseAddr("2001:db8:64::1:0")
+	for range manyVIPs {
+		many = append(many, ip.String())
+		ip = ip.Next()
+	}
+	first, last := many[0], many[len(many)-1]
+	child.send(t, "sync "+strings.Join(many, ","))
+	for _, line := range child.expect(t, "announcing "+first+" olba", "announcing "+last+" olba") {
+		if strings.HasPrefix(line, "error ") {
+			t.Errorf("announcing %d VIPs: %s", manyVIPs, line)
+		}
+	}
+	// The first, the last and every 100th: a failed group join used to leave
+	// VIPs unanswered at random.
+	sample := []string{last}
+	for i := 0; i < len(many); i += 100 {
+		sample = append(sample, many[i])
+	}
+	var wg sync.WaitGroup
+	answers := make([][]string, len(sample))
+	sem := make(chan struct{}, 8)
+	for i, ip := range sample {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			answers[i] = ndisc(ip)
+		})
+	}
+	wg.Wait()
+	for i, ip := range sample {
+		only("NDP for "+ip+", one of many VIPs", answers[i], macA)
+	}
+}
+
+// manyVIPs is how many IPv6 VIPs TestNetns announces at once: more than a
+// socket may join multicast groups (net.core.optmem_max).
+const manyVIPs = 3000
+
+// allmulti is the all-multicast reference count of dev in ns (-1: ip does
+// not show it).
+func allmulti(t *testing.T, ns, dev string) int {
+	t.Helper()
+	out := run(t, "ip", "-d", "-n", ns, "link", "show", dev)
+	m := regexp.MustCompile(`\ballmulti (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Logf("ip -d link show %s: no allmulti count:\n%s", dev, out)
+		return -1
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitNeigh waits until ip's neighbor entry on dev in ns settles (neither
+// STALE, DELAY, PROBE nor INCOMPLETE) and returns it.
+func waitNeigh(t *testing.T, ns, ip, dev string) string {
+	t.Helper()
+	var st string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		st = strings.TrimSpace(run(t, "ip", "-n", ns, "-6", "neigh", "show", ip, "dev", dev))
+		t.Logf("neighbor %s: %s", ip, st)
+		if !strings.Contains(st, "STALE") && !strings.Contains(st, "DELAY") && !strings.Contains(st, "PROBE") && !strings.Contains(st, "INCOMPLETE") {
+			return st
+		}
+	}
+	return st
 }
 
 // TestNetnsChild is the Announcer side of TestNetns, run inside namespace a.
@@ -142,6 +238,7 @@ func TestNetnsChild(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- a.Run(ctx) }()
 	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		cmd, arg, _ := strings.Cut(sc.Text(), " ")
 		switch cmd {
@@ -210,6 +307,7 @@ func startChild(t *testing.T, ns string) *child {
 	}
 	go func() {
 		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			if line, ok := strings.CutPrefix(sc.Text(), "L2 "); ok {
 				c.lines <- line
@@ -218,6 +316,10 @@ func startChild(t *testing.T, ns string) *child {
 		close(c.lines)
 	}()
 	t.Cleanup(func() {
+		go func() {
+			for range c.lines { // the child may still print, e.g. thousands of withdrawals
+			}
+		}()
 		_ = c.closer()
 		errc := make(chan error, 1)
 		go func() { errc <- cmd.Wait() }()
@@ -247,13 +349,20 @@ func (c *child) send(t *testing.T, line string) {
 	}
 }
 
-// expect waits for every line in want, in any order; other lines are logged.
-func (c *child) expect(t *testing.T, want ...string) {
+// expect waits for every line in want, in any order, and returns the other
+// lines read meanwhile (the first 20 are logged).
+func (c *child) expect(t *testing.T, want ...string) (others []string) {
 	t.Helper()
 	missing := map[string]bool{}
 	for _, w := range want {
 		missing[w] = true
 	}
+	logged, skipped := 0, 0
+	defer func() {
+		if skipped > 0 {
+			t.Logf("child: %d more lines", skipped)
+		}
+	}()
 	timeout := time.After(15 * time.Second)
 	for len(missing) > 0 {
 		select {
@@ -261,15 +370,22 @@ func (c *child) expect(t *testing.T, want ...string) {
 			if !ok {
 				t.Fatalf("child exited; still waiting for %v", missing)
 			}
-			if missing[line] {
+			switch {
+			case missing[line]:
 				delete(missing, line)
-			} else {
+			case logged < 20:
 				t.Logf("child: %s", line)
+				logged++
+				others = append(others, line)
+			default:
+				skipped++
+				others = append(others, line)
 			}
 		case <-timeout:
 			t.Fatalf("timed out waiting for %v", missing)
 		}
 	}
+	return others
 }
 
 func (c *child) state(t *testing.T) string {

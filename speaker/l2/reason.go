@@ -29,10 +29,11 @@ type dropReason uint8
 
 const (
 	dropNone dropReason = iota
-	// dropMalformed: the frame or message cannot be parsed.
+	// dropMalformed: the frame or message cannot be parsed (for NDP: or its
+	// ICMPv6 checksum is wrong).
 	dropMalformed
-	// dropUnsupported: parsed, but not Ethernet/IPv4 ARP, or an ICMPv6
-	// message other than NS/NA reached us.
+	// dropUnsupported: parsed, but not Ethernet/IPv4 ARP, not ICMPv6 in
+	// IPv6 without extension headers, or an ICMPv6 message other than NS/NA.
 	dropUnsupported
 	// dropNotRequest: an ARP reply or an NDP neighbor advertisement: never
 	// answered (it may still reveal a conflict during a probe).
@@ -41,11 +42,16 @@ const (
 	dropOwnPacket
 	// dropGratuitous: a gratuitous ARP (sender IP = target IP) from another host.
 	dropGratuitous
-	// dropBadSender: the sender hardware address is not a unicast Ethernet
-	// address, or an NS from :: carries a source link-layer address (RFC 4861 7.1.1).
+	// dropBadSender: the sender hardware address (ARP) or Ethernet source
+	// (NDP) is not a unicast Ethernet address, or an NS from :: carries a
+	// source link-layer address (RFC 4861 7.1.1).
 	dropBadSender
 	// dropBadHopLimit: an NS whose hop limit is not 255 (RFC 4861 7.1.1).
 	dropBadHopLimit
+	// dropBadDestination: an NS sent to a multicast group other than its
+	// target's solicited-node group, or a DAD probe (from ::) not sent to
+	// that group (RFC 4861 7.1.1).
+	dropBadDestination
 	// dropNotAnnounced: the target is not a VIP announced on this interface
 	// (not desired, or still probing, or in conflict).
 	dropNotAnnounced
@@ -71,6 +77,8 @@ func (r dropReason) String() string {
 		return "bad_sender"
 	case dropBadHopLimit:
 		return "bad_hop_limit"
+	case dropBadDestination:
+		return "bad_destination"
 	case dropNotAnnounced:
 		return "not_announced"
 	case dropSendFailed:

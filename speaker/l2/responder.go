@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mdlayher/ndp"
-	"golang.org/x/net/ipv6"
 	"k8s.io/klog/v2"
 )
 
@@ -21,15 +19,6 @@ import (
 type frameConn interface {
 	ReadFrom(b []byte) (int, net.Addr, error)
 	WriteTo(b []byte, addr net.Addr) (int, error)
-	Close() error
-}
-
-// ndpConn is the part of *ndp.Conn a responder uses; tests hand in fakes.
-type ndpConn interface {
-	ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, error)
-	WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
-	JoinGroup(group netip.Addr) error
-	LeaveGroup(group netip.Addr) error
 	Close() error
 }
 
@@ -81,21 +70,19 @@ type responderConfig struct {
 }
 
 // responder answers for the VIPs of one family on one interface: an ARP
-// responder (arp set) or an NDP responder (ndp and raw6 set).
+// responder (arp set) or an NDP responder (ndp set).
 //
-// Locking: mu guards vips and groups. The readers take the read lock for
-// their lookup, so an answer never waits for more than one state change.
+// Locking: mu guards vips. The readers take the read lock for their lookup,
+// so an answer never waits for more than one state change.
 type responder struct {
 	cfg responderConfig
 	mac net.HardwareAddr
 
-	arp  frameConn // ARP frames in and out
-	ndp  ndpConn   // NS/NA in, NA out
-	raw6 frameConn // whole IPv6 frames out: DAD-style NS from ::, NA from the VIP
+	arp frameConn // ARP frames in and out
+	ndp frameConn // NS and NA frames in; NA from the VIP and DAD-style NS from :: out
 
-	mu     sync.RWMutex
-	vips   map[netip.Addr]*vipState
-	groups map[netip.Addr]int // solicited-node multicast group -> VIPs using it
+	mu   sync.RWMutex
+	vips map[netip.Addr]*vipState
 
 	wake     chan struct{}
 	stop     chan struct{}
@@ -104,7 +91,9 @@ type responder struct {
 	err      atomic.Pointer[error]
 }
 
-func newResponder(cfg responderConfig, arpc frameConn, ndpc ndpConn, raw6 frameConn) *responder {
+// newResponder returns a responder of cfg.proto that reads and writes on
+// conn: the ARP socket or the NDP socket of the interface.
+func newResponder(cfg responderConfig, conn frameConn) *responder {
 	if cfg.isOwnMAC == nil {
 		mac := cfg.link.MAC
 		cfg.isOwnMAC = func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) }
@@ -118,17 +107,19 @@ func newResponder(cfg responderConfig, arpc frameConn, ndpc ndpConn, raw6 frameC
 	if cfg.onFail == nil {
 		cfg.onFail = func() {}
 	}
-	return &responder{
-		cfg:    cfg,
-		mac:    cfg.link.MAC,
-		arp:    arpc,
-		ndp:    ndpc,
-		raw6:   raw6,
-		vips:   map[netip.Addr]*vipState{},
-		groups: map[netip.Addr]int{},
-		wake:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
+	r := &responder{
+		cfg:  cfg,
+		mac:  cfg.link.MAC,
+		vips: map[netip.Addr]*vipState{},
+		wake: make(chan struct{}, 1),
+		stop: make(chan struct{}),
 	}
+	if cfg.proto == protoARP {
+		r.arp = conn
+	} else {
+		r.ndp = conn
+	}
+	return r
 }
 
 // start runs the responder's goroutines until ctx is done or close is called.
@@ -167,12 +158,13 @@ func (r *responder) fail(err error) {
 	}
 }
 
-// close stops answering, closes the sockets (which leaves the multicast
-// groups), waits for the goroutines and returns the VIPs that were announced.
+// close stops answering, closes the socket (which ends the interface's
+// all-multicast membership of an NDP socket), waits for the goroutines and
+// returns the VIPs that were announced.
 func (r *responder) close() []netip.Addr {
 	r.stopOnce.Do(func() {
 		close(r.stop)
-		for _, c := range []interface{ Close() error }{r.arp, r.ndp, r.raw6} {
+		for _, c := range []frameConn{r.arp, r.ndp} {
 			if c != nil {
 				_ = c.Close() // nothing to do about it: the socket is dropped either way
 			}
@@ -203,12 +195,11 @@ func (r *responder) poke() {
 // stop being answered at once (Withdrawn is told for those that were
 // announced), new VIPs are probed. want is not retained.
 func (r *responder) setDesired(want map[netip.Addr]struct{}) {
-	var added, removed, withdrawn []netip.Addr
+	var added, withdrawn []netip.Addr
 	r.mu.Lock()
 	for ip, s := range r.vips {
 		if _, ok := want[ip]; !ok {
 			delete(r.vips, ip)
-			removed = append(removed, ip)
 			if s.phase == phaseAnnounced {
 				withdrawn = append(withdrawn, ip)
 			}
@@ -221,9 +212,6 @@ func (r *responder) setDesired(want map[netip.Addr]struct{}) {
 		}
 	}
 	r.mu.Unlock()
-	if r.cfg.proto == protoNDP {
-		r.updateGroups(added, removed)
-	}
 	slices.SortFunc(withdrawn, netip.Addr.Compare)
 	for _, ip := range withdrawn {
 		r.cfg.logger.V(2).Info("Withdrawing VIP", "vip", ip, "interface", r.cfg.link.Name)
@@ -231,45 +219,6 @@ func (r *responder) setDesired(want map[netip.Addr]struct{}) {
 	}
 	if len(added) > 0 {
 		r.poke()
-	}
-}
-
-// updateGroups joins the solicited-node multicast groups of added VIPs and
-// leaves those no VIP uses any more.
-func (r *responder) updateGroups(added, removed []netip.Addr) {
-	var join, leave []netip.Addr
-	r.mu.Lock()
-	for _, ip := range added {
-		g, err := ndp.SolicitedNodeMulticast(ip)
-		if err != nil {
-			continue
-		}
-		if r.groups[g]++; r.groups[g] == 1 {
-			join = append(join, g)
-		}
-	}
-	for _, ip := range removed {
-		g, err := ndp.SolicitedNodeMulticast(ip)
-		if err != nil {
-			continue
-		}
-		if r.groups[g]--; r.groups[g] <= 0 {
-			delete(r.groups, g)
-			leave = append(leave, g)
-		}
-	}
-	r.mu.Unlock()
-	for _, g := range leave {
-		if err := r.ndp.LeaveGroup(g); err != nil {
-			r.cfg.logger.V(2).Info("Cannot leave multicast group", "interface", r.cfg.link.Name, "group", g, "err", err)
-		}
-	}
-	for _, g := range join {
-		if err := r.ndp.JoinGroup(g); err != nil {
-			// The VIPs of this group will not see multicast solicitations.
-			r.cfg.metrics.interfaceError()
-			r.cfg.events.InterfaceError(r.cfg.link.Name, wrapf(err, "joining solicited-node group %s", g))
-		}
 	}
 }
 

@@ -98,7 +98,7 @@ func TestARPProbeOutcome(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, arpc, _, _, ev := newTestResponder(t, protoARP)
+			r, arpc, _, ev := newTestResponder(t, protoARP)
 			r.setDesired(set("198.18.64.10"))
 			now := testTime
 			next := r.step(now)
@@ -139,7 +139,7 @@ func TestARPProbeOutcome(t *testing.T) {
 // TestConflictReprobe: a VIP in conflict is probed again every reprobe
 // interval, reported once per MAC, and announced once the other host left.
 func TestConflictReprobe(t *testing.T) {
-	r, arpc, _, _, ev := newTestResponder(t, protoARP)
+	r, arpc, _, ev := newTestResponder(t, protoARP)
 	r.setDesired(set("198.18.64.10"))
 	conflicting := arpFrame(t, arpPacket(t, arp.OperationReply, otherMAC, vip4, ourMAC, netip.IPv4Unspecified()))
 
@@ -177,7 +177,7 @@ func TestConflictReprobe(t *testing.T) {
 // TestProbeSendFailure: a probe that cannot be sent is sent again; the VIP is
 // never announced without one.
 func TestProbeSendFailure(t *testing.T) {
-	r, arpc, _, _, ev := newTestResponder(t, protoARP)
+	r, arpc, _, ev := newTestResponder(t, protoARP)
 	arpc.writeErr = net.ErrClosed
 	r.setDesired(set("198.18.64.10"))
 	now := testTime
@@ -197,38 +197,36 @@ func TestProbeSendFailure(t *testing.T) {
 	}
 }
 
-// TestWithdraw: a VIP no longer desired is not answered at once, Withdrawn is
-// told for announced VIPs only, and the NDP groups follow.
+// TestWithdraw: a VIP no longer desired is not answered at once, and
+// Withdrawn is told for announced VIPs only.
 func TestWithdraw(t *testing.T) {
-	r, _, ndpc, _, ev := newTestResponder(t, protoNDP)
-	// ::10 and 1::10 share a solicited-node group.
+	r, _, ndpc, ev := newTestResponder(t, protoNDP)
 	r.setDesired(set("2001:db8:64::10", "2001:db8:64:1::10", "2001:db8:64::20"))
-	wantGroups := []netip.Addr{netip.MustParseAddr("ff02::1:ff00:10"), netip.MustParseAddr("ff02::1:ff00:20")}
-	if diff := cmp.Diff(wantGroups, ndpc.joined(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
-		t.Errorf("groups (-want +got):\n%s", diff)
-	}
 	now := testTime
 	r.step(now)
 	r.step(now.Add(testProbeTimeout))
 	ev.take()
+	vip := netip.MustParseAddr("2001:db8:64::10")
+	if got := r.handleNDP(unicastNS(t, vip)); got != dropNone {
+		t.Errorf("announced VIP: %v, want %v", got, dropNone)
+	}
 	r.setDesired(set("2001:db8:64:1::10"))
 	want := []string{"withdrawn 2001:db8:64::10 eth0", "withdrawn 2001:db8:64::20 eth0"}
 	if diff := cmp.Diff(want, ev.take()); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(wantGroups[:1], ndpc.joined(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
-		t.Errorf("groups (-want +got):\n%s", diff)
+	sent := len(ndpc.written())
+	for _, frame := range [][]byte{unicastNS(t, vip), multicastNS(t, vip)} {
+		if got := r.handleNDP(frame); got != dropNotAnnounced {
+			t.Errorf("withdrawn VIP: %v, want %v", got, dropNotAnnounced)
+		}
 	}
-	ns := nsBytes(t, netip.MustParseAddr("2001:db8:64::10"), otherMAC)
-	if got := r.handleNDP(ns, netip.MustParseAddr("fe80::2"), 255); got != dropNotAnnounced {
-		t.Errorf("withdrawn VIP: %v, want %v", got, dropNotAnnounced)
+	if n := len(ndpc.written()) - sent; n != 0 {
+		t.Errorf("sent %d frames for a withdrawn VIP", n)
 	}
 	r.setDesired(nil)
 	if diff := cmp.Diff([]string{"withdrawn 2001:db8:64:1::10 eth0"}, ev.take()); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
-	}
-	if got := ndpc.joined(); len(got) != 0 {
-		t.Errorf("still in groups %v", got)
 	}
 }
 
@@ -241,11 +239,7 @@ func TestNDPProbeOutcome(t *testing.T) {
 		if mac != nil {
 			m.Options = []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: mac}}
 		}
-		b, err := ndp.MarshalMessage(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+		return frame6(t, otherMAC, vip, allNodes, m) // a host holding vip answers the DAD probe
 	}
 	tests := []struct {
 		name       string
@@ -260,14 +254,14 @@ func TestNDPProbeOutcome(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, _, ndpc, dad, ev := newTestResponder(t, protoNDP)
+			r, _, ndpc, ev := newTestResponder(t, protoNDP)
 			r.setDesired(set(vip.String()))
 			next := r.step(testTime)
-			if len(dad.written()) != 1 {
-				t.Fatalf("%d probes sent, want 1", len(dad.written()))
+			if len(ndpc.written()) != 1 {
+				t.Fatalf("%d probes sent, want 1", len(ndpc.written()))
 			}
 			if tt.answer != nil {
-				if got := r.handleNDP(tt.answer, netip.MustParseAddr("fe80::2"), 255); got != dropNotRequest {
+				if got := r.handleNDP(tt.answer); got != dropNotRequest {
 					t.Errorf("NA: %v, want %v", got, dropNotRequest)
 				}
 			}
@@ -279,11 +273,8 @@ func TestNDPProbeOutcome(t *testing.T) {
 			if diff := cmp.Diff(tt.wantEvents, ev.take()); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
 			}
-			if w := ndpc.written(); len(w) != 0 {
-				t.Errorf("wrote %d messages on the NDP socket, want none", len(w))
-			}
 			var nas int
-			for _, b := range dad.written()[1:] {
+			for _, b := range ndpc.written()[1:] {
 				f := decodeNDPFrame(t, b)
 				want := ndpFrame{DstMAC: "33:33:00:00:00:01", Src: vip.String(), Dst: "ff02::1", HopLimit: 255,
 					M: &ndp.NeighborAdvertisement{Override: true, TargetAddress: vip, Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ourMAC}}}}
