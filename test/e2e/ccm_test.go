@@ -44,18 +44,26 @@ const ccmNamespace = "onprem-lb"
 
 func newCCM(ctx context.Context, t testing.TB, l *lab.Lab, pools string) *ccm {
 	t.Helper()
-	if out, err := l.Kubectl(ctx, "apply", "-f", repoPath("manifests", "namespace.yaml"), "-f", repoPath("manifests", "ccm-rbac.yaml")); err != nil {
-		t.Fatalf("apply manifests: %v\n%s", err, out)
-	}
-	kubeconfig, err := l.ServiceAccountKubeconfig(ctx, ccmNamespace, "onprem-cloud-controller-manager")
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := serviceAccount(ctx, t, l, "ccm-rbac.yaml", "onprem-cloud-controller-manager")
 	path := filepath.Join(t.TempDir(), "pools.yaml")
 	if err := os.WriteFile(path, []byte(pools), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return &ccm{t: t, l: l, kubeconfig: kubeconfig, pools: path}
+}
+
+// serviceAccount applies manifests/namespace.yaml and manifests/<rbac>, and returns a
+// kubeconfig of the ServiceAccount name in the onprem-lb namespace, as its pod would have.
+func serviceAccount(ctx context.Context, t testing.TB, l *lab.Lab, rbac, name string) string {
+	t.Helper()
+	if out, err := l.Kubectl(ctx, "apply", "-f", repoPath("manifests", "namespace.yaml"), "-f", repoPath("manifests", rbac)); err != nil {
+		t.Fatalf("apply manifests: %v\n%s", err, out)
+	}
+	kubeconfig, err := l.ServiceAccountKubeconfig(ctx, ccmNamespace, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
 }
 
 func (c *ccm) args() []string {

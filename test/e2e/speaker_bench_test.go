@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/onprem-lb/onprem-lb/test/lab"
-	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // BenchmarkSpeakerFailover measures, in the lab with kube-proxy and three speakers (run with
@@ -32,7 +31,7 @@ import (
 //   - arp-after-status-ms: IP in the Service's status (seen through a watch) → the VIP
 //     answers ARP; median of 20 Services
 func BenchmarkSpeakerFailover(b *testing.B) {
-	ctx, l, sp := startSpeakers(b)
+	ctx, l, sp := startSpeakers(b, lab.Options{Clients: 2}, speakerPools)
 	client := l.Clients[0]
 	const ns = "bench"
 	createNamespace(ctx, b, l, ns)
@@ -86,13 +85,7 @@ func BenchmarkSpeakerFailover(b *testing.B) {
 // of 1,000 requests to VIPs spread over the range; reply-p99-us) and the speaker's resident
 // memory (rss-mib, VmRSS).
 func BenchmarkSpeaker10k(b *testing.B) {
-	l := labtest.Start(b, lab.Options{Nodes: 1, NoKubeProxy: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	b.Cleanup(cancel)
-	c := newCCM(ctx, b, l, testPools)
-	c.start(ctx)
-	sp := newSpeakers(ctx, b, l, c.pools)
-	sp.startAll(ctx)
+	ctx, l, sp := startSpeakers(b, lab.Options{Nodes: 1, NoKubeProxy: true}, testPools)
 	const ns, n = "bulk", 10000
 	createNamespace(ctx, b, l, ns)
 	createMany(ctx, b, l, ns, n)

@@ -37,13 +37,7 @@ type speakers struct {
 
 func newSpeakers(ctx context.Context, t testing.TB, l *lab.Lab, pools string) *speakers {
 	t.Helper()
-	if out, err := l.Kubectl(ctx, "apply", "-f", repoPath("manifests", "namespace.yaml"), "-f", repoPath("manifests", "speaker-rbac.yaml")); err != nil {
-		t.Fatalf("apply manifests: %v\n%s", err, out)
-	}
-	kubeconfig, err := l.ServiceAccountKubeconfig(ctx, ccmNamespace, "onprem-speaker")
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := serviceAccount(ctx, t, l, "speaker-rbac.yaml", "onprem-speaker")
 	key := make([]byte, 32)
 	rand.Read(key)
 	keyFile := filepath.Join(t.TempDir(), "memberlist-key")

@@ -28,13 +28,13 @@ pools:
     addresses: [198.18.0.230-198.18.0.239]
 `
 
-// startSpeakers starts a lab with kube-proxy and a second client, the CCM and a speaker on
-// every node.
-func startSpeakers(t testing.TB) (context.Context, *lab.Lab, *speakers) {
-	l := labtest.Start(t, lab.Options{Clients: 2})
+// startSpeakers starts a lab (opts), the CCM with the pool file pools and a speaker on every
+// node.
+func startSpeakers(t testing.TB, opts lab.Options, pools string) (context.Context, *lab.Lab, *speakers) {
+	l := labtest.Start(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	t.Cleanup(cancel)
-	c := newCCM(ctx, t, l, speakerPools)
+	c := newCCM(ctx, t, l, pools)
 	c.start(ctx)
 	s := newSpeakers(ctx, t, l, c.pools)
 	s.startAll(ctx)
@@ -54,7 +54,7 @@ func addPod(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, node, app s
 func vipURL(ip string) string { return "http://" + net.JoinHostPort(ip, "80") + "/" }
 
 func TestSpeaker(t *testing.T) {
-	ctx, l, sp := startSpeakers(t)
+	ctx, l, sp := startSpeakers(t, lab.Options{Clients: 2}, speakerPools)
 	client := l.Clients[0]
 	const ns = "speaker"
 	createNamespace(ctx, t, l, ns)
