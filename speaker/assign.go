@@ -27,6 +27,12 @@ type Inputs struct {
 	Nodes map[string]*corev1.Node
 	// Members are the names of the nodes whose speaker is alive.
 	Members []string
+	// ProxyHealthy says whether a node's service proxy is healthy, so that it can serve
+	// Cluster Services; nil means every node's is.
+	ProxyHealthy func(node string) bool
+	// LocalHealthy says whether a node's healthCheckNodePort for a Local Service reports
+	// local endpoints; nil means it does wherever the EndpointSlices say so.
+	LocalHealthy func(svc types.NamespacedName, node string) bool
 }
 
 // Assignment says which node announces one VIP.
@@ -55,9 +61,10 @@ type Skipped struct {
 // configuration serves. A VIP outside every pool is never assigned; it is reported in skipped.
 // The eligible nodes of a VIP are the live members that have a Node, lack the
 // node.kubernetes.io/exclude-from-external-load-balancers label and match the pool's
-// nodeSelector, and, for each Service with externalTrafficPolicy Local, have a ready local
-// endpoint of the VIP's family (or, when no node has one, a serving one, as kube-proxy falls
-// back to terminating endpoints). Services that share a VIP get the nodes eligible for all of
+// nodeSelector, and, for each Service, whose service proxy is healthy (Cluster) or that
+// have a ready local endpoint of the VIP's family (or, when no node has one, a serving one,
+// as kube-proxy falls back to terminating endpoints) that their healthCheckNodePort confirms
+// (Local). Services that share a VIP get the nodes eligible for all of
 // them, or, if no node is, for any of them. Assign does not modify its inputs.
 func Assign(in Inputs) (assignments map[netip.Addr]*Assignment, skipped []Skipped) {
 	base := baseNodes(in)
@@ -137,9 +144,16 @@ func owner(in Inputs, ip netip.Addr, pool *config.Pool, base []*corev1.Node, svc
 	}
 	var all, some []string
 	for i, svc := range svcs {
-		nodes := candidates
+		var nodes []string
 		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
-			nodes = localNodes(in.Endpoints(keyOf(svc)), ip, candidates)
+			key := keyOf(svc)
+			nodes = slices.DeleteFunc(localNodes(in.Endpoints(key), ip, candidates), func(n string) bool {
+				return in.LocalHealthy != nil && !in.LocalHealthy(key, n)
+			})
+		} else {
+			nodes = slices.DeleteFunc(slices.Clone(candidates), func(n string) bool {
+				return in.ProxyHealthy != nil && !in.ProxyHealthy(n)
+			})
 		}
 		if i == 0 {
 			all = nodes
@@ -152,7 +166,7 @@ func owner(in Inputs, ip netip.Addr, pool *config.Pool, base []*corev1.Node, svc
 		all = some
 	}
 	if len(all) == 0 {
-		return "", "no eligible node has a ready local endpoint (externalTrafficPolicy Local)"
+		return "", "no eligible node has a healthy service proxy, or, for externalTrafficPolicy Local, a ready local endpoint"
 	}
 	return Owner(ip, all), ""
 }

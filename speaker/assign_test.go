@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,13 +121,14 @@ func TestAssign(t *testing.T) {
 	dns := types.NamespacedName{Namespace: "default", Name: "dns"}
 
 	tests := []struct {
-		name     string
-		services []*corev1.Service
-		slices   map[string][]*discoveryv1.EndpointSlice
-		nodes    map[string]*corev1.Node
-		members  []string
-		want     map[netip.Addr]*Assignment
-		skipped  []Skipped
+		name      string
+		services  []*corev1.Service
+		slices    map[string][]*discoveryv1.EndpointSlice
+		nodes     map[string]*corev1.Node
+		members   []string
+		unhealthy map[string]bool // node, or namespace/name/node for a Local Service
+		want      map[netip.Addr]*Assignment
+		skipped   []Skipped
 	}{{
 		name:     "cluster: any live node",
 		services: []*corev1.Service{svcWith("web", false, "198.18.0.200")},
@@ -195,7 +197,28 @@ func TestAssign(t *testing.T) {
 		slices:   map[string][]*discoveryv1.EndpointSlice{"web": {slice(v4, "node-3")}},
 		nodes:    three, members: []string{"node-1", "node-2"},
 		want: map[netip.Addr]*Assignment{ip: {IP: ip, Pool: "lan", Services: []types.NamespacedName{web},
-			Reason: "no eligible node has a ready local endpoint (externalTrafficPolicy Local)"}},
+			Reason: "no eligible node has a healthy service proxy, or, for externalTrafficPolicy Local, a ready local endpoint"}},
+	}, {
+		name:     "cluster: a node whose service proxy is unhealthy is not eligible",
+		services: []*corev1.Service{svcWith("web", false, "198.18.0.200")},
+		nodes:    three, members: all,
+		unhealthy: map[string]bool{Owner(ip, all): true},
+		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: Owner(ip, slices.DeleteFunc(slices.Clone(all), func(n string) bool { return n == Owner(ip, all) })),
+			Pool: "lan", Services: []types.NamespacedName{web}}},
+	}, {
+		name:     "cluster: no healthy service proxy anywhere",
+		services: []*corev1.Service{svcWith("web", false, "198.18.0.200")},
+		nodes:    three, members: all,
+		unhealthy: map[string]bool{"node-1": true, "node-2": true, "node-3": true},
+		want: map[netip.Addr]*Assignment{ip: {IP: ip, Pool: "lan", Services: []types.NamespacedName{web},
+			Reason: "no eligible node has a healthy service proxy, or, for externalTrafficPolicy Local, a ready local endpoint"}},
+	}, {
+		name:     "local: the healthCheckNodePort of a node with the endpoint says it has none",
+		services: []*corev1.Service{svcWith("web", true, "198.18.0.200")},
+		slices:   map[string][]*discoveryv1.EndpointSlice{"web": {slice(v4, "node-1", "node-2")}},
+		nodes:    three, members: all,
+		unhealthy: map[string]bool{"default/web/node-1": true, "node-2": true},
+		want:      map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-2", Pool: "lan", Services: []types.NamespacedName{web}}},
 	}, {
 		name:     "shared IP: one owner, eligible for every Service",
 		services: []*corev1.Service{svcWith("web", true, "198.18.0.200"), svcWith("dns", true, "198.18.0.200")},
@@ -244,8 +267,10 @@ func TestAssign(t *testing.T) {
 				Endpoints: func(svc types.NamespacedName) []*discoveryv1.EndpointSlice {
 					return tt.slices[svc.Name]
 				},
-				Nodes:   tt.nodes,
-				Members: tt.members,
+				Nodes:        tt.nodes,
+				Members:      tt.members,
+				ProxyHealthy: func(node string) bool { return !tt.unhealthy[node] },
+				LocalHealthy: func(svc types.NamespacedName, node string) bool { return !tt.unhealthy[svc.String()+"/"+node] },
 			}
 			got, skipped := Assign(in)
 			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
