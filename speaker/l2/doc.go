@@ -9,6 +9,16 @@
 // socket and one NDP socket per interface, follows interfaces that appear,
 // disappear or flap, and closes everything when Run's context is done.
 //
+// Both are AF_PACKET sockets reading whole Ethernet frames below the IP
+// stack. The NDP socket therefore also sees the unicast neighbor
+// solicitations that neighbors send to a VIP to check it is still reachable
+// (the kernel would drop them: a VIP is not one of its addresses). Instead of
+// joining one solicited-node multicast group per VIP, which the kernel caps
+// per socket (net.core.optmem_max: a few thousand), it puts the interface in
+// all-multicast mode for as long as it is open; a BPF filter lets only
+// neighbor solicitations and advertisements to all nodes reach it, so the
+// number of IPv6 VIPs per interface is not limited by the kernel.
+//
 // What the package promises:
 //   - It answers only for VIPs in the last desired set, only on the interfaces
 //     chosen for them, and stops answering for a VIP as soon as Sync no longer
