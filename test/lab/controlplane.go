@@ -2,12 +2,14 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -107,34 +109,46 @@ func (l *Lab) startControllerManager(ctx context.Context) error {
 	})
 }
 
+// startKubeProxies starts kube-proxy on every node at once.
 func (l *Lab) startKubeProxies(ctx context.Context) error {
-	for _, n := range l.Nodes {
-		p, err := l.StartProcess(n.NS, "kube-proxy-"+n.Name, nil, l.Bin("kube-proxy"),
-			"--kubeconfig="+l.pki.path("kube-proxy.kubeconfig"),
-			"--hostname-override="+n.Name, "--proxy-mode=iptables",
-			"--cluster-cidr="+cidrList(ClusterCIDRs),
-			"--conntrack-max-per-core=0",
-			"--healthz-bind-address=0.0.0.0:10256", "--metrics-bind-address=127.0.0.1:10249",
-			"--v=1")
-		if err != nil {
-			return err
-		}
-		n.KubeProxy = p
+	errs := make([]error, len(l.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range l.Nodes {
+		wg.Go(func() { errs[i] = l.StartKubeProxy(ctx, n) })
 	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// StartKubeProxy starts kube-proxy (iptables mode) on node n and waits until its /healthz on
+// port 10256 answers 200. Kill n.KubeProxy to stop it.
+func (l *Lab) StartKubeProxy(ctx context.Context, n *Node) error {
+	l.mu.Lock()
+	l.proxyRuns++
+	name := "kube-proxy-" + n.Name
+	if l.proxyRuns > len(l.Nodes) {
+		name = fmt.Sprintf("%s-%d", name, l.proxyRuns)
+	}
+	l.mu.Unlock()
+	p, err := l.StartProcess(n.NS, name, nil, l.Bin("kube-proxy"),
+		"--kubeconfig="+l.pki.path("kube-proxy.kubeconfig"),
+		"--hostname-override="+n.Name, "--proxy-mode=iptables",
+		"--cluster-cidr="+cidrList(ClusterCIDRs),
+		"--conntrack-max-per-core=0",
+		"--healthz-bind-address=0.0.0.0:10256", "--metrics-bind-address=127.0.0.1:10249",
+		"--v=1")
+	if err != nil {
+		return err
+	}
+	n.KubeProxy = p
 	hc := &http.Client{Timeout: time.Second}
-	for _, n := range l.Nodes {
-		url := fmt.Sprintf("http://%s:10256/healthz", n.IPv4)
-		err := waitFor(ctx, n.KubeProxy, 60*time.Second, "kube-proxy "+url, func(ctx context.Context) (bool, error) {
-			resp, err := hc.Get(url)
-			if err != nil {
-				return false, err
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK, fmt.Errorf("status %s", resp.Status)
-		})
+	url := fmt.Sprintf("http://%s:10256/healthz", n.IPv4)
+	return waitFor(ctx, p, 60*time.Second, "kube-proxy "+url, func(ctx context.Context) (bool, error) {
+		resp, err := hc.Get(url)
 		if err != nil {
-			return err
+			return false, err
 		}
-	}
-	return nil
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("status %s", resp.Status)
+	})
 }

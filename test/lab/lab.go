@@ -59,6 +59,8 @@ type Lab struct {
 	mu    sync.Mutex
 	procs []*Process
 	pods  map[string]*Pod // by namespace/name
+	// proxyRuns counts the kube-proxies started, to name their logs apart.
+	proxyRuns int
 }
 
 // EnvToolsBin names the environment variable that points at the control-plane binaries.
