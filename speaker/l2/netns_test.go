@@ -44,7 +44,7 @@ func TestNetns(t *testing.T) {
 		}
 	}
 	pid := os.Getpid()
-	nsA, nsB, nsC := fmt.Sprintf("olb-l2t-a-%d", pid), fmt.Sprintf("olb-l2t-b-%d", pid), fmt.Sprintf("olb-l2t-c-%d", pid)
+	nsA, nsB, nsC := fmt.Sprintf("olbt-l2-a-%d", pid), fmt.Sprintf("olbt-l2-b-%d", pid), fmt.Sprintf("olbt-l2-c-%d", pid)
 	for _, ns := range []string{nsA, nsB, nsC} {
 		run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() { runQuiet("ip", "netns", "del", ns) })
