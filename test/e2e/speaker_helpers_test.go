@@ -189,13 +189,20 @@ func announcer(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, ip, exce
 func waitGet(ctx context.Context, t testing.TB, h *lab.Host, url string) lab.Reply {
 	t.Helper()
 	var r lab.Reply
-	var last error
+	var failures []string
+	began := time.Now()
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
-		r, last = lab.GetHTTP(ctx, h.NS, url)
-		return last == nil, nil
+		var err error
+		if r, err = lab.GetHTTP(ctx, h.NS, url); err != nil {
+			failures = append(failures, fmt.Sprintf("after %v: %v", time.Since(began).Round(time.Millisecond), err))
+		}
+		return err == nil, nil
 	})
 	if err != nil {
-		t.Fatalf("GET %s from %s: %v (last: %v)", url, h.Name, err, last)
+		t.Fatalf("GET %s from %s: %v:\n%s", url, h.Name, err, strings.Join(failures, "\n"))
+	}
+	if len(failures) > 0 {
+		t.Logf("GET %s from %s answered after %d failures:\n%s", url, h.Name, len(failures), strings.Join(failures, "\n"))
 	}
 	return r
 }

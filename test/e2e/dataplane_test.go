@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/onprem-lb/onprem-lb/test/lab"
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
+)
+
+// TestHealthGating: with kube-proxy on, a node that cannot serve gives its VIPs away.
+func TestHealthGating(t *testing.T) {
+	ctx, l, _ := startSpeakers(t, lab.Options{}, speakerPools)
+	client := l.Clients[0]
+	const ns = "health"
+	createNamespace(ctx, t, l, ns)
+	for _, n := range l.Nodes {
+		addPod(ctx, t, l, ns, "web-"+n.Name, n.Name, "web")
+	}
+	create(ctx, t, l, lbService(ns, "web"))
+	vip := waitIngress(ctx, t, l, ns, "web", 1)[0].IP
+
+	t.Run("stopping kube-proxy on the owner moves the VIP to a healthy node", func(t *testing.T) {
+		owner := announcer(ctx, t, l, ns, "web", vip, "")
+		owner.KubeProxy.Kill()
+		began := time.Now()
+		next := announcer(ctx, t, l, ns, "web", vip, owner.Name)
+		t.Logf("VIP %s left %s (kube-proxy stopped) for %s in %v (bounded by the poll)", vip, owner.Name, next.Name, time.Since(began).Round(time.Millisecond))
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
+		waitGet(ctx, t, client, vipURL(vip))
+		if err := l.StartKubeProxy(ctx, owner); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a Local Service whose pod turns unready is withdrawn from that node", func(t *testing.T) {
+		pods := map[string]*lab.Pod{}
+		for _, node := range []string{"node-1", "node-2"} {
+			pods[node] = addPod(ctx, t, l, ns, "loc-"+node, node, "loc")
+		}
+		create(ctx, t, l, lbService(ns, "loc", localService))
+		vip := waitIngress(ctx, t, l, ns, "loc", 1)[0].IP
+		owner := announcer(ctx, t, l, ns, "loc", vip, "")
+		if err := l.SetPodReady(ctx, pods[owner.Name], false); err != nil {
+			t.Fatal(err)
+		}
+		next := announcer(ctx, t, l, ns, "loc", vip, owner.Name)
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
+		if r := waitGet(ctx, t, client, vipURL(vip)); r.Pod != ns+"/loc-"+next.Name {
+			t.Errorf("answered by %s, want %s/loc-%s", r.Pod, ns, next.Name)
+		}
+	})
+}
+
+const iptablesPools = `
+pools:
+  - name: lan
+    addresses:
+      - 198.18.0.200-198.18.0.229
+      - 2001:db8:18::200/122
+dataplane: iptables
+`
+
+// foreignRule is a rule someone else put in PREROUTING before the speaker started.
+var foreignRule = []string{"-t", "nat", "-I", "PREROUTING", "-s", "198.18.0.250/32", "-m", "comment", "--comment", "not onprem-lb", "-j", "RETURN"}
+
+// TestIPTablesDataplane: without kube-proxy, with dataplane iptables, the speaker forwards
+// VIP traffic itself.
+func TestIPTablesDataplane(t *testing.T) {
+	l := labtest.Start(t, lab.Options{NoKubeProxy: true, Clients: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	t.Cleanup(cancel)
+	before := map[string]string{}
+	for _, n := range l.Nodes {
+		if _, err := n.Exec(ctx, append([]string{"iptables"}, foreignRule...)...); err != nil {
+			t.Fatal(err)
+		}
+		before[n.Name] = iptablesSave(ctx, t, n.Host)
+	}
+	c := newCCM(ctx, t, l, iptablesPools)
+	c.start(ctx)
+	sp := newSpeakers(ctx, t, l, c.pools)
+	sp.startAll(ctx)
+	client, outsider := l.Clients[0], l.Clients[1]
+	const ns = "iptables"
+	createNamespace(ctx, t, l, ns)
+	for _, n := range l.Nodes {
+		addPod(ctx, t, l, ns, "web-"+n.Name, n.Name, "web")
+	}
+	create(ctx, t, l, lbService(ns, "web", dualStack))
+	ingress := waitIngress(ctx, t, l, ns, "web", 2)
+
+	t.Run("ipMode Proxy, and TCP through each VIP spreads over pods on several nodes", func(t *testing.T) {
+		for _, in := range ingress {
+			if in.IPMode == nil || *in.IPMode != corev1.LoadBalancerIPModeProxy {
+				t.Errorf("%s: ipMode %v, want Proxy", in.IP, in.IPMode)
+			}
+			waitGet(ctx, t, client, vipURL(in.IP))
+			seen := map[string]bool{}
+			for range 30 {
+				r, err := lab.GetHTTP(ctx, client.NS, vipURL(in.IP))
+				if err != nil {
+					t.Fatalf("GET %s: %v", vipURL(in.IP), err)
+				}
+				seen[r.Pod] = true
+			}
+			if len(seen) < 2 {
+				t.Errorf("%s: 30 requests all reached %v, want them spread over the pods", in.IP, seen)
+			}
+		}
+	})
+
+	var hcnp int32
+	t.Run("Local reaches only local pods and keeps the client address", func(t *testing.T) {
+		addPod(ctx, t, l, ns, "loc-1", "node-2", "loc")
+		create(ctx, t, l, lbService(ns, "loc", localService))
+		vip := waitIngress(ctx, t, l, ns, "loc", 1)[0].IP
+		if got := announcer(ctx, t, l, ns, "loc", vip, ""); got.Name != "node-2" {
+			t.Fatalf("announced by %s, want node-2 (the only endpoint)", got.Name)
+		}
+		waitGet(ctx, t, client, vipURL(vip))
+		for range 10 {
+			r, err := lab.GetHTTP(ctx, client.NS, vipURL(vip))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Pod != ns+"/loc-1" || r.ClientIP() != client.IPv4.String() {
+				t.Fatalf("answered by %s seeing %s, want %s/loc-1 seeing the client %s", r.Pod, r.ClientIP(), ns, client.IPv4)
+			}
+		}
+		svc, err := l.Client.CoreV1().Services(ns).Get(ctx, "loc", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hcnp = svc.Spec.HealthCheckNodePort
+	})
+
+	t.Run("healthCheckNodePort answers as kube-proxy does", func(t *testing.T) {
+		for node, want := range map[string]int{"node-2": 1, "node-1": 0} {
+			n := labNode(t, l, node)
+			url := fmt.Sprintf("http://%s/", net.JoinHostPort(n.IPv4.String(), strconv.Itoa(int(hcnp))))
+			status, body := waitHTTP(ctx, t, client, url)
+			wantStatus := http.StatusOK
+			if want == 0 {
+				wantStatus = http.StatusServiceUnavailable
+			}
+			wantBody := map[string]any{"service": map[string]any{"namespace": ns, "name": "loc"}, "localEndpoints": float64(want), "serviceProxyHealthy": true}
+			var got map[string]any
+			if err := json.Unmarshal(body, &got); err != nil {
+				t.Fatalf("%s: %v: %s", url, err, body)
+			}
+			if status != wantStatus {
+				t.Errorf("%s: status %d, want %d", url, status, wantStatus)
+			}
+			if diff := cmp.Diff(wantBody, got); diff != "" {
+				t.Errorf("%s: body (-want +got):\n%s", url, diff)
+			}
+		}
+	})
+
+	t.Run("a client outside loadBalancerSourceRanges is refused", func(t *testing.T) {
+		create(ctx, t, l, lbService(ns, "ranged", func(s *corev1.Service) {
+			s.Spec.LoadBalancerSourceRanges = []string{client.IPv4.String() + "/32"}
+		}))
+		vip := waitIngress(ctx, t, l, ns, "ranged", 1)[0].IP
+		waitGet(ctx, t, client, vipURL(vip))
+		if r, err := lab.GetHTTP(ctx, outsider.NS, vipURL(vip)); err == nil {
+			t.Errorf("%s from %s (outside the source ranges) answered by %s", vipURL(vip), outsider.IPv4, r.Pod)
+		}
+	})
+
+	t.Run("--cleanup leaves iptables as before the speaker started, foreign rule included", func(t *testing.T) {
+		for _, n := range l.Nodes {
+			if !strings.Contains(iptablesSave(ctx, t, n.Host), "not onprem-lb") {
+				t.Errorf("%s: the foreign rule is gone while the speaker runs", n.Name)
+			}
+			sp.procs[n.Name].Stop(10 * time.Second)
+			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.NS, filepath.Join(binDir, "onprem-speaker"), "--cleanup").CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: onprem-speaker --cleanup: %v\n%s", n.Name, err, out)
+			}
+			if diff := cmp.Diff(before[n.Name], iptablesSave(ctx, t, n.Host)); diff != "" {
+				t.Errorf("%s: iptables-save after --cleanup (-before +after):\n%s", n.Name, diff)
+			}
+		}
+	})
+}
+
+// iptablesSave returns the IPv4 and IPv6 rules of host h without comments and counters.
+func iptablesSave(ctx context.Context, t testing.TB, h *lab.Host) string {
+	t.Helper()
+	var out []string
+	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
+		s, err := h.Exec(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(s, "\n") {
+			if !strings.HasPrefix(line, "#") {
+				out = append(out, counters.ReplaceAllString(line, ""))
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+var counters = regexp.MustCompile(` \[\d+:\d+\]$`)
+
+// waitHTTP requests url from host h until it answers at all, and returns the status and body.
+func waitHTTP(ctx context.Context, t testing.TB, h *lab.Host, url string) (int, []byte) {
+	t.Helper()
+	var status int
+	var body []byte
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+		resp, err := lab.HTTPClient(h.NS, 2*time.Second).Get(url)
+		if last = err; err != nil {
+			return false, nil
+		}
+		defer resp.Body.Close()
+		status = resp.StatusCode
+		body, last = io.ReadAll(resp.Body)
+		return last == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("GET %s: %v (last: %v)", url, err, last)
+	}
+	return status, body
+}
