@@ -147,7 +147,7 @@ func owner(in Inputs, ip netip.Addr, pool *config.Pool, base []*corev1.Node, svc
 		var nodes []string
 		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
 			key := keyOf(svc)
-			nodes = slices.DeleteFunc(localNodes(in.Endpoints(key), ip, candidates), func(n string) bool {
+			nodes = slices.DeleteFunc(localNodes(in.Endpoints(key), familyOf(ip), candidates), func(n string) bool {
 				return in.LocalHealthy != nil && !in.LocalHealthy(key, n)
 			})
 		} else {
@@ -171,13 +171,17 @@ func owner(in Inputs, ip netip.Addr, pool *config.Pool, base []*corev1.Node, svc
 	return Owner(ip, all), ""
 }
 
-// localNodes returns the candidates with a ready endpoint of ip's family, or, if none has
-// one, those with a serving endpoint.
-func localNodes(eps []*discoveryv1.EndpointSlice, ip netip.Addr, candidates []string) []string {
-	family := discoveryv1.AddressTypeIPv4
+// familyOf returns the EndpointSlice address type of ip's family.
+func familyOf(ip netip.Addr) discoveryv1.AddressType {
 	if ip.Is6() {
-		family = discoveryv1.AddressTypeIPv6
+		return discoveryv1.AddressTypeIPv6
 	}
+	return discoveryv1.AddressTypeIPv4
+}
+
+// localNodes returns the candidates with a ready endpoint of the family, or, if none has
+// one, those with a serving endpoint.
+func localNodes(eps []*discoveryv1.EndpointSlice, family discoveryv1.AddressType, candidates []string) []string {
 	ready, serving := map[string]bool{}, map[string]bool{}
 	for _, s := range eps {
 		if s.AddressType != family {

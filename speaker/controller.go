@@ -25,6 +25,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/health"
 	"github.com/onprem-lb/onprem-lb/speaker/l2"
 	"github.com/onprem-lb/onprem-lb/speaker/membership"
 )
@@ -47,6 +48,13 @@ type announcer interface {
 	Sync(desired map[netip.Addr]l2.Target)
 }
 
+// prober is what the controller needs of health.Prober.
+type prober interface {
+	SetTargets(t health.Targets)
+	ProxyHealthy(node string) bool
+	LocalHealthy(svc health.ServiceKey, node string) bool
+}
+
 // resyncPeriod is how often the controller recomputes ownership whatever happened.
 const resyncPeriod = 30 * time.Second
 
@@ -58,6 +66,7 @@ type controller struct {
 	cfg      atomic.Pointer[config.Config]
 	members  members
 	announce announcer
+	prober   prober
 	recorder record.EventRecorder
 	metrics  *Metrics
 
@@ -240,12 +249,18 @@ func (c *controller) sync() {
 	for _, n := range nodeList {
 		nodes[n.Name] = n
 	}
+	cfg := c.cfg.Load()
+	c.prober.SetTargets(healthTargets(cfg, svcs, c.endpoints, nodeList))
 	assignments, skipped := Assign(Inputs{
-		Config:    c.cfg.Load(),
-		Services:  svcs,
-		Endpoints: c.endpoints,
-		Nodes:     nodes,
-		Members:   names,
+		Config:       cfg,
+		Services:     svcs,
+		Endpoints:    c.endpoints,
+		Nodes:        nodes,
+		Members:      names,
+		ProxyHealthy: c.prober.ProxyHealthy,
+		LocalHealthy: func(svc types.NamespacedName, node string) bool {
+			return c.prober.LocalHealthy(health.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}, node)
+		},
 	})
 	desired := map[netip.Addr]l2.Target{}
 	for ip, a := range assignments {

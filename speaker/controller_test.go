@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/health"
 	"github.com/onprem-lb/onprem-lb/speaker/l2"
 	"github.com/onprem-lb/onprem-lb/speaker/membership"
 )
@@ -67,6 +68,7 @@ func TestControllerSyncAnnouncesOwnedVIPsAndReports(t *testing.T) {
 	ann := &fakeAnnouncer{}
 	c := newController("node-1", client, cfg, members, recorder, NewMetrics())
 	c.announce = ann
+	c.prober = health.NewProber(health.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.startInformers(ctx); err != nil {

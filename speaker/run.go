@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/health"
 	"github.com/onprem-lb/onprem-lb/speaker/l2"
 	"github.com/onprem-lb/onprem-lb/speaker/membership"
 )
@@ -89,10 +90,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	registry := metrics.NewKubeRegistry()
-	speakerMetrics, l2Metrics, configMetrics := NewMetrics(), l2.NewMetrics(), config.NewMetrics()
+	speakerMetrics, l2Metrics, configMetrics, healthMetrics := NewMetrics(), l2.NewMetrics(), config.NewMetrics(), health.NewMetrics()
 	speakerMetrics.Register(registry.MustRegister)
 	l2Metrics.Register(registry.MustRegister)
 	configMetrics.Register(registry.MustRegister)
+	healthMetrics.Register(registry.MustRegister)
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
@@ -134,10 +136,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	ann := l2.New(l2.Options{NodeIPs: nodeIPs, IsPeerMAC: ctrl.isPeerMAC, Events: ctrl, Metrics: l2Metrics})
-	ctrl.members, ctrl.announce = members, ann
+	prober := health.NewProber(health.Options{OnChange: ctrl.kick, Metrics: healthMetrics})
+	ctrl.members, ctrl.announce, ctrl.prober = members, ann, prober
 
 	return runParts(ctx, cfg, parts{
-		members: members, announcer: ann, ctrl: ctrl, registry: registry,
+		members: members, announcer: ann, prober: prober, ctrl: ctrl, registry: registry,
 		watcher: config.NewWatcher(cfg.PoolFile, config.WithCurrent(pools), config.WithMetrics(configMetrics),
 			config.OnChange(ctrl.setConfig),
 			config.OnError(func(err error) {
@@ -149,6 +152,7 @@ func Run(ctx context.Context, cfg Config) error {
 type parts struct {
 	members   *membership.Membership
 	announcer *l2.Announcer
+	prober    *health.Prober
 	ctrl      *controller
 	watcher   *config.Watcher
 	registry  metrics.KubeRegistry
@@ -178,6 +182,7 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	}
 	wg.Go(func() { fail("announcer", p.announcer.Run(annCtx)) })
 	wg.Go(func() { fail("membership", p.members.Run(memCtx)) })
+	wg.Go(func() { p.prober.Run(ctrlCtx) })
 	wg.Go(func() {
 		if err := p.watcher.Run(ctrlCtx); err != nil {
 			klog.ErrorS(err, "Cannot watch the pool file; changes need a restart", "file", cfg.PoolFile)
