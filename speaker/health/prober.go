@@ -283,21 +283,8 @@ func (p *Prober) LocalHealthy(svc ServiceKey, node string) bool {
 // results of a round cut short by ctx are dropped. Run must not be called
 // twice at the same time.
 func (p *Prober) Run(ctx context.Context) {
-	jobs := make(chan *nodeJob)
-	var workers sync.WaitGroup
-	for range p.workers {
-		workers.Go(func() {
-			for j := range jobs {
-				p.probeNode(ctx, j)
-				j.done.Done()
-			}
-		})
-	}
-	defer func() {
-		close(jobs)
-		workers.Wait()
-		p.client.CloseIdleConnections()
-	}()
+	jobs, stop := p.startWorkers(ctx)
+	defer stop()
 
 	ticker := time.NewTicker(p.interval)
 	defer ticker.Stop()
@@ -312,6 +299,27 @@ func (p *Prober) Run(ctx context.Context) {
 			return
 		case <-ticker.C:
 		}
+	}
+}
+
+// startWorkers starts the pool of Workers goroutines that probe the nodes
+// sent on jobs. stop closes jobs, waits for the workers to return and closes
+// idle connections.
+func (p *Prober) startWorkers(ctx context.Context) (jobs chan<- *nodeJob, stop func()) {
+	ch := make(chan *nodeJob)
+	var workers sync.WaitGroup
+	for range p.workers {
+		workers.Go(func() {
+			for j := range ch {
+				p.probeNode(ctx, j)
+				j.done.Done()
+			}
+		})
+	}
+	return ch, func() {
+		close(ch)
+		workers.Wait()
+		p.client.CloseIdleConnections()
 	}
 }
 
