@@ -1,0 +1,317 @@
+package dataplane
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Chain names. Every chain this package makes starts with chainPrefix; that
+// is how Cleanup and the resync recognise them (and nothing else).
+const (
+	chainPrefix = "ONPREM-LB-"
+
+	servicesChain    = chainPrefix + "SERVICES"    // nat, from PREROUTING and OUTPUT
+	markMasqChain    = chainPrefix + "MARK-MASQ"   // nat, marks for masquerade
+	postroutingChain = chainPrefix + "POSTROUTING" // nat, from POSTROUTING
+	firewallChain    = chainPrefix + "FIREWALL"    // filter, from INPUT, FORWARD and OUTPUT
+
+	vipsShardPrefix = chainPrefix + "VIPS-" // nat, one per last byte of the VIPs
+	fwShardPrefix   = chainPrefix + "FW-"   // filter, one per last byte of the VIPs
+	svcChainPrefix  = chainPrefix + "SVC-"  // nat, one per Service port
+	sepChainPrefix  = chainPrefix + "SEP-"  // nat, one per Service port endpoint
+
+	tableNAT    = "nat"
+	tableFilter = "filter"
+)
+
+// DefaultMasqueradeMark is the packet mark bit that asks ONPREM-LB-POSTROUTING
+// to masquerade. kube-proxy uses 0x4000 and 0x8000; Calico the upper 16
+// bits.
+const DefaultMasqueradeMark = 0x2000
+
+// chainKey names a chain: table and chain name.
+type chainKey struct {
+	table, name string
+}
+
+// ruleset is the content of every chain of one family, keyed by chain. A
+// chain's content is its rules as iptables-restore lines ("-A NAME ...\n"),
+// in order; an empty string is a chain without rules.
+type ruleset map[chainKey]string
+
+// genConfig is what rule generation needs besides the Services.
+type genConfig struct {
+	mark        uint32 // the masquerade mark bit
+	randomFully bool   // MASQUERADE --random-fully is supported
+}
+
+// baseChains are the chains a family has as soon as it is in use, even
+// without Services.
+var baseChains = []chainKey{
+	{tableNAT, servicesChain},
+	{tableNAT, markMasqChain},
+	{tableNAT, postroutingChain},
+	{tableFilter, firewallChain},
+}
+
+// buildRules computes the content of every chain of family f for services.
+// It is a pure function of its arguments.
+//
+// Layout (nat): ONPREM-LB-SERVICES sends each packet, by the last byte of its
+// destination, to one ONPREM-LB-VIPS-xx shard, which matches VIP, protocol,
+// port (and source range) and jumps to the Service port's ONPREM-LB-SVC-
+// chain; that one marks for masquerade (Cluster), honours session affinity
+// and picks an endpoint's ONPREM-LB-SEP- chain at random, which DNATs.
+// Only ports with usable endpoints (Local: local ones) are matched in nat.
+//
+// Layout (filter): ONPREM-LB-FIREWALL, by the same last byte, sends new
+// connections to an ONPREM-LB-FW-xx shard. Traffic there still has a VIP as
+// destination, i.e. nat did not DNAT it: from outside the source ranges it is
+// dropped, to a port without usable endpoints or to any other port of a VIP
+// it is rejected with ICMP port unreachable (TCP connects fail at once with
+// ECONNREFUSED).
+//
+// Sharding keeps the chains a one-Service change rewrites small (tens of
+// rules for 10,000 VIPs) and the per-packet walk short.
+func buildRules(services []Service, f Family, cfg genConfig) ruleset {
+	rs := make(ruleset, 16)
+	mark := "0x" + strconv.FormatUint(uint64(cfg.mark), 16)
+	rs[chainKey{tableNAT, markMasqChain}] = "-A " + markMasqChain + " -j MARK --or-mark " + mark + "\n"
+	masq := "-A " + postroutingChain + " -j MASQUERADE"
+	if cfg.randomFully {
+		masq += " --random-fully"
+	}
+	rs[chainKey{tableNAT, postroutingChain}] = "-A " + postroutingChain + " -m mark ! --mark " + mark + "/" + mark + " -j RETURN\n" +
+		"-A " + postroutingChain + " -j MARK --xor-mark " + mark + "\n" +
+		masq + "\n"
+
+	type vipEntry struct {
+		vip netip.Addr
+		svc *Service
+	}
+	// Services in a stable order, duplicates dropped.
+	svcs := make([]*Service, 0, len(services))
+	for i := range services {
+		svcs = append(svcs, &services[i])
+	}
+	slices.SortStableFunc(svcs, func(a, b *Service) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	})
+	svcs = slices.CompactFunc(svcs, func(a, b *Service) bool { return a.Namespace == b.Namespace && a.Name == b.Name })
+
+	var shards [256][]vipEntry
+	for _, s := range svcs {
+		for _, v := range s.VIPs {
+			if !f.has(v) {
+				continue
+			}
+			v = v.Unmap()
+			b := v.AsSlice()
+			k := b[len(b)-1]
+			shards[k] = append(shards[k], vipEntry{v, s})
+		}
+	}
+
+	var nat, filter strings.Builder
+	svcDone := map[*Service]bool{}
+	// usable: per Service, per port index, the SVC chain (empty: no usable
+	// endpoints).
+	svcChains := map[*Service][]string{}
+	for k := range shards {
+		entries := shards[k]
+		if len(entries) == 0 {
+			continue
+		}
+		slices.SortStableFunc(entries, func(a, b vipEntry) int { return a.vip.Compare(b.vip) })
+		vipsName := fmt.Sprintf("%s%02X", vipsShardPrefix, k)
+		fwName := fmt.Sprintf("%s%02X", fwShardPrefix, k)
+		shardMatch := shardMatch(f, byte(k))
+		nat.WriteString("-A " + servicesChain + " -d " + shardMatch + " -j " + vipsName + "\n")
+		filter.WriteString("-A " + firewallChain + " -d " + shardMatch + " -j " + fwName + "\n")
+
+		var vips, fw strings.Builder
+		seen := map[netip.Addr]bool{}
+		for _, e := range entries {
+			s := e.svc
+			if !svcDone[s] {
+				svcDone[s] = true
+				svcChains[s] = buildService(rs, s, f, mark)
+			}
+			chains := svcChains[s]
+			dst := " -d " + hostPrefix(e.vip)
+			var ranges []string
+			restricted := len(s.SourceRanges) > 0
+			for _, p := range s.SourceRanges {
+				if p = unmapPrefix(p); p.IsValid() && f.has(p.Addr()) {
+					ranges = append(ranges, p.String())
+				}
+			}
+			for i, p := range s.Ports {
+				proto, ok := protoName(p.Protocol)
+				if !ok || p.Port == 0 {
+					continue
+				}
+				match := dst + " -p " + proto + " -m " + proto + " --dport " + strconv.Itoa(int(p.Port)) +
+					" -m comment --comment \"" + s.Namespace + "/" + s.Name + ":" + proto + "/" + strconv.Itoa(int(p.Port))
+				svc := chains[i]
+				switch {
+				case svc == "":
+					fw.WriteString("-A " + fwName + match + " has no endpoints\" -j REJECT --reject-with " + rejectWith(f) + "\n")
+				case !restricted:
+					vips.WriteString("-A " + vipsName + match + "\" -j " + svc + "\n")
+				default:
+					for _, r := range ranges {
+						vips.WriteString("-A " + vipsName + " -s " + r + match + "\" -j " + svc + "\n")
+					}
+					fw.WriteString("-A " + fwName + match + " not in loadBalancerSourceRanges\" -j DROP\n")
+				}
+			}
+			if !seen[e.vip] {
+				seen[e.vip] = true
+			}
+		}
+		// The catch-all: whatever is left for a VIP of this shard.
+		vipsSorted := make([]netip.Addr, 0, len(seen))
+		for v := range seen {
+			vipsSorted = append(vipsSorted, v)
+		}
+		slices.SortFunc(vipsSorted, netip.Addr.Compare)
+		for _, v := range vipsSorted {
+			fw.WriteString("-A " + fwName + " -d " + hostPrefix(v) + " -m comment --comment \"port not served\" -j REJECT --reject-with " + rejectWith(f) + "\n")
+		}
+		rs[chainKey{tableNAT, vipsName}] = vips.String()
+		rs[chainKey{tableFilter, fwName}] = fw.String()
+	}
+	rs[chainKey{tableNAT, servicesChain}] = nat.String()
+	rs[chainKey{tableFilter, firewallChain}] = filter.String()
+	return rs
+}
+
+// buildService adds the SVC and SEP chains of s's ports to rs and returns,
+// per port, the SVC chain ("": the port has no usable endpoint or is
+// invalid).
+func buildService(rs ruleset, s *Service, f Family, mark string) []string {
+	chains := make([]string, len(s.Ports))
+	affinity := 0
+	if s.AffinityTimeout > 0 {
+		affinity = int(math.Ceil(s.AffinityTimeout.Seconds()))
+	}
+	recentMask := "255.255.255.255"
+	if f == IPv6 {
+		recentMask = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+	}
+	for i, p := range s.Ports {
+		proto, ok := protoName(p.Protocol)
+		if !ok || p.Port == 0 {
+			continue
+		}
+		var eps []Endpoint
+		seen := map[netip.AddrPort]bool{}
+		for _, e := range p.Endpoints {
+			if !f.has(e.IP) || e.Port == 0 || (s.Local && !e.Local) {
+				continue
+			}
+			e.IP = e.IP.Unmap()
+			ap := netip.AddrPortFrom(e.IP, e.Port)
+			if seen[ap] {
+				continue
+			}
+			seen[ap] = true
+			eps = append(eps, e)
+		}
+		if len(eps) == 0 {
+			continue
+		}
+		slices.SortFunc(eps, func(a, b Endpoint) int {
+			return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port))
+		})
+		svc := svcChainPrefix + hashName(s.Namespace+"/"+s.Name+":"+proto+"/"+strconv.Itoa(int(p.Port)))
+		chains[i] = svc
+		seps := make([]string, len(eps))
+		for j, e := range eps {
+			dest := netip.AddrPortFrom(e.IP, e.Port).String()
+			seps[j] = sepChainPrefix + hashName(svc+">"+proto+"/"+dest)
+			var b strings.Builder
+			b.WriteString("-A " + seps[j] + " -s " + hostPrefix(e.IP) + " -j " + markMasqChain + "\n")
+			b.WriteString("-A " + seps[j] + " -p " + proto)
+			if affinity > 0 {
+				b.WriteString(" -m recent --name " + seps[j] + " --mask " + recentMask + " --rsource --set")
+			}
+			b.WriteString(" -j DNAT --to-destination " + dest + "\n")
+			rs[chainKey{tableNAT, seps[j]}] = b.String()
+		}
+		var b strings.Builder
+		if !s.Local {
+			b.WriteString("-A " + svc + " -j " + markMasqChain + "\n")
+		}
+		if affinity > 0 {
+			for _, sep := range seps {
+				b.WriteString("-A " + svc + " -m recent --name " + sep + " --mask " + recentMask + " --rsource --rcheck --seconds " +
+					strconv.Itoa(affinity) + " --reap -j " + sep + "\n")
+			}
+		}
+		for j, sep := range seps {
+			if n := len(seps) - j; n > 1 {
+				b.WriteString("-A " + svc + " -m statistic --mode random --probability " + probability(n) + " -j " + sep + "\n")
+			} else {
+				b.WriteString("-A " + svc + " -j " + sep + "\n")
+			}
+		}
+		rs[chainKey{tableNAT, svc}] = b.String()
+	}
+	return chains
+}
+
+// probability is kube-proxy's "1/n" for the statistic match.
+func probability(n int) string {
+	return fmt.Sprintf("%0.10f", 1.0/float64(n))
+}
+
+func protoName(p Protocol) (string, bool) {
+	switch p {
+	case TCP:
+		return "tcp", true
+	case UDP:
+		return "udp", true
+	case SCTP:
+		return "sctp", true
+	}
+	return "", false
+}
+
+func rejectWith(f Family) string {
+	if f == IPv6 {
+		return "icmp6-port-unreachable"
+	}
+	return "icmp-port-unreachable"
+}
+
+// hostPrefix is a as a one-address prefix, "198.18.96.1/32".
+func hostPrefix(a netip.Addr) string {
+	return netip.PrefixFrom(a, a.BitLen()).String()
+}
+
+// shardMatch matches the destinations whose last byte is k: an address
+// with a non-contiguous mask, "0.0.0.7/0.0.0.255" or "::7/::ff".
+func shardMatch(f Family, k byte) string {
+	if f == IPv6 {
+		var b [16]byte
+		b[15] = k
+		return netip.AddrFrom16(b).String() + "/::ff"
+	}
+	return "0.0.0." + strconv.Itoa(int(k)) + "/0.0.0.255"
+}
+
+// hashName is kube-proxy's chain name hash, cut to fit: chain names are at
+// most 28 characters, 14 of them our prefix.
+func hashName(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return base32.StdEncoding.EncodeToString(h[:])[:14]
+}

@@ -1,0 +1,88 @@
+package dataplane
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Protocol is a Service port's protocol: "TCP", "UDP" or "SCTP".
+type Protocol string
+
+// The protocols a Service port may use.
+const (
+	TCP  Protocol = "TCP"
+	UDP  Protocol = "UDP"
+	SCTP Protocol = "SCTP"
+)
+
+// Endpoint is one ready endpoint of a Service port. The caller filters out
+// endpoints that are not ready.
+type Endpoint struct {
+	IP   netip.Addr
+	Port uint16 // the target port
+	// Local: the endpoint runs on this node. A Service with Local set is
+	// forwarded to its local endpoints only.
+	Local bool
+}
+
+// Port is one port of a Service.
+type Port struct {
+	Protocol  Protocol
+	Port      uint16 // the Service port, on every VIP
+	Endpoints []Endpoint
+}
+
+// Service is a LoadBalancer Service whose VIPs this node forwards.
+// A Service is identified by Namespace/Name; of two with the same name only
+// the first given to Sync counts.
+type Service struct {
+	Namespace, Name string
+	VIPs            []netip.Addr // the Service's ingress IPs, both families possible
+	Ports           []Port
+	// Local is externalTrafficPolicy: Local: only local endpoints, client
+	// source IP kept. Otherwise (Cluster) every endpoint, masqueraded.
+	Local bool
+	// AffinityTimeout > 0 is sessionAffinity: ClientIP with this timeout
+	// (rounded up to whole seconds).
+	AffinityTimeout time.Duration
+	// SourceRanges are the loadBalancerSourceRanges; empty lets everyone in.
+	SourceRanges []netip.Prefix
+}
+
+// Family is an IP family: IPv4 (iptables) or IPv6 (ip6tables).
+type Family int
+
+// The two families, in the order they are synced.
+const (
+	IPv4 Family = iota
+	IPv6
+)
+
+var families = [...]Family{IPv4, IPv6}
+
+func (f Family) String() string {
+	if f == IPv6 {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// has reports whether a is an address of family f (IPv4-mapped IPv6
+// addresses count as IPv4).
+func (f Family) has(a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	if f == IPv4 {
+		return a.Unmap().Is4()
+	}
+	return a.Is6() && !a.Is4In6()
+}
+
+// unmapPrefix turns an IPv4-mapped IPv6 prefix into an IPv4 one.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96).Masked()
+	}
+	return p.Masked()
+}
