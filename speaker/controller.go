@@ -25,6 +25,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/dataplane"
 	"github.com/onprem-lb/onprem-lb/speaker/health"
 	"github.com/onprem-lb/onprem-lb/speaker/l2"
 	"github.com/onprem-lb/onprem-lb/speaker/membership"
@@ -48,6 +49,16 @@ type announcer interface {
 	Sync(desired map[netip.Addr]l2.Target)
 }
 
+// forwarder is what the controller needs of dataplane.Dataplane.
+type forwarder interface {
+	Sync(services []dataplane.Service) error
+}
+
+// hcnpServer is what the controller needs of health.HCNPServer.
+type hcnpServer interface {
+	SyncServices(want map[health.ServiceKey]health.ServiceHealth)
+}
+
 // prober is what the controller needs of health.Prober.
 type prober interface {
 	SetTargets(t health.Targets)
@@ -67,6 +78,8 @@ type controller struct {
 	members  members
 	announce announcer
 	prober   prober
+	forward  forwarder
+	hcnp     hcnpServer
 	recorder record.EventRecorder
 	metrics  *Metrics
 
@@ -92,6 +105,11 @@ type controller struct {
 	// coordinator is true when this node is the live member with the lowest name: it writes
 	// the conditions of the VIPs nobody may announce.
 	coordinator bool
+
+	// forwarding is true while the iptables dataplane holds rules; only sync uses it.
+	forwarding bool
+	// forwardingHealthy is false while the last iptables sync failed.
+	forwardingHealthy atomic.Bool
 }
 
 // announceState is what the announcer last reported for a VIP.
@@ -262,6 +280,7 @@ func (c *controller) sync() {
 			return c.prober.LocalHealthy(health.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}, node)
 		},
 	})
+	c.syncForwarding(cfg, svcs)
 	desired := map[netip.Addr]l2.Target{}
 	for ip, a := range assignments {
 		if a.Owner == c.node {
@@ -316,6 +335,30 @@ func (c *controller) sync() {
 			c.recorder.Eventf(svc, corev1.EventTypeWarning, EventNotServed, "%s is not announced: %s", s.IP, s.Reason)
 		}
 	}
+}
+
+// syncForwarding programs the iptables dataplane and serves the healthCheckNodePorts when
+// the pool file says dataplane: iptables, and removes both when it no longer does. A failed
+// sync is retried a second later.
+func (c *controller) syncForwarding(cfg *config.Config, svcs []*corev1.Service) {
+	on := cfg.Dataplane == config.DataplaneIPTables
+	if !on && !c.forwarding {
+		return
+	}
+	var services []dataplane.Service
+	var hcnp map[health.ServiceKey]health.ServiceHealth
+	if on {
+		services, hcnp = forwarding(cfg, svcs, c.endpoints, c.node)
+	}
+	c.hcnp.SyncServices(hcnp)
+	if err := c.forward.Sync(services); err != nil {
+		c.forwardingHealthy.Store(false)
+		klog.ErrorS(err, "Program the iptables dataplane; retrying in a second")
+		time.AfterFunc(time.Second, c.kick)
+		return
+	}
+	c.forwardingHealthy.Store(true)
+	c.forwarding = on
 }
 
 // endpoints returns the EndpointSlices of a Service from the informer cache.

@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/dataplane"
 	"github.com/onprem-lb/onprem-lb/speaker/health"
 	"github.com/onprem-lb/onprem-lb/speaker/l2"
 	"github.com/onprem-lb/onprem-lb/speaker/membership"
@@ -90,11 +91,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	registry := metrics.NewKubeRegistry()
-	speakerMetrics, l2Metrics, configMetrics, healthMetrics := NewMetrics(), l2.NewMetrics(), config.NewMetrics(), health.NewMetrics()
+	speakerMetrics, l2Metrics, configMetrics := NewMetrics(), l2.NewMetrics(), config.NewMetrics()
+	healthMetrics, dataplaneMetrics := health.NewMetrics(), dataplane.NewMetrics()
 	speakerMetrics.Register(registry.MustRegister)
 	l2Metrics.Register(registry.MustRegister)
 	configMetrics.Register(registry.MustRegister)
 	healthMetrics.Register(registry.MustRegister)
+	dataplaneMetrics.Register(registry.MustRegister)
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
@@ -137,10 +140,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	ann := l2.New(l2.Options{NodeIPs: nodeIPs, IsPeerMAC: ctrl.isPeerMAC, Events: ctrl, Metrics: l2Metrics})
 	prober := health.NewProber(health.Options{OnChange: ctrl.kick, Metrics: healthMetrics})
-	ctrl.members, ctrl.announce, ctrl.prober = members, ann, prober
+	dp := dataplane.New(dataplane.Options{Metrics: dataplaneMetrics})
+	hcnp := health.NewHCNPServer(health.ServerOptions{ProxyHealthy: ctrl.forwardingHealthy.Load})
+	defer hcnp.Close()
+	ctrl.members, ctrl.announce, ctrl.prober, ctrl.forward, ctrl.hcnp = members, ann, prober, dp, hcnp
 
 	return runParts(ctx, cfg, parts{
-		members: members, announcer: ann, prober: prober, ctrl: ctrl, registry: registry,
+		members: members, announcer: ann, prober: prober, dataplane: dp, ctrl: ctrl, registry: registry,
 		watcher: config.NewWatcher(cfg.PoolFile, config.WithCurrent(pools), config.WithMetrics(configMetrics),
 			config.OnChange(ctrl.setConfig),
 			config.OnError(func(err error) {
@@ -153,6 +159,7 @@ type parts struct {
 	members   *membership.Membership
 	announcer *l2.Announcer
 	prober    *health.Prober
+	dataplane *dataplane.Dataplane
 	ctrl      *controller
 	watcher   *config.Watcher
 	registry  metrics.KubeRegistry
@@ -183,6 +190,7 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	wg.Go(func() { fail("announcer", p.announcer.Run(annCtx)) })
 	wg.Go(func() { fail("membership", p.members.Run(memCtx)) })
 	wg.Go(func() { p.prober.Run(ctrlCtx) })
+	wg.Go(func() { fail("dataplane", p.dataplane.Run(ctrlCtx)) })
 	wg.Go(func() {
 		if err := p.watcher.Run(ctrlCtx); err != nil {
 			klog.ErrorS(err, "Cannot watch the pool file; changes need a restart", "file", cfg.PoolFile)
@@ -222,6 +230,12 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	}
 	wg.Wait()
 	return err
+}
+
+// Cleanup removes every iptables chain and rule the speaker ever made, IPv4 and IPv6, and
+// nothing else: for uninstalling, or for a node moving back to dataplane: kube-proxy.
+func Cleanup(ctx context.Context) error {
+	return dataplane.Cleanup(ctx, nil)
 }
 
 // readKey reads the gossip key: base64 of 16, 24 or 32 bytes. "" means no key.

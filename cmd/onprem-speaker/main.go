@@ -40,6 +40,7 @@ func run(args []string) error {
 	fs.String("memberlist-key-file", "", "file holding the base64 gossip key (16, 24 or 32 bytes); empty: unencrypted")
 	fs.String("metrics-bind-address", ":7472", "address for /metrics and /healthz; empty: none")
 	fs.Duration("handover-delay", speaker.DefaultHandoverDelay, "how long a stopping speaker keeps answering after it left, while the new owners announce")
+	fs.Bool("cleanup", false, "remove every iptables chain and rule the speaker made (dataplane: iptables), then exit")
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	fs.AddGoFlagSet(klogFlags)
@@ -72,5 +73,8 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if v.GetBool("cleanup") {
+		return speaker.Cleanup(ctx)
+	}
 	return speaker.Run(ctx, cfg)
 }
