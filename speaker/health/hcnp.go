@@ -112,8 +112,9 @@ func NewHCNPServer(opts ServerOptions) *HCNPServer {
 // ports of Services no longer wanted (or whose port changed), opens the new
 // ones, and updates the endpoint counts of the others in place. A port that
 // cannot be opened, typically because another process (a kube-proxy) holds
-// it, is skipped with one log line and tried again at the next call. want is
-// not retained. After Close it does nothing.
+// it, is skipped with one log line and tried again at the next call; so is
+// a port that another Service in want already has. A Port of 0 is not
+// served. want is not retained. After Close it does nothing.
 func (s *HCNPServer) SyncServices(want map[ServiceKey]ServiceHealth) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

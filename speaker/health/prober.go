@@ -87,8 +87,9 @@ type Options struct {
 	// Metrics, if not nil, count the probes and the unhealthy targets.
 	Metrics *Metrics
 	// Transport makes the HTTP requests; nil means a real one that never
-	// goes through an HTTP proxy from the environment, keeps one idle
-	// connection per target, and does not follow redirects.
+	// goes through an HTTP proxy from the environment and keeps one idle
+	// connection per target between rounds. Redirects are never followed
+	// (a 3xx is a failure), whatever the transport.
 	Transport http.RoundTripper
 }
 

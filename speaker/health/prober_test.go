@@ -179,7 +179,7 @@ func TestProberRounds(t *testing.T) {
 	m := NewMetrics()
 	m.Register(reg.MustRegister)
 	p := NewProber(Options{
-		Timeout:   150 * time.Millisecond,
+		Timeout:   250 * time.Millisecond, // the blackhole costs it, twice per round
 		Transport: net.transport(),
 		OnChange:  func() { changes.Add(1) },
 		Logger:    logger,

@@ -1,6 +1,13 @@
 package health
 
 import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -79,5 +86,42 @@ func TestDefaultTiming(t *testing.T) {
 	worst := failureThreshold*DefaultInterval + DefaultTimeout
 	if worst > time.Second {
 		t.Errorf("worst-case detection %d × %v + %v = %v, want ≤ 1s", failureThreshold, DefaultInterval, DefaultTimeout, worst)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	opErr := func(err error) error {
+		return &url.Error{Op: "Get", URL: "http://198.18.0.1:10256/healthz", Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)}}
+	}
+	tests := []struct {
+		name string
+		err  error
+		want outcome
+	}{
+		{name: "refused", err: opErr(syscall.ECONNREFUSED), want: outcomeRefused},
+		{name: "no route to host", err: opErr(syscall.EHOSTUNREACH), want: outcomeUnreachable},
+		{name: "network unreachable", err: opErr(syscall.ENETUNREACH), want: outcomeUnreachable},
+		{name: "deadline", err: &url.Error{Op: "Get", URL: "u", Err: context.DeadlineExceeded}, want: outcomeUnreachable},
+		{name: "reset", err: opErr(syscall.ECONNRESET), want: outcomeError},
+		{name: "eof", err: &url.Error{Op: "Get", URL: "u", Err: io.EOF}, want: outcomeError},
+		{name: "cancelled", err: &url.Error{Op: "Get", URL: "u", Err: context.Canceled}, want: outcomeError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := classify(tt.err); got != tt.want {
+				t.Errorf("classify(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestProbeURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		"198.18.0.1":     "http://198.18.0.1:10256/healthz",
+		"2001:db8:18::1": "http://[2001:db8:18::1]:10256/healthz",
+	} {
+		if got := probeURL(netip.MustParseAddr(addr), 10256, "/healthz"); got != want {
+			t.Errorf("probeURL(%s) = %q, want %q", addr, got, want)
+		}
 	}
 }
