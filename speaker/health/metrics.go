@@ -17,7 +17,7 @@ type Metrics struct {
 // A probe of a proxy port that refuses because the node has no health
 // endpoint counts as result="fail", though the node stays healthy; a Local
 // target skipped because its node did not answer the proxy probe in time
-// counts as a failed probe too (see [Prober.Run]).
+// counts as a failed probe too (see [Prober]).
 func NewMetrics() *Metrics {
 	return &Metrics{
 		probes: metrics.NewCounterVec(&metrics.CounterOpts{
