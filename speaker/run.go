@@ -235,7 +235,7 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 // Cleanup removes every iptables chain and rule the speaker ever made, IPv4 and IPv6, and
 // nothing else: for uninstalling, or for a node moving back to dataplane: kube-proxy.
 func Cleanup(ctx context.Context) error {
-	return dataplane.Cleanup(ctx, nil)
+	return dataplane.Cleanup(ctx, dataplane.NewRunner(dataplane.RunnerOptions{}))
 }
 
 // readKey reads the gossip key: base64 of 16, 24 or 32 bytes. "" means no key.

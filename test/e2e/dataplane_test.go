@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -176,6 +177,7 @@ func TestIPTablesDataplane(t *testing.T) {
 
 	t.Run("a client outside loadBalancerSourceRanges is refused", func(t *testing.T) {
 		create(ctx, t, l, lbService(ns, "ranged", func(s *corev1.Service) {
+			s.Spec.Selector = map[string]string{"app": "web"}
 			s.Spec.LoadBalancerSourceRanges = []string{client.IPv4.String() + "/32"}
 		}))
 		vip := waitIngress(ctx, t, l, ns, "ranged", 1)[0].IP
@@ -202,7 +204,10 @@ func TestIPTablesDataplane(t *testing.T) {
 	})
 }
 
-// iptablesSave returns the IPv4 and IPv6 rules of host h without comments and counters.
+// iptablesSave returns the IPv4 and IPv6 rules of host h without comments and counters, one
+// table after the other in name order, leaving out tables that hold nothing (only built-in
+// chains with policy ACCEPT): the kernel keeps such a table once anything touched it, and
+// it means the same as no table.
 func iptablesSave(ctx context.Context, t testing.TB, h *lab.Host) string {
 	t.Helper()
 	var out []string
@@ -211,15 +216,34 @@ func iptablesSave(ctx context.Context, t testing.TB, h *lab.Host) string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var tables []string
+		var table []string
+		empty := true
 		for _, line := range strings.Split(s, "\n") {
-			if !strings.HasPrefix(line, "#") {
-				out = append(out, counters.ReplaceAllString(line, ""))
+			line = counters.ReplaceAllString(line, "")
+			switch {
+			case strings.HasPrefix(line, "#") || line == "":
+			case strings.HasPrefix(line, "*"):
+				table, empty = []string{line}, true
+			case line == "COMMIT":
+				if !empty {
+					tables = append(tables, strings.Join(append(table, line), "\n"))
+				}
+			default:
+				table = append(table, line)
+				if !strings.HasPrefix(line, ":") || !strings.HasSuffix(line, " ACCEPT") {
+					empty = false
+				}
 			}
 		}
+		slices.Sort(tables)
+		out = append(out, cmd+":")
+		out = append(out, tables...)
 	}
 	return strings.Join(out, "\n")
 }
 
+// counters are the packet and byte counters at the end of a chain line of iptables-save.
 var counters = regexp.MustCompile(` \[\d+:\d+\]$`)
 
 // waitHTTP requests url from host h until it answers at all, and returns the status and body.
