@@ -30,6 +30,8 @@ import (
 //     SIGTERM and handed over, summed over 3 handovers (target 0)
 //   - arp-after-status-ms: IP in the Service's status (seen through a watch) → the VIP
 //     answers ARP; median of 20 Services
+//   - proxy-down-withdraw-ms: kube-proxy on the owner stopped → another node answers ARP for
+//     the VIP; median of 3
 func BenchmarkSpeakerFailover(b *testing.B) {
 	ctx, l, sp := startSpeakers(b, lab.Options{Clients: 2}, speakerPools)
 	client := l.Clients[0]
@@ -77,7 +79,38 @@ func BenchmarkSpeakerFailover(b *testing.B) {
 		b.ReportMetric(float64(failed), "graceful-failed-requests")
 
 		b.ReportMetric(arpAfterStatus(ctx, b, l, arpc, ns, 20), "arp-after-status-ms")
+
+		var withdrawals []time.Duration
+		for range 3 {
+			owner := announcer(ctx, b, l, ns, "web", vip, "")
+			waitGet(ctx, b, client, vipURL(vip))
+			mac := net.HardwareAddr(nil)
+			if m, err := net.ParseMAC(macOf(ctx, b, owner.Host)); err == nil {
+				mac = m
+			}
+			began := time.Now()
+			owner.KubeProxy.Kill()
+			withdrawals = append(withdrawals, untilAnsweredByOther(ctx, b, arpc, netip.MustParseAddr(vip), mac, began))
+			if err := l.StartKubeProxy(ctx, owner); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(medianMS(withdrawals), "proxy-down-withdraw-ms")
 	}
+}
+
+// untilAnsweredByOther asks for ip by ARP every 5 ms until a MAC other than old answers, and
+// returns the time since began (bounded by 30 s).
+func untilAnsweredByOther(ctx context.Context, b testing.TB, c *arp.Client, ip netip.Addr, old net.HardwareAddr, began time.Time) time.Duration {
+	for time.Since(began) < 30*time.Second && ctx.Err() == nil {
+		if err := c.SetDeadline(time.Now().Add(5 * time.Millisecond)); err == nil {
+			if mac, err := c.Resolve(ip); err == nil && mac.String() != old.String() {
+				return time.Since(began)
+			}
+		}
+	}
+	b.Fatalf("%s still answered by %s 30 s after its node stopped serving", ip, old)
+	return 0
 }
 
 // BenchmarkSpeaker10k measures one speaker that owns 10,000 VIPs (one node, the CCM
