@@ -125,7 +125,7 @@ func newTestbed(t *testing.T) testbed {
 	nsRun(t, tb.node, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0")
 	type link struct {
 		peer, nodeDev, peerDev string
-		nodeAddrs, peerAddrs []string
+		nodeAddrs, peerAddrs   []string
 	}
 	for _, l := range []link{
 		{tb.cli, "dpc", "eth0", []string{"198.18.96.1/28", "2001:db8:96::1:1/112"}, []string{"198.18.96.2/28", "198.18.96.3/28", "2001:db8:96::1:2/112", "2001:db8:96::1:3/112"}},
