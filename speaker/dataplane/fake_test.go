@@ -16,7 +16,7 @@ type fakeKernel struct {
 	mu       sync.Mutex
 	fams     [2]*fakeTables
 	restores [2][]string // every restore input, per family
-	failNext error        // the next restore fails with it, changing nothing
+	failNext error       // the next restore fails with it, changing nothing
 }
 
 type fakeTables struct {

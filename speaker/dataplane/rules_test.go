@@ -20,7 +20,9 @@ func sepList(svc, proto, dest string) string {
 	return sepPrefix + hashName(svc+">"+proto+"/"+dest)
 }
 
-func itoa(i int) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(i)).String()[len("0.0.0.0:"):] }
+func itoa(i int) string {
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(i)).String()[len("0.0.0.0:"):]
+}
 
 // rules joins lines into a chain content.
 func rules(lines ...string) string {
