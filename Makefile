@@ -9,7 +9,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v '/test/')
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X k8s.io/component-base/version.gitVersion=v0.0.0-$(VERSION)
 
-.PHONY: all build tools deps test unit lab-test lab lab-down bench vet fmt clean
+.PHONY: all build tools deps test unit lab-test lab lab-down demo bench vet fmt clean
 
 all: build
 
@@ -39,6 +39,11 @@ lab-test: deps
 # A lab that stays up: three Ready nodes with kube-proxy, a client on the LAN.
 lab: deps build
 	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(BIN)/lab up
+
+# The lab with onprem-lb deployed the way a user would, the example Services, traffic through
+# their IPs and a node killed; it stays up (make lab-down).
+demo: deps build
+	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(BIN)/lab demo
 
 lab-down: build
 	$(BIN)/lab down

@@ -1,6 +1,7 @@
 // Command lab brings the onprem-lb lab up and down (make lab, make lab-down).
 //
 //	lab up [--nodes 3] [--clients 1] [--no-kube-proxy]   start a lab that stays up
+//	lab demo                                            the same, with onprem-lb deployed into it
 //	lab down                                            stop it and remove all it made
 package main
 
@@ -23,8 +24,9 @@ func main() {
 	fs.BoolVar(&o.Lab.NoKubeProxy, "no-kube-proxy", false, "run the nodes without kube-proxy")
 	fs.StringVar(&o.Lab.Dir, "dir", lab.DefaultDir, "directory for the lab's files")
 	fs.StringVar(&o.Lab.BinDir, "bin-dir", os.Getenv(lab.EnvToolsBin), "control-plane binaries (test/tools/build.sh)")
+	fs.BoolVar(&o.Demo, "demo", false, "deploy onprem-lb into the lab (what `lab demo` passes to its background process)")
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: lab up|down [flags]")
+		fmt.Fprintln(os.Stderr, "usage: lab up|demo|down [flags]")
 		os.Exit(2)
 	}
 	fs.Parse(os.Args[2:])

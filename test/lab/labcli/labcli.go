@@ -1,6 +1,7 @@
 // Package labcli is the lab command line: `up` starts a lab in a background process that
-// keeps it running (and its nodes heartbeating) and returns once it is ready; `down` stops
-// that process and removes everything the lab made.
+// keeps it running (and its nodes heartbeating) and returns once it is ready; `demo` does the
+// same and deploys onprem-lb into it (package demo); `down` stops that process and removes
+// everything the lab made.
 package labcli
 
 import (
@@ -18,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/onprem-lb/onprem-lb/test/demo"
 	"github.com/onprem-lb/onprem-lb/test/lab"
 )
 
@@ -25,6 +27,8 @@ import (
 type Options struct {
 	Lab  lab.Options
 	Args []string
+	// Demo deploys onprem-lb into the lab before it is reported ready.
+	Demo bool
 }
 
 // serveLog is where the background process writes its log; it outlives the lab directory.
@@ -35,12 +39,15 @@ func Run(ctx context.Context, command string, o Options) error {
 	switch command {
 	case "up":
 		return up(ctx, o)
+	case "demo":
+		o.Demo = true
+		return up(ctx, o)
 	case "down":
 		return down(ctx, o)
 	case "serve":
 		return serve(o)
 	default:
-		return fmt.Errorf("unknown command %q: want up or down", command)
+		return fmt.Errorf("unknown command %q: want up, demo or down", command)
 	}
 }
 
@@ -63,7 +70,11 @@ func up(ctx context.Context, o Options) error {
 		return err
 	}
 	defer r.Close()
-	cmd := exec.Command(exe, append([]string{"serve"}, o.Args...)...)
+	serveArgs := []string{"serve"}
+	if o.Demo {
+		serveArgs = append(serveArgs, "--demo")
+	}
+	cmd := exec.Command(exe, append(serveArgs, o.Args...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.ExtraFiles = []*os.File{w} // fd 3: progress, until the lab is ready
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -101,9 +112,17 @@ func up(ctx context.Context, o Options) error {
   %s get nodes,svc -A
   ip netns exec olb-client <command>      # a host on the LAN, e.g. arping -c1 198.18.0.11
   ip netns exec olb-node-1 <command>      # a node, e.g. iptables-save -t nat
-Stop it:
-  make lab-down
 `, kubeconfig, kubectl)
+	if o.Demo {
+		fmt.Printf(`onprem-lb runs in it (logs in %s):
+  %s get svc -o wide                          # the EXTERNAL-IPs
+  %s describe svc web                         # events: IPAllocated, Announcing
+  %s get svc web -o jsonpath='{.status.conditions}'   # who announces it
+  ip netns exec olb-client arping -c1 -i eth0 <EXTERNAL-IP>
+  ip netns exec olb-client curl http://<EXTERNAL-IP>/   # a pod answers with its name and your address
+`, filepath.Join(o.Lab.Dir, "logs"), kubectl, kubectl, kubectl)
+	}
+	fmt.Println("Stop it:\n  make lab-down")
 	return nil
 }
 
@@ -138,6 +157,12 @@ func serve(o Options) error {
 		return err
 	}
 	defer l.Stop()
+	if o.Demo {
+		if err := runDemo(ctx, l, report); err != nil {
+			report("%v", err)
+			return err
+		}
+	}
 	fmt.Fprintf(progress, "READY %s\n", l.Kubeconfig)
 	ready.Store(true)
 	progress.Close()
@@ -147,4 +172,18 @@ func serve(o Options) error {
 		return nil
 	}
 	return ctx.Err()
+}
+
+// runDemo deploys onprem-lb into l: the binaries next to this program, manifests/ and
+// examples/ from the working directory (the repository root, as make runs it).
+func runDemo(ctx context.Context, l *lab.Lab, report func(string, ...any)) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	repo, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	return demo.Run(ctx, l, demo.Options{Repo: repo, BinDir: filepath.Dir(exe), Report: report})
 }
