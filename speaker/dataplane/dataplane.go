@@ -63,6 +63,7 @@ type familyState struct {
 	// different rendering later is drift.
 	seen  map[chainKey]uint64
 	rules int // rules in applied
+	cache *ruleCache
 }
 
 // New returns a Dataplane that has done nothing yet. It starts no
@@ -89,7 +90,7 @@ func New(opts Options) *Dataplane {
 		d.runner = NewRunner(RunnerOptions{Logger: opts.Logger})
 	}
 	for i := range d.fams {
-		d.fams[i] = familyState{verify: true, applied: ruleset{}, seen: map[chainKey]uint64{}}
+		d.fams[i] = familyState{verify: true, applied: ruleset{}, seen: map[chainKey]uint64{}, cache: newRuleCache()}
 	}
 	return d
 }
@@ -203,7 +204,7 @@ func (d *Dataplane) syncFamily(ctx context.Context, f Family, resync bool) error
 		}
 		st.based = true
 	}
-	want := buildRules(d.desired, f, genConfig{mark: d.mark, randomFully: tables.HasRandomFully()})
+	want := buildRulesCached(d.desired, f, genConfig{mark: d.mark, randomFully: tables.HasRandomFully()}, st.cache)
 	dl := diffRules(st.applied, want, false)
 	if !dl.empty() {
 		input := restoreInput(dl, want)

@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"net/netip"
 	"slices"
@@ -91,6 +93,13 @@ var baseChains = []chainKey{
 // Sharding keeps the chains a one-Service change rewrites small (tens of
 // rules for 10,000 VIPs) and the per-packet walk short.
 func buildRules(services []Service, f Family, cfg genConfig) ruleset {
+	return buildRulesCached(services, f, cfg, nil)
+}
+
+// buildRulesCached is buildRules reusing, through cache (nil: none), what
+// Services unchanged since the last call contribute. The result is the
+// same with or without a cache.
+func buildRulesCached(services []Service, f Family, cfg genConfig, cache *ruleCache) ruleset {
 	rs := make(ruleset, 16)
 	mark := "0x" + strconv.FormatUint(uint64(cfg.mark), 16)
 	rs[chainKey{tableNAT, markMasqChain}] = "-A " + markMasqChain + " -j MARK --or-mark " + mark + "\n"
@@ -102,10 +111,6 @@ func buildRules(services []Service, f Family, cfg genConfig) ruleset {
 		"-A " + postroutingChain + " -j MARK --xor-mark " + mark + "\n" +
 		masq + "\n"
 
-	type vipEntry struct {
-		vip netip.Addr
-		svc *Service
-	}
 	// Services in a stable order, duplicates dropped.
 	svcs := make([]*Service, 0, len(services))
 	for i := range services {
@@ -116,85 +121,48 @@ func buildRules(services []Service, f Family, cfg genConfig) ruleset {
 	})
 	svcs = slices.CompactFunc(svcs, func(a, b *Service) bool { return a.Namespace == b.Namespace && a.Name == b.Name })
 
+	type vipEntry struct {
+		vip   netip.Addr
+		lines *[2]string
+	}
 	var shards [256][]vipEntry
+	if cache != nil {
+		cache.gen++
+	}
 	for _, s := range svcs {
-		for _, v := range s.VIPs {
-			if !f.has(v) {
-				continue
-			}
-			v = v.Unmap()
-			b := v.AsSlice()
-			k := b[len(b)-1]
-			shards[k] = append(shards[k], vipEntry{v, s})
+		out := cache.get(s, f, mark)
+		for _, c := range out.chains {
+			rs[c.key] = c.content
+		}
+		for i := range out.vips {
+			v := &out.vips[i]
+			b := v.vip.As16()
+			shards[b[15]] = append(shards[b[15]], vipEntry{v.vip, &v.lines})
 		}
 	}
+	cache.prune()
 
 	var nat, filter strings.Builder
-	svcDone := map[*Service]bool{}
-	// usable: per Service, per port index, the SVC chain (empty: no usable
-	// endpoints).
-	svcChains := map[*Service][]string{}
 	for k := range shards {
 		entries := shards[k]
 		if len(entries) == 0 {
 			continue
 		}
 		slices.SortStableFunc(entries, func(a, b vipEntry) int { return a.vip.Compare(b.vip) })
-		vipsName := fmt.Sprintf("%s%02X", vipsShardPrefix, k)
-		fwName := fmt.Sprintf("%s%02X", fwShardPrefix, k)
+		vipsName, fwName := shardNames(byte(k))
 		shardMatch := shardMatch(f, byte(k))
 		nat.WriteString("-A " + servicesChain + " -d " + shardMatch + " -j " + vipsName + "\n")
 		filter.WriteString("-A " + firewallChain + " -d " + shardMatch + " -j " + fwName + "\n")
 
 		var vips, fw strings.Builder
-		seen := map[netip.Addr]bool{}
-		for _, e := range entries {
-			s := e.svc
-			if !svcDone[s] {
-				svcDone[s] = true
-				svcChains[s] = buildService(rs, s, f, mark)
+		for i, e := range entries {
+			vips.WriteString(e.lines[0])
+			fw.WriteString(e.lines[1])
+			// The catch-all, after the last Service of a VIP: whatever
+			// is left for it.
+			if i+1 == len(entries) || entries[i+1].vip != e.vip {
+				fw.WriteString("-A " + fwName + " -d " + hostPrefix(e.vip) + " -m comment --comment \"port not served\" -j REJECT --reject-with " + rejectWith(f) + "\n")
 			}
-			chains := svcChains[s]
-			dst := " -d " + hostPrefix(e.vip)
-			var ranges []string
-			restricted := len(s.SourceRanges) > 0
-			for _, p := range s.SourceRanges {
-				if p = unmapPrefix(p); p.IsValid() && f.has(p.Addr()) {
-					ranges = append(ranges, p.String())
-				}
-			}
-			for i, p := range s.Ports {
-				proto, ok := protoName(p.Protocol)
-				if !ok || p.Port == 0 {
-					continue
-				}
-				match := dst + " -p " + proto + " -m " + proto + " --dport " + strconv.Itoa(int(p.Port)) +
-					" -m comment --comment \"" + s.Namespace + "/" + s.Name + ":" + proto + "/" + strconv.Itoa(int(p.Port))
-				svc := chains[i]
-				switch {
-				case svc == "":
-					fw.WriteString("-A " + fwName + match + " has no endpoints\" -j REJECT --reject-with " + rejectWith(f) + "\n")
-				case !restricted:
-					vips.WriteString("-A " + vipsName + match + "\" -j " + svc + "\n")
-				default:
-					for _, r := range ranges {
-						vips.WriteString("-A " + vipsName + " -s " + r + match + "\" -j " + svc + "\n")
-					}
-					fw.WriteString("-A " + fwName + match + " not in loadBalancerSourceRanges\" -j DROP\n")
-				}
-			}
-			if !seen[e.vip] {
-				seen[e.vip] = true
-			}
-		}
-		// The catch-all: whatever is left for a VIP of this shard.
-		vipsSorted := make([]netip.Addr, 0, len(seen))
-		for v := range seen {
-			vipsSorted = append(vipsSorted, v)
-		}
-		slices.SortFunc(vipsSorted, netip.Addr.Compare)
-		for _, v := range vipsSorted {
-			fw.WriteString("-A " + fwName + " -d " + hostPrefix(v) + " -m comment --comment \"port not served\" -j REJECT --reject-with " + rejectWith(f) + "\n")
 		}
 		rs[chainKey{tableNAT, vipsName}] = vips.String()
 		rs[chainKey{tableFilter, fwName}] = fw.String()
@@ -202,6 +170,177 @@ func buildRules(services []Service, f Family, cfg genConfig) ruleset {
 	rs[chainKey{tableNAT, servicesChain}] = nat.String()
 	rs[chainKey{tableFilter, firewallChain}] = filter.String()
 	return rs
+}
+
+// svcOut is what one Service contributes to the rules of a family.
+type svcOut struct {
+	fp     uint64 // fingerprint of the Service and the family
+	gen    uint64 // the last build that used it
+	chains []chainEntry
+	vips   []vipLines
+}
+
+type chainEntry struct {
+	key     chainKey
+	content string
+}
+
+// vipLines are a Service's rules for one of its VIPs: in the VIP's nat
+// shard and in its filter shard (without the catch-all reject).
+type vipLines struct {
+	vip   netip.Addr
+	lines [2]string
+}
+
+// ruleCache memoizes svcOut per Service, keyed by a fingerprint of the
+// Service, for one family. One-Service changes among 10,000 then cost a
+// fingerprint per Service instead of generating every rule again.
+type ruleCache struct {
+	seed    maphash.Seed
+	gen     uint64
+	entries map[string]*svcOut
+}
+
+func newRuleCache() *ruleCache {
+	return &ruleCache{seed: maphash.MakeSeed(), entries: map[string]*svcOut{}}
+}
+
+// get returns s's contribution, from the cache if s did not change.
+func (c *ruleCache) get(s *Service, f Family, mark string) *svcOut {
+	if c == nil {
+		return serviceOut(s, f, mark)
+	}
+	fp := fingerprint(c.seed, s, f, mark)
+	key := s.Namespace + "/" + s.Name
+	out := c.entries[key]
+	if out == nil || out.fp != fp {
+		out = serviceOut(s, f, mark)
+		out.fp = fp
+		c.entries[key] = out
+	}
+	out.gen = c.gen
+	return out
+}
+
+// prune forgets the Services the last build did not use.
+func (c *ruleCache) prune() {
+	if c == nil {
+		return
+	}
+	for k, out := range c.entries {
+		if out.gen != c.gen {
+			delete(c.entries, k)
+		}
+	}
+}
+
+func fingerprint(seed maphash.Seed, s *Service, f Family, mark string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	var buf [8]byte
+	u64 := func(v uint64) {
+		binary.LittleEndian.PutUint64(buf[:], v)
+		h.Write(buf[:])
+	}
+	addr := func(a netip.Addr) {
+		b := a.As16()
+		h.Write(b[:])
+		u64(uint64(a.BitLen()))
+	}
+	str := func(v string) {
+		u64(uint64(len(v)))
+		h.WriteString(v)
+	}
+	u64(uint64(f))
+	str(mark)
+	str(s.Namespace)
+	str(s.Name)
+	u64(uint64(len(s.VIPs)))
+	for _, v := range s.VIPs {
+		addr(v)
+	}
+	u64(uint64(len(s.Ports)))
+	for _, p := range s.Ports {
+		str(string(p.Protocol))
+		u64(uint64(p.Port)<<32 | uint64(len(p.Endpoints)))
+		for _, e := range p.Endpoints {
+			addr(e.IP)
+			local := uint64(0)
+			if e.Local {
+				local = 1
+			}
+			u64(uint64(e.Port)<<1 | local)
+		}
+	}
+	local := uint64(0)
+	if s.Local {
+		local = 1
+	}
+	u64(local)
+	u64(uint64(s.AffinityTimeout))
+	u64(uint64(len(s.SourceRanges)))
+	for _, p := range s.SourceRanges {
+		addr(p.Addr())
+		u64(uint64(p.Bits()))
+	}
+	return h.Sum64()
+}
+
+// serviceOut computes s's contribution to family f.
+func serviceOut(s *Service, f Family, mark string) *svcOut {
+	out := &svcOut{}
+	tmp := ruleset{}
+	chains := buildService(tmp, s, f, mark)
+	for k, c := range tmp {
+		out.chains = append(out.chains, chainEntry{k, c})
+	}
+	var ranges []string
+	restricted := len(s.SourceRanges) > 0
+	for _, p := range s.SourceRanges {
+		if p = unmapPrefix(p); p.IsValid() && f.has(p.Addr()) {
+			ranges = append(ranges, p.String())
+		}
+	}
+	for _, v := range s.VIPs {
+		if !f.has(v) {
+			continue
+		}
+		v = v.Unmap()
+		if slices.ContainsFunc(out.vips, func(l vipLines) bool { return l.vip == v }) {
+			continue
+		}
+		vipsName, fwName := shardNames(v.As16()[15])
+		dst := " -d " + hostPrefix(v)
+		var vips, fw strings.Builder
+		for i, p := range s.Ports {
+			proto, ok := protoName(p.Protocol)
+			if !ok || p.Port == 0 {
+				continue
+			}
+			match := dst + " -p " + proto + " -m " + proto + " --dport " + strconv.Itoa(int(p.Port)) +
+				" -m comment --comment \"" + s.Namespace + "/" + s.Name + ":" + proto + "/" + strconv.Itoa(int(p.Port))
+			svc := chains[i]
+			switch {
+			case svc == "":
+				fw.WriteString("-A " + fwName + match + " has no endpoints\" -j REJECT --reject-with " + rejectWith(f) + "\n")
+			case !restricted:
+				vips.WriteString("-A " + vipsName + match + "\" -j " + svc + "\n")
+			default:
+				for _, r := range ranges {
+					vips.WriteString("-A " + vipsName + " -s " + r + match + "\" -j " + svc + "\n")
+				}
+				fw.WriteString("-A " + fwName + match + " not in loadBalancerSourceRanges\" -j DROP\n")
+			}
+		}
+		out.vips = append(out.vips, vipLines{v, [2]string{vips.String(), fw.String()}})
+	}
+	return out
+}
+
+func shardNames(k byte) (vips, fw string) {
+	const hex = "0123456789ABCDEF"
+	suffix := string([]byte{hex[k>>4], hex[k&15]})
+	return vipsShardPrefix + suffix, fwShardPrefix + suffix
 }
 
 // buildService adds the SVC chains of s's ports to rs and returns,
