@@ -49,10 +49,13 @@ lab-down: build
 	$(BIN)/lab down
 
 # Figures, not assertions: Go benchmarks (5 runs each) and the lab benchmarks (3 runs, each a
-# whole scenario: see test/e2e/bench_test.go). Take the median of the runs.
+# whole scenario: see test/e2e/*bench_test.go), then BENCHMARKS.md: every figure DESIGN.md
+# sets a target for, the median of the runs, and the machine.
 bench: deps
-	pkgs=$(UNIT_PKGS) && if [ -n "$$pkgs" ]; then $(GO) test -run '^$$' -bench . -benchmem -count 5 $$pkgs; fi
-	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m ./test/...
+	@mkdir -p $(BIN)
+	set -o pipefail; pkgs=$(UNIT_PKGS) && $(GO) test -run '^$$' -bench . -benchmem -count 5 $$pkgs | tee $(BIN)/bench-go.txt
+	set -o pipefail; bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 90m ./test/... | tee $(BIN)/bench-lab.txt
+	$(GO) run ./test/cmd/benchreport -o BENCHMARKS.md $(BIN)/bench-go.txt $(BIN)/bench-lab.txt
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
