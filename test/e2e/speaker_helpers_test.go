@@ -33,6 +33,7 @@ type speakers struct {
 	keyFile    string
 	procs      map[string]*lab.Process // by node name
 	runs       int
+	ccm        *ccm // the CCM startSpeakers started, if any
 }
 
 func newSpeakers(ctx context.Context, t testing.TB, l *lab.Lab, pools string) *speakers {

@@ -37,6 +37,7 @@ func startSpeakers(t testing.TB, opts lab.Options, pools string) (context.Contex
 	c := newCCM(ctx, t, l, pools)
 	c.start(ctx)
 	s := newSpeakers(ctx, t, l, c.pools)
+	s.ccm = c
 	s.startAll(ctx)
 	return ctx, l, s
 }

@@ -1,0 +1,146 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/onprem-lb/onprem-lb/test/lab"
+)
+
+const scenarioPools = `
+pools:
+  - name: lan
+    addresses:
+      - 198.18.0.200-198.18.0.219
+      - 2001:db8:18::200/122
+  - name: tiny
+    autoAssign: false
+    addresses: [198.18.0.230-198.18.0.230]
+  - name: reserved
+    autoAssign: false
+    namespaces: [payments]
+    addresses: [198.18.0.240-198.18.0.249]
+`
+
+// TestScenarios runs what a new user tries, with kube-proxy, the CCM (two replicas) and the
+// speakers, checking status, events and real traffic from the client.
+func TestScenarios(t *testing.T) {
+	ctx, l, sp := startSpeakers(t, lab.Options{}, scenarioPools)
+	client := l.Clients[0]
+	const ns = "scenarios"
+	createNamespace(ctx, t, l, ns)
+	for _, n := range l.Nodes {
+		addPod(ctx, t, l, ns, "app-"+n.Name, n.Name, "app")
+	}
+	app := func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "app"} }
+
+	t.Run("IPv6-only Service: traffic through its VIP", func(t *testing.T) {
+		create(ctx, t, l, lbService(ns, "v6", app, func(s *corev1.Service) {
+			s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
+		}))
+		vip := waitIngress(ctx, t, l, ns, "v6", 1)[0].IP
+		if !strings.Contains(vip, ":") {
+			t.Fatalf("an IPv6-only Service got %s", vip)
+		}
+		waitGet(ctx, t, client, vipURL(vip))
+	})
+
+	t.Run("shared IP: two Services, one VIP, each port reaches its Service", func(t *testing.T) {
+		shared := func(port int32, target int) func(*corev1.Service) {
+			return func(s *corev1.Service) {
+				s.Annotations["onprem-lb.io/sharing-key"] = "web"
+				s.Spec.Ports = []corev1.ServicePort{{Name: "p", Port: port, TargetPort: intstr.FromInt(target), Protocol: corev1.ProtocolTCP}}
+			}
+		}
+		create(ctx, t, l, lbService(ns, "shared-http", app, shared(80, lab.HTTPPort)))
+		create(ctx, t, l, lbService(ns, "shared-tcp", app, shared(9000, lab.TCPPort)))
+		a, b := waitIngress(ctx, t, l, ns, "shared-http", 1)[0].IP, waitIngress(ctx, t, l, ns, "shared-tcp", 1)[0].IP
+		if a != b {
+			t.Fatalf("shared-http got %s, shared-tcp %s: want one IP", a, b)
+		}
+		waitGet(ctx, t, client, vipURL(a))
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := lab.GetTCP(ctx, client.NS, net.JoinHostPort(a, strconv.Itoa(9000)))
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Errorf("TCP %s:9000 (shared-tcp) never answered: %v", a, err)
+		}
+	})
+
+	t.Run("pinned IP: the Service gets exactly it and traffic flows", func(t *testing.T) {
+		create(ctx, t, l, lbService(ns, "pinned", app, func(s *corev1.Service) {
+			s.Annotations["onprem-lb.io/load-balancer-ips"] = "198.18.0.215"
+		}))
+		if got := waitIngress(ctx, t, l, ns, "pinned", 1)[0].IP; got != "198.18.0.215" {
+			t.Fatalf("pinned got %s, want 198.18.0.215", got)
+		}
+		waitGet(ctx, t, client, vipURL("198.18.0.215"))
+	})
+
+	t.Run("exhausted pool: pending with an event, served with traffic once an IP frees", func(t *testing.T) {
+		create(ctx, t, l, lbService(ns, "tiny-1", app, inPool("tiny")))
+		vip := waitIngress(ctx, t, l, ns, "tiny-1", 1)[0].IP
+		create(ctx, t, l, lbService(ns, "tiny-2", app, inPool("tiny")))
+		waitEvent(ctx, t, l, ns, "tiny-2", "Warning PoolExhausted")
+		deleteAndWait(ctx, t, l, ns, "tiny-1")
+		if got := waitIngress(ctx, t, l, ns, "tiny-2", 1)[0].IP; got != vip {
+			t.Fatalf("tiny-2 got %s, want the freed %s", got, vip)
+		}
+		waitGet(ctx, t, client, vipURL(vip))
+	})
+
+	t.Run("a namespace that may not use a pool: pending with an event saying so", func(t *testing.T) {
+		create(ctx, t, l, lbService(ns, "not-payments", app, inPool("reserved")))
+		waitEvent(ctx, t, l, ns, "not-payments", "Warning NamespaceNotAllowed")
+		if got := allIngress(ctx, t, l)[ns+"/not-payments"]; len(got) != 0 {
+			t.Errorf("got %v from a pool its namespace may not use", got)
+		}
+	})
+
+	t.Run("CCM leader change with two replicas: no IP changes, traffic keeps flowing", func(t *testing.T) {
+		before := allIngress(ctx, t, l)
+		leader := sp.ccm.proc
+		args := slices.Clone(sp.ccm.args())
+		for i, a := range args {
+			if strings.HasPrefix(a, "--secure-port=") {
+				args[i] = "--secure-port=10259" // beside the leader, as a second pod would be on its own IP
+			}
+		}
+		second, err := l.StartProcess(l.ControlPlane.NS, "onprem-ccm-replica", nil, filepath.Join(binDir, "onprem-cloud-controller-manager"), args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // the replica is up and waiting for the lease
+		failures, total := requestsDuring(ctx, client, before[ns+"/pinned"][0], func() {
+			leader.Stop(10 * time.Second)
+			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+				return strings.Contains(second.Tail(500), "Successfully acquired lease"), nil
+			})
+			if err != nil {
+				t.Errorf("the second replica never took the lease: %v\n%s", err, second.Tail(20))
+			}
+		})
+		if len(failures) != 0 {
+			t.Errorf("%d of %d requests failed during the leader change:\n%s", len(failures), total, strings.Join(failures, "\n"))
+		}
+		create(ctx, t, l, lbService(ns, "after-leader-change", app))
+		waitGet(ctx, t, client, vipURL(waitIngress(ctx, t, l, ns, "after-leader-change", 1)[0].IP))
+		after := allIngress(ctx, t, l)
+		for svc, ips := range before {
+			if !slices.Equal(after[svc], ips) {
+				t.Errorf("%s: %v before the leader change, %v after", svc, ips, after[svc])
+			}
+		}
+	})
+}
