@@ -88,22 +88,15 @@ func svcWith(name string, local bool, ips ...string) *corev1.Service {
 	return svc
 }
 
-// endpoint is "node" for a ready endpoint, "node:serving" for a terminating but serving one,
-// "node:down" for one neither ready nor serving.
+// slice has one endpoint per "node" (ready), "node:serving" (terminating but serving) or
+// "node:down" (neither), without addresses.
 func slice(family discoveryv1.AddressType, endpoints ...string) *discoveryv1.EndpointSlice {
-	s := &discoveryv1.EndpointSlice{AddressType: family}
-	for _, e := range endpoints {
-		nodeName, state, _ := strings.Cut(e, ":")
-		ep := discoveryv1.Endpoint{NodeName: ptr.To(nodeName)}
-		switch state {
-		case "serving":
-			ep.Conditions = discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)}
-		case "down":
-			ep.Conditions = discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(false)}
-		}
-		s.Endpoints = append(s.Endpoints, ep)
+	eps := make([][3]string, len(endpoints))
+	for i, e := range endpoints {
+		node, state, _ := strings.Cut(e, ":")
+		eps[i] = [3]string{node, "", state}
 	}
-	return s
+	return endpointSlice(family, eps...)
 }
 
 func TestAssign(t *testing.T) {

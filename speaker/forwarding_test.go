@@ -16,12 +16,16 @@ import (
 	"github.com/onprem-lb/onprem-lb/speaker/health"
 )
 
-// endpointSlice has one endpoint per "node:ip[:state]" (state: serving or down), serving
-// the port named "http" on 8080.
+// endpointSlice has one endpoint per {node, ip, state} (state: "" ready, "serving"
+// terminating but serving, "down" neither; ip may be ""), serving the port named "http" on
+// 8080.
 func endpointSlice(family discoveryv1.AddressType, endpoints ...[3]string) *discoveryv1.EndpointSlice {
 	s := &discoveryv1.EndpointSlice{AddressType: family, Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}}}
 	for _, e := range endpoints {
-		ep := discoveryv1.Endpoint{NodeName: ptr.To(e[0]), Addresses: []string{e[1]}}
+		ep := discoveryv1.Endpoint{NodeName: ptr.To(e[0])}
+		if e[1] != "" {
+			ep.Addresses = []string{e[1]}
+		}
 		switch e[2] {
 		case "serving":
 			ep.Conditions = discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)}

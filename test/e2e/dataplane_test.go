@@ -30,10 +30,7 @@ func TestHealthGating(t *testing.T) {
 	ctx, l, _ := startSpeakers(t, lab.Options{}, speakerPools)
 	client := l.Clients[0]
 	const ns = "health"
-	createNamespace(ctx, t, l, ns)
-	for _, n := range l.Nodes {
-		addPod(ctx, t, l, ns, "web-"+n.Name, n.Name, "web")
-	}
+	podsOnEveryNode(ctx, t, l, ns, "web")
 	create(ctx, t, l, lbService(ns, "web"))
 	vip := waitIngress(ctx, t, l, ns, "web", 1)[0].IP
 
@@ -100,10 +97,7 @@ func TestIPTablesDataplane(t *testing.T) {
 	sp.startAll(ctx)
 	client, outsider := l.Clients[0], l.Clients[1]
 	const ns = "iptables"
-	createNamespace(ctx, t, l, ns)
-	for _, n := range l.Nodes {
-		addPod(ctx, t, l, ns, "web-"+n.Name, n.Name, "web")
-	}
+	podsOnEveryNode(ctx, t, l, ns, "web")
 	create(ctx, t, l, lbService(ns, "web", dualStack))
 	ingress := waitIngress(ctx, t, l, ns, "web", 2)
 

@@ -38,10 +38,7 @@ func TestScenarios(t *testing.T) {
 	ctx, l, sp := startSpeakers(t, lab.Options{}, scenarioPools)
 	client := l.Clients[0]
 	const ns = "scenarios"
-	createNamespace(ctx, t, l, ns)
-	for _, n := range l.Nodes {
-		addPod(ctx, t, l, ns, "app-"+n.Name, n.Name, "app")
-	}
+	podsOnEveryNode(ctx, t, l, ns, "app")
 	app := func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "app"} }
 
 	t.Run("IPv6-only Service: traffic through its VIP", func(t *testing.T) {

@@ -37,10 +37,7 @@ func BenchmarkSpeakerFailover(b *testing.B) {
 	ctx, l, sp := startSpeakers(b, lab.Options{Clients: 2}, speakerPools)
 	client := l.Clients[0]
 	const ns = "bench"
-	createNamespace(ctx, b, l, ns)
-	for i, n := range l.Nodes {
-		addPod(ctx, b, l, ns, fmt.Sprintf("web-%d", i), n.Name, "web")
-	}
+	podsOnEveryNode(ctx, b, l, ns, "web")
 	create(ctx, b, l, lbService(ns, "web"))
 	vip := waitIngress(ctx, b, l, ns, "web", 1)[0].IP
 	arpc := arpClient(b, client)

@@ -51,6 +51,16 @@ func addPod(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, node, app s
 	return p
 }
 
+// podsOnEveryNode creates namespace ns and, on every node, a pod <app>-<node> labelled
+// app=<app>.
+func podsOnEveryNode(ctx context.Context, t testing.TB, l *lab.Lab, ns, app string) {
+	t.Helper()
+	createNamespace(ctx, t, l, ns)
+	for _, n := range l.Nodes {
+		addPod(ctx, t, l, ns, app+"-"+n.Name, n.Name, app)
+	}
+}
+
 // vipURL is the HTTP URL of a VIP on port 80.
 func vipURL(ip string) string { return "http://" + net.JoinHostPort(ip, "80") + "/" }
 
