@@ -106,8 +106,6 @@ type controller struct {
 	// the conditions of the VIPs nobody may announce.
 	coordinator bool
 
-	// forwarding is true while the iptables dataplane holds rules; only sync uses it.
-	forwarding bool
 	// forwardingHealthy is false while the last iptables sync failed.
 	forwardingHealthy atomic.Bool
 }
@@ -337,19 +335,11 @@ func (c *controller) sync() {
 	}
 }
 
-// syncForwarding programs the iptables dataplane and serves the healthCheckNodePorts when
-// the pool file says dataplane: iptables, and removes both when it no longer does. A failed
-// sync is retried a second later.
+// syncForwarding programs the iptables dataplane (with dataplane: iptables, the forwarding
+// and the healthCheckNodePorts; with kube-proxy, the guard of the VIPs it forwards). A
+// failed sync is retried a second later.
 func (c *controller) syncForwarding(cfg *config.Config, svcs []*corev1.Service) {
-	on := cfg.Dataplane == config.DataplaneIPTables
-	if !on && !c.forwarding {
-		return
-	}
-	var services []dataplane.Service
-	var hcnp map[health.ServiceKey]health.ServiceHealth
-	if on {
-		services, hcnp = forwarding(cfg, svcs, c.endpoints, c.node)
-	}
+	services, hcnp := forwarding(cfg, svcs, c.endpoints, c.node)
 	c.hcnp.SyncServices(hcnp)
 	if err := c.forward.Sync(services); err != nil {
 		c.forwardingHealthy.Store(false)
@@ -358,7 +348,6 @@ func (c *controller) syncForwarding(cfg *config.Config, svcs []*corev1.Service) 
 		return
 	}
 	c.forwardingHealthy.Store(true)
-	c.forwarding = on
 }
 
 // endpoints returns the EndpointSlices of a Service from the informer cache.

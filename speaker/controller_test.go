@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/dataplane"
 	"github.com/onprem-lb/onprem-lb/speaker/health"
 	"github.com/onprem-lb/onprem-lb/speaker/l2"
 	"github.com/onprem-lb/onprem-lb/speaker/membership"
@@ -44,6 +45,14 @@ func (f *fakeAnnouncer) Sync(d map[netip.Addr]l2.Target) {
 	f.desired = d
 }
 
+type fakeForwarder struct{ services []dataplane.Service }
+
+func (f *fakeForwarder) Sync(s []dataplane.Service) error { f.services = s; return nil }
+
+type fakeHCNP struct{}
+
+func (fakeHCNP) SyncServices(map[health.ServiceKey]health.ServiceHealth) {}
+
 func nodeWithIP(name, ip string) *corev1.Node {
 	n := node(name, nil)
 	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
@@ -69,6 +78,8 @@ func TestControllerSyncAnnouncesOwnedVIPsAndReports(t *testing.T) {
 	c := newController("node-1", client, cfg, members, recorder, NewMetrics())
 	c.announce = ann
 	c.prober = health.NewProber(health.Options{})
+	fwd := &fakeForwarder{}
+	c.forward, c.hcnp = fwd, fakeHCNP{}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.startInformers(ctx); err != nil {
@@ -90,6 +101,9 @@ func TestControllerSyncAnnouncesOwnedVIPsAndReports(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, ann.desired, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("announced (-want +got):\n%s", diff)
+	}
+	if len(fwd.services) != len(svcs) || !fwd.services[0].ProxiedElsewhere {
+		t.Errorf("dataplane kube-proxy: %d Services guarded (%+v), want all %d, proxied elsewhere", len(fwd.services), fwd.services, len(svcs))
 	}
 	mac, _ := net.ParseMAC("02:00:00:00:00:02")
 	if !c.isPeerMAC(mac) {

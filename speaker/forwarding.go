@@ -16,7 +16,10 @@ import (
 
 // forwarding translates the served Services that have VIPs, and their EndpointSlices, into
 // what the iptables dataplane programs on node, and what node's healthCheckNodePorts
-// report. It does not modify its inputs.
+// report. With dataplane kube-proxy, kube-proxy forwards and serves those ports: the
+// Services are only guarded (dataplane.Service.ProxiedElsewhere), so that a connection
+// tried before kube-proxy programs a new VIP is dropped and retried rather than stuck. It
+// does not modify its inputs.
 func forwarding(cfg *config.Config, svcs []*corev1.Service, endpoints func(types.NamespacedName) []*discoveryv1.EndpointSlice, node string) ([]dataplane.Service, map[health.ServiceKey]health.ServiceHealth) {
 	var out []dataplane.Service
 	hcnp := map[health.ServiceKey]health.ServiceHealth{}
@@ -33,6 +36,10 @@ func forwarding(cfg *config.Config, svcs []*corev1.Service, endpoints func(types
 			}
 		}
 		if len(vips) == 0 {
+			continue
+		}
+		if cfg.Dataplane != config.DataplaneIPTables {
+			out = append(out, dataplane.Service{Namespace: svc.Namespace, Name: svc.Name, VIPs: vips, ProxiedElsewhere: true})
 			continue
 		}
 		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal

@@ -38,7 +38,7 @@ func endpointSlice(family discoveryv1.AddressType, endpoints ...[3]string) *disc
 }
 
 func TestForwarding(t *testing.T) {
-	cfg, err := config.Parse("pools.yaml", []byte(assignPools))
+	cfg, err := config.Parse("pools.yaml", []byte(assignPools+"dataplane: iptables\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,4 +87,22 @@ func TestForwarding(t *testing.T) {
 	if diff := cmp.Diff(wantHCNP, hcnp); diff != "" {
 		t.Errorf("healthCheckNodePorts (-want +got):\n%s", diff)
 	}
+
+	t.Run("dataplane kube-proxy: the VIPs are only guarded, kube-proxy serves the health ports", func(t *testing.T) {
+		kubeProxy, err := config.Parse("pools.yaml", []byte(assignPools))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, hcnp := forwarding(kubeProxy, []*corev1.Service{cluster, local, pending}, func(k types.NamespacedName) []*discoveryv1.EndpointSlice { return slices[k.Name] }, "node-1")
+		want := []dataplane.Service{
+			{Namespace: "default", Name: "web", VIPs: []netip.Addr{a("198.18.0.200"), a("2001:db8:18::200")}, ProxiedElsewhere: true},
+			{Namespace: "default", Name: "loc", VIPs: []netip.Addr{a("198.18.0.201")}, ProxiedElsewhere: true},
+		}
+		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			t.Errorf("dataplane services (-want +got):\n%s", diff)
+		}
+		if len(hcnp) != 0 {
+			t.Errorf("healthCheckNodePorts served beside kube-proxy: %v", hcnp)
+		}
+	})
 }

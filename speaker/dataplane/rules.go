@@ -124,6 +124,7 @@ func buildRulesCached(services []Service, f Family, cfg genConfig, cache *ruleCa
 	type vipEntry struct {
 		vip   netip.Addr
 		lines *[2]string
+		drop  bool
 	}
 	var shards [256][]vipEntry
 	if cache != nil {
@@ -137,7 +138,7 @@ func buildRulesCached(services []Service, f Family, cfg genConfig, cache *ruleCa
 		for i := range out.vips {
 			v := &out.vips[i]
 			b := v.vip.As16()
-			shards[b[15]] = append(shards[b[15]], vipEntry{v.vip, &v.lines})
+			shards[b[15]] = append(shards[b[15]], vipEntry{v.vip, &v.lines, v.drop})
 		}
 	}
 	cache.prune()
@@ -160,7 +161,11 @@ func buildRulesCached(services []Service, f Family, cfg genConfig, cache *ruleCa
 			fw.WriteString(e.lines[1])
 			// The catch-all, after the last Service of a VIP: whatever
 			// is left for it.
-			if i+1 == len(entries) || entries[i+1].vip != e.vip {
+			switch {
+			case i+1 < len(entries) && entries[i+1].vip == e.vip:
+			case e.drop:
+				fw.WriteString("-A " + fwName + " -d " + hostPrefix(e.vip) + " -m comment --comment \"not forwarded by the service proxy\" -j DROP\n")
+			default:
 				fw.WriteString("-A " + fwName + " -d " + hostPrefix(e.vip) + " -m comment --comment \"port not served\" -j REJECT --reject-with " + rejectWith(f) + "\n")
 			}
 		}
@@ -186,10 +191,12 @@ type chainEntry struct {
 }
 
 // vipLines are a Service's rules for one of its VIPs: in the VIP's nat
-// shard and in its filter shard (without the catch-all reject).
+// shard and in its filter shard (without the catch-all reject). drop: the
+// VIP is ProxiedElsewhere, its catch-all drops.
 type vipLines struct {
 	vip   netip.Addr
 	lines [2]string
+	drop  bool
 }
 
 // ruleCache memoizes svcOut per Service, keyed by a fingerprint of the
@@ -277,6 +284,11 @@ func fingerprint(seed maphash.Seed, s *Service, f Family, mark string) uint64 {
 		local = 1
 	}
 	u64(local)
+	if s.ProxiedElsewhere {
+		u64(1)
+	} else {
+		u64(0)
+	}
 	u64(uint64(s.AffinityTimeout))
 	u64(uint64(len(s.SourceRanges)))
 	for _, p := range s.SourceRanges {
@@ -289,6 +301,14 @@ func fingerprint(seed maphash.Seed, s *Service, f Family, mark string) uint64 {
 // serviceOut computes s's contribution to family f.
 func serviceOut(s *Service, f Family, mark string) *svcOut {
 	out := &svcOut{}
+	if s.ProxiedElsewhere {
+		for _, v := range s.VIPs {
+			if v = v.Unmap(); f.has(v) && !slices.ContainsFunc(out.vips, func(l vipLines) bool { return l.vip == v }) {
+				out.vips = append(out.vips, vipLines{vip: v, drop: true})
+			}
+		}
+		return out
+	}
 	tmp := ruleset{}
 	chains := buildService(tmp, s, f, mark)
 	for k, c := range tmp {
@@ -332,7 +352,7 @@ func serviceOut(s *Service, f Family, mark string) *svcOut {
 				fw.WriteString("-A " + fwName + match + " not in loadBalancerSourceRanges\" -j DROP\n")
 			}
 		}
-		out.vips = append(out.vips, vipLines{v, [2]string{vips.String(), fw.String()}})
+		out.vips = append(out.vips, vipLines{vip: v, lines: [2]string{vips.String(), fw.String()}})
 	}
 	return out
 }

@@ -90,6 +90,19 @@ func TestSpeaker(t *testing.T) {
 		}
 	})
 
+	t.Run("a new Service's first connection gets through, even if kube-proxy programs its VIP after it is announced", func(t *testing.T) {
+		create(ctx, t, l, lbService(ns, "fresh", func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "web"} }))
+		vip := waitIngress(ctx, t, l, ns, "fresh", 1)[0].IP
+		announcer(ctx, t, l, ns, "fresh", vip, "")
+		began := time.Now()
+		resp, err := lab.HTTPClient(client.NS, 8*time.Second).Get(vipURL(vip))
+		if err != nil {
+			t.Fatalf("first GET %s after the VIP was announced: %v", vipURL(vip), err)
+		}
+		resp.Body.Close()
+		t.Logf("first GET %s answered after %v", vipURL(vip), time.Since(began).Round(time.Millisecond))
+	})
+
 	t.Run("Local: the node with the endpoint answers, keeps the client address, and moves with the endpoint", func(t *testing.T) {
 		p := addPod(ctx, t, l, ns, "local-1", "node-3", "local")
 		create(ctx, t, l, lbService(ns, "local", localService))
