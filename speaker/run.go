@@ -170,7 +170,7 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	var srv *server
 	if cfg.MetricsAddr != "" {
 		var err error
-		if srv, err = metricsServer(cfg.MetricsAddr, p.registry); err != nil {
+		if srv, err = metricsServer(cfg.MetricsAddr, p.registry, p.announcer.State); err != nil {
 			return err
 		}
 	}
@@ -276,8 +276,9 @@ type server struct {
 	ln net.Listener
 }
 
-// metricsServer listens on addr for /metrics (registry) and /healthz.
-func metricsServer(addr string, registry metrics.KubeRegistry) (*server, error) {
+// metricsServer listens on addr for /metrics (registry), /healthz and /announcements (what
+// this node answers for: state).
+func metricsServer(addr string, registry metrics.KubeRegistry, state func() map[netip.Addr]l2.Status) (*server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("speaker: metrics: %w", err)
@@ -285,6 +286,7 @@ func metricsServer(addr string, registry metrics.KubeRegistry) (*server, error) 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.HandlerFor(registry, metrics.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })
+	mux.Handle("/announcements", announcementsHandler(state))
 	return &server{Server: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}, nil
 }
 

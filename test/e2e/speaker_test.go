@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -79,6 +81,20 @@ func TestSpeaker(t *testing.T) {
 			owner := announcer(ctx, t, l, ns, "web", vip, "")
 			waitAnswering(ctx, t, client, vip, macOf(ctx, t, owner.Host))
 			waitEvent(ctx, t, l, ns, "web", fmt.Sprintf("Normal Announcing: Node %s announces %s on eth0", owner.Name, vip))
+			// The owner's /announcements says so too.
+			resp, err := http.Get("http://" + net.JoinHostPort(owner.IPv4.String(), "7472") + "/announcements")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf(`"ip": %q,
+    "state": "announced",
+    "interfaces": [
+      "eth0"
+    ]`, vip); !strings.Contains(string(body), want) {
+				t.Errorf("%s's /announcements does not show %s announced on eth0:\n%s", owner.Name, vip, body)
+			}
 		}
 	})
 
