@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -105,6 +106,27 @@ func TestScenarios(t *testing.T) {
 		}
 	})
 
+	t.Run("pool file edited while running: the moved IP is announced and served, the old one no longer", func(t *testing.T) {
+		vip := waitIngress(ctx, t, l, ns, "tiny-2", 1)[0].IP
+		owner := announcer(ctx, t, l, ns, "tiny-2", vip, "")
+		edited := strings.Replace(scenarioPools, "198.18.0.230-198.18.0.230", "198.18.0.231-198.18.0.231", 1)
+		if err := os.WriteFile(sp.pools, []byte(edited), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(ctx, t, l, ns, "tiny-2", "Warning IPMoved: The pool file no longer allows "+vip)
+		moved := waitIngressIs(ctx, t, l, ns, "tiny-2", "198.18.0.231")
+		waitAnswering(ctx, t, client, moved, macOf(ctx, t, announcer(ctx, t, l, ns, "tiny-2", moved, "").Host))
+		waitGet(ctx, t, client, vipURL(moved))
+		// The old IP is outside every pool now: its owner stops answering for it.
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			got, err := answering(ctx, client, vip)
+			return err == nil && len(got) == 0, nil
+		})
+		if err != nil {
+			t.Errorf("%s (no longer in any pool) is still answered, last by %s: %v", vip, owner.Name, err)
+		}
+	})
+
 	t.Run("CCM leader change with two replicas: no IP changes, traffic keeps flowing", func(t *testing.T) {
 		before := allIngress(ctx, t, l)
 		leader := sp.ccm.proc
@@ -140,4 +162,17 @@ func TestScenarios(t *testing.T) {
 			}
 		}
 	})
+}
+
+// waitIngressIs waits until the Service's only ingress IP is want, and returns it.
+func waitIngressIs(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, want string) string {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		got := allIngress(ctx, t, l)[ns+"/"+name]
+		return len(got) == 1 && got[0] == want, nil
+	})
+	if err != nil {
+		t.Fatalf("%s/%s: ingress %v, want %s: %v\nevents: %s", ns, name, allIngress(ctx, t, l)[ns+"/"+name], want, err, events(ctx, l, ns, name))
+	}
+	return want
 }
