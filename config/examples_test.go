@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -45,6 +46,19 @@ func TestExamples(t *testing.T) {
 			checkValid(t, got)
 		})
 	}
+	t.Run("manifests/pools.yaml, the ConfigMap kustomize makes, is pools-basic.yaml", func(t *testing.T) {
+		example, err := os.ReadFile(filepath.Join("..", "examples", "pools-basic.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifest, err := os.ReadFile(filepath.Join("..", "manifests", "pools.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(string(example), string(manifest)); diff != "" {
+			t.Errorf("manifests/pools.yaml differs from examples/pools-basic.yaml (-example +manifest):\n%s", diff)
+		}
+	})
 	t.Run("every example is tested", func(t *testing.T) {
 		files, err := filepath.Glob(filepath.Join("..", "examples", "pools-*.yaml"))
 		if err != nil {

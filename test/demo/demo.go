@@ -52,7 +52,7 @@ func Run(ctx context.Context, l *lab.Lab, o Options) error {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"install manifests/ (namespace, RBAC, pool ConfigMap, gossip key Secret)", d.install},
+		{"kubectl apply -k manifests/, and the gossip key Secret", d.install},
 		{"start onprem-cloud-controller-manager with its ServiceAccount", d.startCCM},
 		{"start onprem-speaker on every node with its ServiceAccount", d.startSpeakers},
 		{"start pods (app=web on every node, app=dns)", d.startPods},
@@ -91,28 +91,26 @@ func (d *demo) install(ctx context.Context) error {
 	if err := os.MkdirAll(d.dir, 0o700); err != nil {
 		return err
 	}
-	m := func(f string) string { return filepath.Join(d.o.Repo, "manifests", f) }
-	if _, err := d.kubectl(ctx, "apply", "-f", m("namespace.yaml"), "-f", m("ccm-rbac.yaml"), "-f", m("speaker-rbac.yaml")); err != nil {
+	// What a user runs. The lab has no kubelet or scheduler: the Deployment and DaemonSet
+	// stay without pods, and the next steps run our binaries as their pods would.
+	out, err := d.kubectl(ctx, "apply", "-k", filepath.Join(d.o.Repo, "manifests"))
+	if err != nil {
 		return err
 	}
-	// The ConfigMap and Secret as `kubectl apply -k manifests/` and the README make them, and
-	// the files the kubelet would mount from them.
-	examplePools := filepath.Join(d.o.Repo, "examples", "pools-basic.yaml")
-	if _, err := d.kubectl(ctx, "-n", Namespace, "create", "configmap", "onprem-lb-pools", "--from-file=pools.yaml="+examplePools); err != nil {
-		return err
-	}
+	d.o.Report("    %s", strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n    "))
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	key := base64.StdEncoding.EncodeToString(raw)
 	if _, err := d.kubectl(ctx, "-n", Namespace, "create", "secret", "generic", "onprem-speaker-memberlist", "--from-literal=key="+key); err != nil {
 		return err
 	}
-	data, err := os.ReadFile(examplePools)
+	// The files the kubelet would mount from the ConfigMap and the Secret.
+	cm, err := d.l.Client.CoreV1().ConfigMaps(Namespace).Get(ctx, "onprem-lb-pools", metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
 	d.pools, d.key = filepath.Join(d.dir, "pools.yaml"), filepath.Join(d.dir, "memberlist-key")
-	if err := os.WriteFile(d.pools, data, 0o644); err != nil {
+	if err := os.WriteFile(d.pools, []byte(cm.Data["pools.yaml"]), 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(d.key, []byte(key), 0o600)
