@@ -54,7 +54,7 @@ lab-down: build
 bench: deps
 	@mkdir -p $(BIN)
 	set -o pipefail; pkgs=$(UNIT_PKGS) && $(GO) test -run '^$$' -bench . -benchmem -count 5 $$pkgs | tee $(BIN)/bench-go.txt
-	set -o pipefail; bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 90m ./test/... | tee $(BIN)/bench-lab.txt
+	set -o pipefail; bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -p 1 -timeout 90m ./test/... | tee $(BIN)/bench-lab.txt
 	$(GO) run ./test/cmd/benchreport -o BENCHMARKS.md $(BIN)/bench-go.txt $(BIN)/bench-lab.txt
 
 fmt:
