@@ -141,7 +141,19 @@ func newController(node string, client kubernetes.Interface, cfg *config.Config,
 		DeleteFunc: func(any) { c.kick() },
 	}
 	svcInformer := c.factory.Core().V1().Services()
-	svcInformer.Informer().AddEventHandler(kick)
+	// A Service's status may change under this node (another speaker wrote a condition this
+	// node disagrees with, e.g. after ownership moved back here while its cache was stale):
+	// every add and update also rechecks its conditions, which costs a write only on a diff.
+	recheck := func(obj any) {
+		if svc, ok := obj.(*corev1.Service); ok && len(svc.Status.LoadBalancer.Ingress) > 0 {
+			c.queue.Add(keyOf(svc))
+		}
+	}
+	svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.kick(); recheck(obj) },
+		UpdateFunc: func(_, obj any) { c.kick(); recheck(obj) },
+		DeleteFunc: func(any) { c.kick() },
+	})
 	c.services = svcInformer.Lister()
 	nodeInformer := c.factory.Core().V1().Nodes()
 	nodeInformer.Informer().AddEventHandler(kick)
