@@ -49,14 +49,7 @@ func (r *responder) readARP() {
 // a request for an announced VIP, feeds claims to running probes, and counts
 // everything else as dropped by reason. It never panics on any input.
 func (r *responder) handleARP(frame []byte) dropReason {
-	reason := r.handleARPFrame(frame)
-	if reason == dropNone {
-		r.cfg.metrics.answer(protoARP)
-	} else {
-		r.cfg.metrics.drop(reason)
-		r.cfg.logger.V(5).Info("Dropped ARP packet", "reason", reason)
-	}
-	return reason
+	return r.count(protoARP, r.handleARPFrame(frame))
 }
 
 func (r *responder) handleARPFrame(frame []byte) dropReason {

@@ -134,14 +134,7 @@ type ndpPacket struct {
 // running probes, and counts everything else as dropped by reason. It never
 // panics on any input.
 func (r *responder) handleNDP(frame []byte) dropReason {
-	reason := r.handleNDPFrame(frame)
-	if reason == dropNone {
-		r.cfg.metrics.answer(protoNDP)
-	} else {
-		r.cfg.metrics.drop(reason)
-		r.cfg.logger.V(5).Info("Dropped NDP packet", "reason", reason)
-	}
-	return reason
+	return r.count(protoNDP, r.handleNDPFrame(frame))
 }
 
 func (r *responder) handleNDPFrame(frame []byte) dropReason {

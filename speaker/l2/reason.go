@@ -86,3 +86,15 @@ func (r dropReason) String() string {
 	}
 	return "unknown"
 }
+
+// count records the outcome of one packet of protocol p: an answer, or a drop by reason
+// (logged at V(5)). It returns reason.
+func (r *responder) count(p protocol, reason dropReason) dropReason {
+	if reason == dropNone {
+		r.cfg.metrics.answer(p)
+	} else {
+		r.cfg.metrics.drop(reason)
+		r.cfg.logger.V(5).Info("Dropped packet", "protocol", p, "reason", reason)
+	}
+	return reason
+}
