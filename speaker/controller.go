@@ -290,14 +290,21 @@ func (c *controller) sync() {
 			return c.prober.LocalHealthy(health.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}, node)
 		},
 	})
-	c.syncForwarding(cfg, svcs)
 	desired := map[netip.Addr]l2.Target{}
 	for ip, a := range assignments {
 		if a.Owner == c.node {
 			desired[ip] = l2.Target{Interfaces: a.Interfaces}
 		}
 	}
-	c.announce.Sync(desired)
+	// With dataplane iptables the rules must be in place before the VIP is announced; with
+	// kube-proxy the guard is not worth delaying the announcement by an iptables-restore.
+	if cfg.Dataplane == config.DataplaneIPTables {
+		c.syncForwarding(cfg, svcs)
+		c.announce.Sync(desired)
+	} else {
+		c.announce.Sync(desired)
+		c.syncForwarding(cfg, svcs)
+	}
 
 	c.mu.Lock()
 	previous := c.current

@@ -88,6 +88,7 @@ func BenchmarkSpeakerFailover(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			drain(arpc)
 			began := time.Now()
 			owner.KubeProxy.Kill()
 			withdrawals = append(withdrawals, untilAnsweredByOther(ctx, b, arpc, netip.MustParseAddr(vip), mac, began))
@@ -108,6 +109,7 @@ func stableOwner(ctx context.Context, b testing.TB, l *lab.Lab, c *arp.Client, n
 	var answered string
 	for range 100 {
 		node = announcer(ctx, b, l, ns, name, vip, "")
+		drain(c)
 		if err := c.SetDeadline(time.Now().Add(50 * time.Millisecond)); err == nil {
 			if mac, err := c.Resolve(ip); err == nil {
 				answered = mac.String()
@@ -120,6 +122,19 @@ func stableOwner(ctx context.Context, b testing.TB, l *lab.Lab, c *arp.Client, n
 	}
 	b.Fatalf("%s: the condition names %s but %s answers ARP", vip, node.Name, answered)
 	return nil
+}
+
+// drain discards the ARP packets waiting on c (gratuitous ARPs of an earlier takeover), so
+// that the next Resolve sees only answers to its own request.
+func drain(c *arp.Client) {
+	for {
+		if err := c.SetReadDeadline(time.Now().Add(time.Millisecond)); err != nil {
+			return
+		}
+		if _, _, err := c.Read(); err != nil {
+			return
+		}
+	}
 }
 
 // untilAnsweredByOther asks for ip by ARP every 5 ms until a MAC other than old answers, and
