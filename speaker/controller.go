@@ -296,16 +296,6 @@ func (c *controller) sync() {
 			desired[ip] = l2.Target{Interfaces: a.Interfaces}
 		}
 	}
-	// With dataplane iptables the rules must be in place before the VIP is announced; with
-	// kube-proxy the guard is not worth delaying the announcement by an iptables-restore.
-	if cfg.Dataplane == config.DataplaneIPTables {
-		c.syncForwarding(cfg, svcs)
-		c.announce.Sync(desired)
-	} else {
-		c.announce.Sync(desired)
-		c.syncForwarding(cfg, svcs)
-	}
-
 	c.mu.Lock()
 	previous := c.current
 	c.current = assignments
@@ -336,6 +326,18 @@ func (c *controller) sync() {
 		}
 	}
 	c.mu.Unlock()
+
+	// The assignments are current before the announcer can report on them (its events name
+	// the Services of each VIP). With dataplane iptables the rules must be in place before
+	// the VIP is announced; with kube-proxy the guard is not worth delaying the announcement
+	// by an iptables-restore.
+	if cfg.Dataplane == config.DataplaneIPTables {
+		c.syncForwarding(cfg, svcs)
+		c.announce.Sync(desired)
+	} else {
+		c.announce.Sync(desired)
+		c.syncForwarding(cfg, svcs)
+	}
 
 	c.metrics.members.Set(float64(len(mems)))
 	c.metrics.owned.Set(float64(len(desired)))
