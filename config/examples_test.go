@@ -19,6 +19,7 @@ func TestExamples(t *testing.T) {
 	payments.Priority = 10
 	payments.Interfaces = []string{"eth1"}
 	payments.NodeSelector = selector(t, "node-role.onprem-lb.io/edge")
+	iptables := &Config{Dataplane: DataplaneIPTables, Pools: []Pool{pool("lan", "198.18.0.200-198.18.0.229", "2001:db8:18::200/122")}}
 	def := pool("default", "198.18.0.200-198.18.0.239", "2001:db8:18::200/122")
 	def.AvoidBuggyIPs = true
 	multi.Pools = []Pool{payments, def}
@@ -29,6 +30,7 @@ func TestExamples(t *testing.T) {
 	}{
 		{name: "pools-basic.yaml", want: designConfig()},
 		{name: "pools-multi.yaml", want: multi},
+		{name: "pools-iptables.yaml", want: iptables},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -66,15 +67,6 @@ func TestHealthGating(t *testing.T) {
 	})
 }
 
-const iptablesPools = `
-pools:
-  - name: lan
-    addresses:
-      - 198.18.0.200-198.18.0.229
-      - 2001:db8:18::200/122
-dataplane: iptables
-`
-
 // foreignRule is a rule someone else put in PREROUTING before the speaker started.
 var foreignRule = []string{"-t", "nat", "-I", "PREROUTING", "-s", "198.18.0.250/32", "-m", "comment", "--comment", "not onprem-lb", "-j", "RETURN"}
 
@@ -91,7 +83,11 @@ func TestIPTablesDataplane(t *testing.T) {
 		}
 		before[n.Name] = iptablesSave(ctx, t, n.Host)
 	}
-	c := newCCM(ctx, t, l, iptablesPools)
+	pools, err := os.ReadFile(repoPath("examples", "pools-iptables.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCCM(ctx, t, l, string(pools))
 	c.start(ctx)
 	sp := newSpeakers(ctx, t, l, c.pools)
 	sp.startAll(ctx)
