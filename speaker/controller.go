@@ -35,7 +35,7 @@ import (
 const (
 	EventAnnouncing = "Announcing" // Normal: a node started answering ARP/NDP for the Service's IP
 	EventIPConflict = "IPConflict" // Warning: another host already answers for the IP; not announced
-	EventNotServed  = "IPNotAnnounced"
+	EventNotServed  = "IPNotAnnounced" // Warning: an IP in status that no speaker announces (outside the pools, not an IP)
 )
 
 // members is what the controller needs of membership.Membership.
@@ -299,6 +299,13 @@ func (c *controller) sync() {
 	c.mu.Lock()
 	previous := c.current
 	c.current = assignments
+	// What the announcer reported for VIPs this node no longer owns is over (it reports
+	// Withdrawn only for VIPs it announced, not for those it found in conflict).
+	for ip := range c.announced {
+		if a := assignments[ip]; a == nil || a.Owner != c.node {
+			delete(c.announced, ip)
+		}
+	}
 	wasCoordinator := c.coordinator
 	c.coordinator = len(names) > 0 && slices.Min(names) == c.node
 	changes := 0
