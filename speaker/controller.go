@@ -33,8 +33,8 @@ import (
 
 // Event reasons the speaker records on Services.
 const (
-	EventAnnouncing = "Announcing" // Normal: a node started answering ARP/NDP for the Service's IP
-	EventIPConflict = "IPConflict" // Warning: another host already answers for the IP; not announced
+	EventAnnouncing = "Announcing"     // Normal: a node started answering ARP/NDP for the Service's IP
+	EventIPConflict = "IPConflict"     // Warning: another host already answers for the IP; not announced
 	EventNotServed  = "IPNotAnnounced" // Warning: an IP in status that no speaker announces (outside the pools, not an IP)
 )
 
