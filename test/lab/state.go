@@ -95,7 +95,9 @@ func cleanup(ctx context.Context, dir string) error {
 	for _, ns := range names {
 		if out, err := run(ctx, "ip", "netns", "pids", ns); err == nil {
 			for _, field := range strings.Fields(out) {
-				if pid, err := strconv.Atoi(field); err == nil {
+				// Never this process: a goroutine of ours may be inside ns (InNetns) on the
+				// main thread, which is what `ip netns pids` looks at.
+				if pid, err := strconv.Atoi(field); err == nil && pid != os.Getpid() {
 					syscall.Kill(pid, syscall.SIGKILL)
 				}
 			}
