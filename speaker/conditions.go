@@ -20,6 +20,14 @@ const (
 	ConditionAnnouncedIPv6 = "onprem-lb.io/AnnouncedIPv6"
 )
 
+// ConditionType returns the condition type that says who announces ip.
+func ConditionType(ip netip.Addr) string {
+	if ip.Is6() {
+		return ConditionAnnouncedIPv6
+	}
+	return ConditionAnnouncedIPv4
+}
+
 // Condition reasons.
 const (
 	ReasonAnnounced      = "Announced"      // True: a node answers ARP/NDP for the IP
@@ -45,10 +53,7 @@ func conditionsFor(node string, coordinator bool, svc *corev1.Service, current m
 		if a == nil {
 			continue
 		}
-		cond := metav1.Condition{Type: ConditionAnnouncedIPv4, ObservedGeneration: svc.Generation}
-		if ip.Is6() {
-			cond.Type = ConditionAnnouncedIPv6
-		}
+		cond := metav1.Condition{Type: ConditionType(ip), ObservedGeneration: svc.Generation}
 		switch st, reported := announced[ip]; {
 		case a.Owner == node && reported && st.conflict == nil:
 			cond.Status, cond.Reason = metav1.ConditionTrue, ReasonAnnounced

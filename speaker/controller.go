@@ -100,7 +100,7 @@ type controller struct {
 	current map[netip.Addr]*Assignment
 	// announced says, for each VIP the announcer reported on, what it does.
 	announced map[netip.Addr]announceState
-	// skipped are the VIPs already reported as never announced.
+	// skipped are the VIPs of the last sync that no speaker announces, already reported.
 	skipped map[Skipped]bool
 	// coordinator is true when this node is the live member with the lowest name: it writes
 	// the conditions of the VIPs nobody may announce.
@@ -326,12 +326,14 @@ func (c *controller) sync() {
 		}
 	}
 	var fresh []Skipped
+	current := make(map[Skipped]bool, len(skipped))
 	for _, s := range skipped {
 		if !c.skipped[s] {
-			c.skipped[s] = true
 			fresh = append(fresh, s)
 		}
+		current[s] = true
 	}
+	c.skipped = current
 	c.mu.Unlock()
 
 	// The assignments are current before the announcer can report on them (its events name
@@ -428,6 +430,17 @@ func nodeIP(n *corev1.Node, ipv4 bool) (netip.Addr, bool) {
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// nodeIPs returns n's first IPv4 and first IPv6 InternalIP, IPv4 first, those it has.
+func nodeIPs(n *corev1.Node) []netip.Addr {
+	var ips []netip.Addr
+	for _, ipv4 := range []bool{true, false} {
+		if ip, ok := nodeIP(n, ipv4); ok {
+			ips = append(ips, ip)
+		}
+	}
+	return ips
 }
 
 // The announcer's events (l2.Events). They are called from its goroutines and do not block.

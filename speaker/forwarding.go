@@ -57,14 +57,15 @@ func forwarding(cfg *config.Config, svcs []*corev1.Service, endpoints func(types
 				d.SourceRanges = append(d.SourceRanges, p.Masked())
 			}
 		}
-		// Local endpoints, per family: a dual-stack pod counts once, as kube-proxy counts it.
-		localEndpoints := [2]map[netip.Addr]bool{{}, {}}
+		// Local endpoints, per family (IPv6?): a dual-stack pod counts once, as kube-proxy
+		// counts it.
+		localEndpoints := map[bool]map[netip.Addr]bool{false: {}, true: {}}
 		for _, sp := range svc.Spec.Ports {
 			port := dataplane.Port{Protocol: dataplane.Protocol(sp.Protocol), Port: uint16(sp.Port)}
 			port.Endpoints = endpointsOf(slices, sp, node)
 			for _, ep := range port.Endpoints {
 				if ep.Local {
-					localEndpoints[boolIndex(ep.IP.Is6())][ep.IP] = true
+					localEndpoints[ep.IP.Is6()][ep.IP] = true
 				}
 			}
 			d.Ports = append(d.Ports, port)
@@ -72,7 +73,7 @@ func forwarding(cfg *config.Config, svcs []*corev1.Service, endpoints func(types
 		out = append(out, d)
 		if local && svc.Spec.HealthCheckNodePort != 0 {
 			hcnp[health.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}] = health.ServiceHealth{
-				Port: uint16(svc.Spec.HealthCheckNodePort), LocalEndpoints: max(len(localEndpoints[0]), len(localEndpoints[1])),
+				Port: uint16(svc.Spec.HealthCheckNodePort), LocalEndpoints: max(len(localEndpoints[false]), len(localEndpoints[true])),
 			}
 		}
 	}
@@ -117,11 +118,4 @@ func endpointsOf(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort, nod
 		return ready
 	}
 	return serving
-}
-
-func boolIndex(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

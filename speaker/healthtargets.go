@@ -19,12 +19,8 @@ func healthTargets(cfg *config.Config, svcs []*corev1.Service, endpoints func(ty
 	t := health.Targets{Nodes: map[string]netip.Addr{}, Local: map[health.ServiceKey]health.LocalTarget{}}
 	var names []string
 	for _, n := range nodes {
-		ip, ok := nodeIP(n, true)
-		if !ok {
-			ip, ok = nodeIP(n, false)
-		}
-		if ok {
-			t.Nodes[n.Name] = ip
+		if ips := nodeIPs(n); len(ips) > 0 {
+			t.Nodes[n.Name] = ips[0]
 			names = append(names, n.Name)
 		}
 	}

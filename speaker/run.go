@@ -112,14 +112,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	selfIPs := nodeIPs(self)
 	bind := cfg.BindAddr
 	if !bind.IsValid() {
-		var ok bool
-		if bind, ok = nodeIP(self, true); !ok {
-			if bind, ok = nodeIP(self, false); !ok {
-				return fmt.Errorf("speaker: node %s has no InternalIP to bind membership to; set the bind address", cfg.NodeName)
-			}
+		if len(selfIPs) == 0 {
+			return fmt.Errorf("speaker: node %s has no InternalIP to bind membership to; set the bind address", cfg.NodeName)
 		}
+		bind = selfIPs[0]
 	}
 	macs, err := l2.LocalMACs()
 	if err != nil {
@@ -132,13 +131,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("speaker: %w", err)
 	}
-	var nodeIPs []netip.Addr
-	for _, ipv4 := range []bool{true, false} {
-		if ip, ok := nodeIP(self, ipv4); ok {
-			nodeIPs = append(nodeIPs, ip)
-		}
-	}
-	ann := l2.New(l2.Options{NodeIPs: nodeIPs, IsPeerMAC: ctrl.isPeerMAC, Events: ctrl, Metrics: l2Metrics})
+	ann := l2.New(l2.Options{NodeIPs: selfIPs, IsPeerMAC: ctrl.isPeerMAC, Events: ctrl, Metrics: l2Metrics})
 	prober := health.NewProber(health.Options{OnChange: ctrl.kick, Metrics: healthMetrics})
 	dp := dataplane.New(dataplane.Options{Metrics: dataplaneMetrics})
 	hcnp := health.NewHCNPServer(health.ServerOptions{ProxyHealthy: ctrl.forwardingHealthy.Load})

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // manyServices is n Cluster Services, each with one IPv4 VIP in 10.96.0.0/16
@@ -29,7 +31,7 @@ func manyServices(n int) []Service {
 }
 
 func benchNode(b *testing.B) Runner {
-	needRoot(b)
+	labtest.NeedRoot(b, "ip", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "iptables-save")
 	ns := newNamespaces(b, "bench", "node")[0]
 	return NewRunner(RunnerOptions{NetnsPath: "/run/netns/" + ns, Logger: klog.Background().V(1)})
 }

@@ -126,14 +126,13 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		d.Resync()
+		d.repairDrift()
 	}
 }
 
-// Resync is one iteration of Run: if Sync was called, it reads the kernel
-// and repairs drift. Run calls it; it is exported for callers that drive
-// their own loop.
-func (d *Dataplane) Resync() {
+// repairDrift is one iteration of Run: if Sync was called, it reads the kernel
+// and repairs drift.
+func (d *Dataplane) repairDrift() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.haveDesired {

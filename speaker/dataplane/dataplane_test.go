@@ -114,7 +114,7 @@ func TestSyncFailureKeepsPreviousState(t *testing.T) {
 func TestResyncRepairsDrift(t *testing.T) {
 	k := newFakeKernel()
 	d := New(Options{Runner: k, Logger: testLogger(t)})
-	d.Resync() // before any Sync: nothing
+	d.repairDrift() // before any Sync: nothing
 	if n := len(k.restores[IPv4]); n != 0 {
 		t.Fatalf("Resync before Sync ran %d restores", n)
 	}
@@ -140,9 +140,9 @@ func TestResyncRepairsDrift(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			d.Resync() // records the kernel's rendering
+			d.repairDrift() // records the kernel's rendering
 			tt.drift()
-			d.Resync()
+			d.repairDrift()
 			if diff := cmp.Diff(want, k.saveAll(IPv4)); diff != "" {
 				t.Errorf("after the resync (-want +got):\n%s", diff)
 			}

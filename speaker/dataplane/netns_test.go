@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/textlogger"
+
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // The real-kernel tests build this, in network namespaces named
@@ -67,24 +69,6 @@ func vip(f Family, i int) netip.Addr {
 		a = a.Next()
 	}
 	return a
-}
-
-func needRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the real-kernel tests need root (CI=true)")
-		}
-		t.Skip("the real-kernel tests need root (network namespaces, iptables)")
-	}
-	for _, tool := range []string{"ip", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "iptables-save"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not installed: %v", tool, err)
-			}
-			t.Skipf("%s not installed (apt-get install -y iproute2 iptables)", tool)
-		}
-	}
 }
 
 func run(t testing.TB, name string, args ...string) string {
@@ -234,7 +218,7 @@ func saveAll(t testing.TB, ns string) string {
 }
 
 func TestNetnsForwarding(t *testing.T) {
-	needRoot(t)
+	labtest.NeedRoot(t, "ip", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "iptables-save")
 	tb := newTestbed(t)
 
 	// Foreign rules, before anything of ours: they must survive everything.
@@ -302,7 +286,7 @@ func TestNetnsForwarding(t *testing.T) {
 		}
 	}
 	nsRun(t, tb.node, "iptables", "-t", "filter", "-D", "FORWARD", "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain)
-	d.Resync()
+	d.repairDrift()
 	for _, f := range families {
 		if got, err := dial(tb.cli, testAddrs[f].cliIn, vip(f, 0), 80, time.Second); err != nil {
 			t.Errorf("%s: after the resync: %v", f, err)

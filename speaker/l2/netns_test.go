@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2/textlogger"
+
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // The real-kernel test. Three network namespaces on one L2 segment, a bridge
@@ -34,15 +36,7 @@ func TestNetns(t *testing.T) {
 	if os.Getenv(netnsChildEnv) != "" {
 		t.Skip("in the child")
 	}
-	needRoot(t)
-	for _, tool := range []string{"ip", "arping", "ndisc6"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not installed: %v", tool, err)
-			}
-			t.Skipf("%s not installed (apt-get install -y iproute2 arping ndisc6)", tool)
-		}
-	}
+	labtest.NeedRoot(t, "ip", "arping", "ndisc6")
 	pid := os.Getpid()
 	nsA, nsB, nsC := fmt.Sprintf("olbt-l2-a-%d", pid), fmt.Sprintf("olbt-l2-b-%d", pid), fmt.Sprintf("olbt-l2-c-%d", pid)
 	for _, ns := range []string{nsA, nsB, nsC} {
@@ -418,17 +412,6 @@ func macsIn(out string) []string {
 		}
 	}
 	return macs
-}
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("the network namespace test needs root, and CI runs as root")
-	}
-	t.Skip("the network namespace test needs root")
 }
 
 func run(t *testing.T, name string, args ...string) string {

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"time"
@@ -96,27 +97,13 @@ func DefaultTiming() Timing {
 // withDefaults returns t with every zero field taken from DefaultTiming.
 func (t Timing) withDefaults() Timing {
 	d := DefaultTiming()
-	if t.ProbeInterval == 0 {
-		t.ProbeInterval = d.ProbeInterval
-	}
-	if t.ProbeTimeout == 0 {
-		t.ProbeTimeout = d.ProbeTimeout
-	}
-	if t.GossipInterval == 0 {
-		t.GossipInterval = d.GossipInterval
-	}
-	if t.PushPullInterval == 0 {
-		t.PushPullInterval = d.PushPullInterval
-	}
-	if t.SuspicionMult == 0 {
-		t.SuspicionMult = d.SuspicionMult
-	}
-	if t.SuspicionMaxTimeoutMult == 0 {
-		t.SuspicionMaxTimeoutMult = d.SuspicionMaxTimeoutMult
-	}
-	if t.RejoinInterval == 0 {
-		t.RejoinInterval = d.RejoinInterval
-	}
+	t.ProbeInterval = cmp.Or(t.ProbeInterval, d.ProbeInterval)
+	t.ProbeTimeout = cmp.Or(t.ProbeTimeout, d.ProbeTimeout)
+	t.GossipInterval = cmp.Or(t.GossipInterval, d.GossipInterval)
+	t.PushPullInterval = cmp.Or(t.PushPullInterval, d.PushPullInterval)
+	t.SuspicionMult = cmp.Or(t.SuspicionMult, d.SuspicionMult)
+	t.SuspicionMaxTimeoutMult = cmp.Or(t.SuspicionMaxTimeoutMult, d.SuspicionMaxTimeoutMult)
+	t.RejoinInterval = cmp.Or(t.RejoinInterval, d.RejoinInterval)
 	return t
 }
 

@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -213,7 +214,7 @@ func (d *demo) waitAnnounced(ctx context.Context) error {
 				continue
 			}
 			for _, in := range s.Status.LoadBalancer.Ingress {
-				if _, ok := announcedBy(&s, in.IP); !ok {
+				if _, ok := AnnouncedBy(&s, in.IP); !ok {
 					pending = append(pending, s.Name+" ("+in.IP+" not announced yet)")
 				}
 			}
@@ -227,13 +228,13 @@ func (d *demo) waitAnnounced(ctx context.Context) error {
 	return nil
 }
 
-// announcedBy returns the node that announces ip, from the Service's condition.
-func announcedBy(svc *corev1.Service, ip string) (string, bool) {
-	typ := speaker.ConditionAnnouncedIPv4
-	if strings.Contains(ip, ":") {
-		typ = speaker.ConditionAnnouncedIPv6
+// AnnouncedBy returns the node that announces ip, as the Service's condition says.
+func AnnouncedBy(svc *corev1.Service, ip string) (string, bool) {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return "", false
 	}
-	c := meta.FindStatusCondition(svc.Status.Conditions, typ)
+	c := meta.FindStatusCondition(svc.Status.Conditions, speaker.ConditionType(addr))
 	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != speaker.ReasonAnnounced || !strings.Contains(c.Message, ip+" ") {
 		return "", false
 	}
@@ -263,7 +264,7 @@ func (d *demo) curl(ctx context.Context) error {
 			continue
 		}
 		for _, in := range s.Status.LoadBalancer.Ingress {
-			node, _ := announcedBy(&s, in.IP)
+			node, _ := AnnouncedBy(&s, in.IP)
 			url := "http://" + net.JoinHostPort(in.IP, "80") + "/"
 			r, err := getRetrying(ctx, client.NS, url)
 			if err != nil {
@@ -304,7 +305,7 @@ func (d *demo) killOwner(ctx context.Context) error {
 		return err
 	}
 	vip := svc.Status.LoadBalancer.Ingress[0].IP
-	owner, ok := announcedBy(svc, vip)
+	owner, ok := AnnouncedBy(svc, vip)
 	if !ok {
 		return fmt.Errorf("web's %s is not announced", vip)
 	}
@@ -327,7 +328,7 @@ func (d *demo) killOwner(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	next, _ := announcedBy(svc, vip)
+	next, _ := AnnouncedBy(svc, vip)
 	d.o.Report("    the client got answers again %v after the kill; %s now announces %s", outage.Round(time.Millisecond), next, vip)
 	d.o.Report("    bringing %s back (cable in, speaker restarted)", owner)
 	if err := lab.Plug(ctx, node.Host); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/onprem-lb/onprem-lb/speaker"
+	"github.com/onprem-lb/onprem-lb/test/demo"
 	"github.com/onprem-lb/onprem-lb/test/lab"
 )
 
@@ -146,10 +148,7 @@ func waitAnswering(ctx context.Context, t testing.TB, h *lab.Host, ip, want stri
 // reason, and returns its message.
 func waitCondition(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, ip string, status metav1.ConditionStatus, reason string) string {
 	t.Helper()
-	typ := speaker.ConditionAnnouncedIPv4
-	if strings.Contains(ip, ":") {
-		typ = speaker.ConditionAnnouncedIPv6
-	}
+	typ := speaker.ConditionType(netip.MustParseAddr(ip))
 	var cond *metav1.Condition
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		svc, err := l.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
@@ -171,16 +170,16 @@ func announcer(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, ip, exce
 	t.Helper()
 	var node string
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		msg := waitCondition(ctx, t, l, ns, name, ip, metav1.ConditionTrue, speaker.ReasonAnnounced)
-		_, after, ok := strings.Cut(msg, "by node ")
-		if !ok {
-			return false, fmt.Errorf("condition message %q does not name a node", msg)
+		svc, err := l.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
 		}
-		node, _, _ = strings.Cut(after, " ")
-		return node != except, nil
+		var announced bool
+		node, announced = demo.AnnouncedBy(svc, ip)
+		return announced && node != except, nil
 	})
 	if err != nil {
-		t.Fatalf("Service %s/%s: %s announced by %s, want another node than %q: %v", ns, name, ip, node, except, err)
+		t.Fatalf("Service %s/%s: %s announced by %q, want another node than %q: %v\nevents: %s", ns, name, ip, node, except, err, events(ctx, l, ns, name))
 	}
 	return labNode(t, l, node)
 }

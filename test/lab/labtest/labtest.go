@@ -6,6 +6,7 @@ package labtest
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,4 +59,27 @@ func Unavailable() string {
 		return lab.EnvToolsBin + " is not set"
 	}
 	return ""
+}
+
+// NeedRoot is for tests that make network namespaces of their own: it returns if this is
+// root and every tool is installed; otherwise it fails the test under CI=true (CI runs as
+// root and installs the tools) and skips it on a developer machine, saying why.
+func NeedRoot(t testing.TB, tools ...string) {
+	t.Helper()
+	reason := ""
+	if os.Geteuid() != 0 {
+		reason = "not root"
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil && reason == "" {
+			reason = tool + " not installed (make test installs it)"
+		}
+	}
+	if reason == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("network namespace test under CI=true: %s", reason)
+	}
+	t.Skipf("network namespace test: %s", reason)
 }
