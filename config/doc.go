@@ -1,6 +1,6 @@
 // Package config reads the IP-pool file of onprem-lb: the YAML document,
 // mounted from one ConfigMap, that both the cloud-controller-manager and the
-// speaker read (see "IP-pool YAML" in DESIGN.md for the field names, which are
+// speaker read (see "IP-pool YAML" in docs/DESIGN.md for the field names, which are
 // part of the contract).
 //
 // What it promises:

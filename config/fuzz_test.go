@@ -17,7 +17,7 @@ import (
 // takes its pools, and written back as YAML it parses to the same config.
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
-		designExample,
+		designExample(f),
 		onePool(),
 		onePool("autoAssign: false", "avoidBuggyIPs: true", "namespaces: [a, b]", "priority: 7", "interfaces: [eth0]",
 			"exclude: [198.18.0.0-198.18.0.3]",

@@ -2,6 +2,8 @@ package config
 
 import (
 	"net/netip"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -20,23 +22,24 @@ var configCmp = cmp.Options{
 	cmpopts.EquateEmpty(),
 }
 
-// designExample is the IP-pool YAML of DESIGN.md, verbatim.
-const designExample = `pools:
-  - name: lan                     # unique, DNS-label
-    addresses:                    # CIDRs and first-last ranges, IPv4 and IPv6 mixed
-      - 198.18.0.200-198.18.0.239
-      - 2001:db8:18::200/122
-    exclude: [198.18.0.201]       # never handed out
-    autoAssign: true              # false: only for Services that ask for this pool or one of its IPs
-    avoidBuggyIPs: false          # skip IPv4 .0 and .255
-    namespaces: []                # empty: every namespace may use it
-    serviceSelector: {}           # metav1.LabelSelector on the Service
-    priority: 0                   # higher wins among matching pools
-    interfaces: []                # speaker: announce only on these interfaces (empty: auto)
-    nodeSelector: {}              # speaker: only these nodes may announce this pool's IPs
-dataplane: kube-proxy             # or iptables (see Dataplane)
-loadBalancerClass: ""             # "": Services without a class; else only that class
-`
+// designExample returns the IP-pool YAML example of docs/DESIGN.md, read from
+// the page itself so that the documented contract and the parser cannot drift.
+func designExample(tb testing.TB) string {
+	tb.Helper()
+	page, err := os.ReadFile("../docs/DESIGN.md")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(page), "**IP-pool YAML**")
+	if ok {
+		_, rest, ok = strings.Cut(rest, "```yaml\n")
+	}
+	doc, _, closed := strings.Cut(rest, "```")
+	if !ok || !closed {
+		tb.Fatal("docs/DESIGN.md: no ```yaml block after **IP-pool YAML**")
+	}
+	return doc
+}
 
 // designConfig is what designExample parses to.
 func designConfig() *Config {

@@ -37,7 +37,7 @@ func TestParse(t *testing.T) {
 		doc  string
 		want *Config
 	}{
-		{name: "DESIGN.md example", doc: designExample, want: designConfig()},
+		{name: "DESIGN.md example", doc: designExample(t), want: designConfig()},
 		{name: "defaults", doc: onePool(), want: withPool(func(*Pool) {})},
 		{
 			name: "pools in file order, IPv4 and IPv6 only",
@@ -291,7 +291,7 @@ func TestErrorString(t *testing.T) {
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "pools.yaml")
-	if err := os.WriteFile(good, []byte(designExample), 0o644); err != nil {
+	if err := os.WriteFile(good, []byte(designExample(t)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got, err := Load(good)
