@@ -225,10 +225,12 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	return err
 }
 
-// Cleanup removes every iptables chain and rule the speaker ever made, IPv4 and IPv6, and
-// nothing else: for uninstalling, or for a node moving back to dataplane: kube-proxy.
+// Cleanup removes every iptables chain and rule the speaker ever made (the forwarding of
+// dataplane iptables and the guard of dataplane kube-proxy), IPv4 and IPv6, nf_tables and
+// legacy, and nothing else: for uninstalling, or for a node moving back to dataplane:
+// kube-proxy. The speaker must not be running on the node.
 func Cleanup(ctx context.Context) error {
-	return dataplane.Cleanup(ctx, dataplane.NewRunner(dataplane.RunnerOptions{}))
+	return dataplane.CleanupNode(ctx, dataplane.RunnerOptions{})
 }
 
 // readKey reads the gossip key: base64 of 16, 24 or 32 bytes. "" means no key.

@@ -176,9 +176,13 @@ func TestCleanup(t *testing.T) {
 	k := newFakeKernel()
 	foreign := `-A PREROUTING -s 192.0.2.1/32 -m comment --comment "not ours" -j RETURN`
 	k.insert(IPv4, tableNAT, "PREROUTING", foreign)
+	for _, f := range families {
+		addKubeProxyJumps(k, f)
+	}
 	before := [2]string{k.saveAll(IPv4), k.saveAll(IPv6)}
 	d := New(Options{Runner: k, Logger: testLogger(t)})
-	if err := d.Sync([]Service{webService(ep1, ep6)}); err != nil {
+	guarded := Service{Namespace: "ns", Name: "guarded", VIPs: []netip.Addr{addr("198.18.0.11"), addr("2001:db8::11")}, ProxiedElsewhere: true}
+	if err := d.Sync([]Service{webService(ep1, ep6), guarded}); err != nil {
 		t.Fatal(err)
 	}
 	if err := Cleanup(context.Background(), k); err != nil {

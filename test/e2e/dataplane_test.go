@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -256,4 +258,95 @@ func waitHTTP(ctx context.Context, t testing.TB, h *lab.Host, url string) (int, 
 		t.Fatalf("GET %s: %v (last: %v)", url, err, last)
 	}
 	return status, body
+}
+
+// TestKubeProxyDataplane: dataplane kube-proxy with each service proxy mode the README
+// claims (kube-proxy in iptables and in nftables mode): VIPs are served, the speaker's guard
+// drops only what kube-proxy did not take, kube-proxy's own answers reach the client, and
+// --cleanup removes the guard.
+func TestKubeProxyDataplane(t *testing.T) {
+	for _, mode := range []string{"iptables", "nftables"} {
+		t.Run(mode, func(t *testing.T) { testKubeProxyMode(t, mode) })
+	}
+}
+
+func testKubeProxyMode(t *testing.T, mode string) {
+	ctx, l, sp := startSpeakers(t, lab.Options{ProxyMode: mode}, speakerPools)
+	client := l.Clients[0]
+	const ns = "kubeproxy"
+	podsOnEveryNode(ctx, t, l, ns, "web")
+	create(ctx, t, l, lbService(ns, "web"))
+	vip := waitIngress(ctx, t, l, ns, "web", 1)[0].IP
+
+	t.Run("a VIP is served through kube-proxy, with the guard in place", func(t *testing.T) {
+		owner := announcer(ctx, t, l, ns, "web", vip, "")
+		waitGet(ctx, t, client, vipURL(vip))
+		if save := iptablesSave(ctx, t, owner.Host); !strings.Contains(save, "-d "+vip+"/32 -m comment --comment \"not forwarded by the service proxy\" -j DROP") {
+			t.Errorf("%s: no guard (DROP) for %s in iptables:\n%s", owner.Name, vip, save)
+		}
+	})
+
+	t.Run("a port kube-proxy does not serve is dropped by the guard, not forwarded", func(t *testing.T) {
+		addr := net.JoinHostPort(vip, "81")
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		c, err := lab.DialContext(dctx, client.NS, "tcp", addr)
+		if err == nil {
+			c.Close()
+			t.Fatalf("connected to %s", addr)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("connect to %s: %v, want no answer at all (dropped)", addr, err)
+		}
+	})
+
+	t.Run("a Service without endpoints is refused at once, as kube-proxy answers", func(t *testing.T) {
+		create(ctx, t, l, lbService(ns, "empty"))
+		vip := waitIngress(ctx, t, l, ns, "empty", 1)[0].IP
+		announcer(ctx, t, l, ns, "empty", vip, "")
+		waitRefused(ctx, t, client, net.JoinHostPort(vip, "80"))
+	})
+
+	t.Run("--cleanup removes the guard and leaves kube-proxy's rules", func(t *testing.T) {
+		for _, n := range l.Nodes {
+			sp.procs[n.Name].Stop(10 * time.Second)
+			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.NS, filepath.Join(binDir, "onprem-speaker"), "--cleanup").CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: onprem-speaker --cleanup: %v\n%s", n.Name, err, out)
+			}
+			for _, save := range []string{"iptables-legacy-save", "iptables-nft-save", "ip6tables-legacy-save", "ip6tables-nft-save"} {
+				if out, err := n.Exec(ctx, save); err != nil {
+					t.Fatal(err)
+				} else if strings.Contains(out, "ONPREM-LB") {
+					t.Errorf("%s: %s after --cleanup still has ONPREM-LB:\n%s", n.Name, save, out)
+				}
+			}
+		}
+		// kube-proxy still serves the VIP on a node it reaches (ARP is gone with the
+		// speakers): from node-1 itself.
+		waitGet(ctx, t, l.Nodes[0].Host, vipURL(vip))
+	})
+}
+
+// waitRefused connects from host h to addr until the connection is refused within a second
+// (the service proxy may not have synced yet; 15 s at most), and fails with what happened to
+// every try otherwise.
+func waitRefused(ctx context.Context, t testing.TB, h *lab.Host, addr string) {
+	t.Helper()
+	var tries []string
+	began := time.Now()
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		c, err := lab.DialContext(dctx, h.NS, "tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		tries = append(tries, fmt.Sprintf("after %v: %v", time.Since(began).Round(time.Millisecond), err))
+		return errors.Is(err, syscall.ECONNREFUSED), nil
+	})
+	if err != nil {
+		t.Fatalf("connect to %s from %s never refused within 1 s: %v\n%s", addr, h.Name, err, strings.Join(tries, "\n"))
+	}
+	t.Logf("connect to %s refused (%d tries)", addr, len(tries))
 }
