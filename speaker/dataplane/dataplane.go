@@ -28,6 +28,9 @@ type Options struct {
 	MasqueradeMark uint32
 	// Timeout bounds each iptables command a sync runs. Default 1m.
 	Timeout time.Duration
+	// Conntrack clears the UDP entries of removed endpoints; nil: the conntrack tool in
+	// this network namespace.
+	Conntrack Conntrack
 }
 
 // Dataplane programs the iptables forwarding of the VIPs. It is safe for
@@ -38,12 +41,16 @@ type Dataplane struct {
 	resync  time.Duration
 	timeout time.Duration
 	runner  Runner
+	ct      Conntrack
 	mark    uint32
 
 	mu          sync.Mutex
 	desired     []Service
 	haveDesired bool
-	fams        [2]familyState
+	// forwarded is what the last successful Sync programmed: the UDP flows to clear
+	// are those it forwarded and the next successful Sync no longer does.
+	forwarded []Service
+	fams      [2]familyState
 }
 
 // familyState is what the Dataplane knows of one family's kernel state.
@@ -76,7 +83,11 @@ func New(opts Options) *Dataplane {
 		resync:  opts.Resync,
 		timeout: opts.Timeout,
 		runner:  opts.Runner,
+		ct:      opts.Conntrack,
 		mark:    opts.MasqueradeMark,
+	}
+	if d.ct == nil {
+		d.ct = NewConntrack("")
 	}
 	if d.resync <= 0 {
 		d.resync = 30 * time.Second
@@ -102,6 +113,10 @@ func New(opts Options) *Dataplane {
 // --noflush per family. The first Sync also reads the kernel and deletes
 // chains of ours left from before (another process, an older version).
 //
+// Once the rules are written, it deletes the conntrack entries of the UDP flows
+// to endpoints no longer forwarded to (see Flow), as kube-proxy does; a failure
+// to delete them is logged.
+//
 // On error nothing is assumed applied: the next Sync or resync reads the
 // kernel again and sends whatever differs. The error says which family and
 // what failed; the other family is synced regardless.
@@ -110,7 +125,20 @@ func (d *Dataplane) Sync(services []Service) error {
 	defer d.mu.Unlock()
 	d.desired = slices.Clone(services)
 	d.haveDesired = true
-	return d.syncLocked(false)
+	if err := d.syncLocked(false); err != nil {
+		return err
+	}
+	if flows := staleUDP(d.forwarded, d.desired); len(flows) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+		defer cancel()
+		if err := clearFlows(ctx, d.ct, flows); err != nil {
+			d.log.Error(err, "Clearing the conntrack entries of removed UDP endpoints")
+		} else {
+			d.log.V(2).Info("Cleared the conntrack entries of removed UDP endpoints", "flows", len(flows))
+		}
+	}
+	d.forwarded = d.desired
+	return nil
 }
 
 // Run resyncs every Options.Resync until ctx is done: it checks the kernel
