@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/onprem-lb/onprem-lb/test/lab"
@@ -176,6 +177,28 @@ func TestIPTablesDataplane(t *testing.T) {
 		waitGet(ctx, t, client, vipURL(vip))
 		if r, err := lab.GetHTTP(ctx, outsider.NS, vipURL(vip)); err == nil {
 			t.Errorf("%s from %s (outside the source ranges) answered by %s", vipURL(vip), outsider.IPv4, r.Pod)
+		}
+	})
+
+	t.Run("UDP: a client that keeps sending reaches the new pod within a second of its pod's deletion", func(t *testing.T) {
+		old := addPod(ctx, t, l, ns, "udp-1", "node-1", "udp")
+		create(ctx, t, l, lbService(ns, "udp", func(s *corev1.Service) {
+			s.Spec.Ports = []corev1.ServicePort{{Name: "dns", Port: 53, TargetPort: intstr.FromInt32(lab.UDPPort), Protocol: corev1.ProtocolUDP}}
+		}))
+		vip := waitIngress(ctx, t, l, ns, "udp", 1)[0].IP
+		announcer(ctx, t, l, ns, "udp", vip, "")
+		flow := newUDPFlow(ctx, t, client, net.JoinHostPort(vip, "53"))
+		flow.waitPod(t, old.Key(), 15*time.Second)
+		next := addPod(ctx, t, l, ns, "udp-2", "node-2", "udp")
+		if err := l.DeletePod(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		deleted := time.Now()
+		flow.waitPod(t, next.Key(), 10*time.Second)
+		took := time.Since(deleted)
+		t.Logf("the flow reached %s %v after %s was deleted", next.Key(), took.Round(time.Millisecond), old.Key())
+		if took > time.Second {
+			t.Errorf("the flow took %v to reach the new pod, want at most 1 s", took.Round(time.Millisecond))
 		}
 	})
 
@@ -349,4 +372,51 @@ func waitRefused(ctx context.Context, t testing.TB, h *lab.Host, addr string) {
 		t.Fatalf("connect to %s from %s never refused within 1 s: %v\n%s", addr, h.Name, err, strings.Join(tries, "\n"))
 	}
 	t.Logf("connect to %s refused (%d tries)", addr, len(tries))
+}
+
+// udpFlow is one UDP socket of a client, connected to a VIP:port: every datagram it sends
+// belongs to the same conntrack flow.
+type udpFlow struct {
+	ctx  context.Context
+	conn net.Conn
+	addr string
+}
+
+func newUDPFlow(ctx context.Context, t testing.TB, h *lab.Host, addr string) *udpFlow {
+	t.Helper()
+	conn, err := lab.DialContext(ctx, h.NS, "udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &udpFlow{ctx: ctx, conn: conn, addr: addr}
+}
+
+// waitPod sends a datagram every 50 ms until a reply comes from pod (namespace/name), for
+// at most limit, and fails with the replies seen otherwise.
+func (f *udpFlow) waitPod(t testing.TB, pod string, limit time.Duration) {
+	t.Helper()
+	seen := map[string]int{}
+	err := wait.PollUntilContextTimeout(f.ctx, 50*time.Millisecond, limit, true, func(context.Context) (bool, error) {
+		if _, err := f.conn.Write([]byte("ping")); err != nil {
+			seen[err.Error()]++
+			return false, nil
+		}
+		f.conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		buf := make([]byte, 1500)
+		n, err := f.conn.Read(buf)
+		if err != nil {
+			seen["no reply"]++
+			return false, nil
+		}
+		var r lab.Reply
+		if err := json.Unmarshal(buf[:n], &r); err != nil {
+			return false, err
+		}
+		seen[r.Pod]++
+		return r.Pod == pod, nil
+	})
+	if err != nil {
+		t.Fatalf("UDP to %s never answered by %s within %v: %v; seen %v", f.addr, pod, limit, err, seen)
+	}
 }
