@@ -22,9 +22,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/onprem-lb/onprem-lb/speaker"
 	"github.com/onprem-lb/onprem-lb/test/lab"
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
@@ -349,6 +351,65 @@ func testKubeProxyMode(t *testing.T, mode string) {
 		// speakers): from node-1 itself.
 		waitGet(ctx, t, l.Nodes[0].Host, vipURL(vip))
 	})
+
+	if mode != "iptables" {
+		return
+	}
+	t.Run("kube-proxy in IPVS mode: the speaker refuses, says why, installs nothing", func(t *testing.T) {
+		n := labNode(t, l, "node-3")
+		fakeIPVSKubeProxy(t, l, n)
+		sp.startUntil(ctx, n, "Not serving any LoadBalancer IP from this node")
+		want := "kube-proxy runs in IPVS mode, which dataplane kube-proxy does not support"
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			list, err := l.Client.CoreV1().Events("").List(ctx, metav1.ListOptions{
+				FieldSelector: fields.Set{"involvedObject.kind": "Node", "involvedObject.name": n.Name, "reason": speaker.EventServiceProxyUnsupported}.String(),
+			})
+			return err == nil && len(list.Items) > 0 && list.Items[0].Type == corev1.EventTypeWarning && strings.Contains(list.Items[0].Message, want), nil
+		})
+		if err != nil {
+			t.Errorf("no Warning %s event on Node %s saying %q: %v", speaker.EventServiceProxyUnsupported, n.Name, want, err)
+		}
+		resp, err := http.Get("http://" + net.JoinHostPort(n.IPv4.String(), "7472") + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if m := `onprem_lb_speaker_service_proxy_unsupported{mode="ipvs"} 1`; !strings.Contains(string(body), m) {
+			t.Errorf("%s's /metrics lacks %s", n.Name, m)
+		}
+		// The speaker stays up; nothing of it reaches iptables (a guard would drop every
+		// IPVS VIP), and it announces nothing.
+		sp.procs[n.Name].Stop(10 * time.Second)
+		if save := iptablesSave(ctx, t, n.Host); strings.Contains(save, "ONPREM-LB") {
+			t.Errorf("%s: the refusing speaker installed chains:\n%s", n.Name, save)
+		}
+		if tail := sp.procs[n.Name].Tail(500); strings.Contains(tail, "Membership converged") {
+			t.Errorf("%s: the refusing speaker joined membership:\n%s", n.Name, tail)
+		}
+	})
+}
+
+// fakeIPVSKubeProxy replaces kube-proxy on node n by one that says it runs in IPVS mode:
+// /proxyMode answers "ipvs" on its metrics address, /healthz 200 on its health port.
+func fakeIPVSKubeProxy(t *testing.T, l *lab.Lab, n *lab.Node) {
+	t.Helper()
+	n.KubeProxy.Kill()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ipvs") })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "{}") })
+	for _, addr := range []string{"127.0.0.1:10249", "0.0.0.0:10256"} {
+		var ln net.Listener
+		if err := lab.InNetns(n.NS, func() (err error) {
+			ln, err = net.Listen("tcp", addr)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: time.Second}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
 }
 
 // waitRefused connects from host h to addr until the connection is refused within a second
