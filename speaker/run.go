@@ -112,6 +112,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if pools.Dataplane == config.DataplaneKubeProxy {
+		if err := dataplane.DetectIPVS(ctx, dataplane.ProxyProbe{}); err != nil {
+			return refuseProxy(ctx, cfg, err, self, recorder, registry, dataplaneMetrics)
+		}
+	}
 	selfIPs := nodeIPs(self)
 	bind := cfg.BindAddr
 	if !bind.IsValid() {
@@ -225,10 +230,37 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	return err
 }
 
-// Cleanup removes every iptables chain and rule the speaker ever made, IPv4 and IPv6, and
-// nothing else: for uninstalling, or for a node moving back to dataplane: kube-proxy.
+// EventServiceProxyUnsupported is the Warning on a Node whose speaker refuses to serve
+// because the node's service proxy runs in a mode it does not support (kube-proxy IPVS).
+const EventServiceProxyUnsupported = "ServiceProxyUnsupported"
+
+// refuseProxy is the speaker on a node whose service proxy it cannot work with (why wraps
+// dataplane.ErrIPVS): it does not join membership, so the other speakers give this node no
+// VIP, and it installs nothing; it says why (an error log, a Warning event on the Node, the
+// metric) and serves /metrics and /healthz until ctx ends. A restart checks again.
+func refuseProxy(ctx context.Context, cfg Config, why error, node *corev1.Node, recorder record.EventRecorder, registry metrics.KubeRegistry, m *dataplane.Metrics) error {
+	const fix = "run kube-proxy in iptables or nftables mode, or set dataplane: iptables in the pool file, then restart the speaker"
+	klog.ErrorS(why, "Not serving any LoadBalancer IP from this node; "+fix, "node", cfg.NodeName)
+	recorder.Eventf(node, corev1.EventTypeWarning, EventServiceProxyUnsupported, "onprem-speaker serves no LoadBalancer IP from this node: %v; %s", why, fix)
+	m.SetUnsupportedProxy("ipvs")
+	if cfg.MetricsAddr != "" {
+		srv, err := metricsServer(cfg.MetricsAddr, registry, func() map[netip.Addr]l2.Status { return nil })
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		go srv.serve()
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// Cleanup removes every iptables chain and rule the speaker ever made (the forwarding of
+// dataplane iptables and the guard of dataplane kube-proxy), IPv4 and IPv6, nf_tables and
+// legacy, and nothing else: for uninstalling, or for a node moving back to dataplane:
+// kube-proxy. The speaker must not be running on the node.
 func Cleanup(ctx context.Context) error {
-	return dataplane.Cleanup(ctx, dataplane.NewRunner(dataplane.RunnerOptions{}))
+	return dataplane.CleanupNode(ctx, dataplane.RunnerOptions{})
 }
 
 // readKey reads the gossip key: base64 of 16, 24 or 32 bytes. "" means no key.

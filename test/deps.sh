@@ -3,7 +3,7 @@
 set -euo pipefail
 declare -A pkg=(
 	[ip]=iproute2 [iptables]=iptables [ip6tables]=iptables [iptables-restore]=iptables
-	[conntrack]=conntrack [arping]=arping [ndisc6]=ndisc6 [sysctl]=procps [curl]=curl
+	[conntrack]=conntrack [nft]=nftables [arping]=arping [ndisc6]=ndisc6 [sysctl]=procps [curl]=curl
 )
 missing=()
 for cmd in "${!pkg[@]}"; do

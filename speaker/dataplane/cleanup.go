@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"slices"
 )
 
@@ -70,4 +71,29 @@ func cleanupFamily(ctx context.Context, r Runner, f Family) error {
 		return fmt.Errorf("deleting %d chains: %w", len(d.delete), err)
 	}
 	return nil
+}
+
+// CleanupNode is Cleanup once per iptables backend installed (nf_tables and legacy, each
+// with IPv4 and IPv6), in the network namespace opts.NetnsPath; opts.Backend is ignored.
+// It is what uninstalling runs: the backend a speaker detects can differ from the one an
+// earlier run used (kubelet or kube-proxy switched, another version), and what that run
+// made would otherwise stay. Without either variant installed it cleans with the plain
+// iptables binaries.
+func CleanupNode(ctx context.Context, opts RunnerOptions) error {
+	var errs []error
+	cleaned := false
+	for _, b := range []Backend{BackendNFT, BackendLegacy} {
+		if _, err := exec.LookPath("iptables-" + string(b) + "-restore"); err != nil {
+			continue
+		}
+		opts.Backend, cleaned = b, true
+		if err := Cleanup(ctx, NewRunner(opts)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b, err))
+		}
+	}
+	if !cleaned {
+		opts.Backend = BackendAuto
+		return Cleanup(ctx, NewRunner(opts))
+	}
+	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,9 @@ type Options struct {
 	MasqueradeMark uint32
 	// Timeout bounds each iptables command a sync runs. Default 1m.
 	Timeout time.Duration
+	// Conntrack clears the UDP entries of removed endpoints; nil: the conntrack tool in
+	// this network namespace.
+	Conntrack Conntrack
 }
 
 // Dataplane programs the iptables forwarding of the VIPs. It is safe for
@@ -37,12 +41,16 @@ type Dataplane struct {
 	resync  time.Duration
 	timeout time.Duration
 	runner  Runner
+	ct      Conntrack
 	mark    uint32
 
 	mu          sync.Mutex
 	desired     []Service
 	haveDesired bool
-	fams        [2]familyState
+	// forwarded is what the last successful Sync programmed: the UDP flows to clear
+	// are those it forwarded and the next successful Sync no longer does.
+	forwarded []Service
+	fams      [2]familyState
 }
 
 // familyState is what the Dataplane knows of one family's kernel state.
@@ -75,7 +83,11 @@ func New(opts Options) *Dataplane {
 		resync:  opts.Resync,
 		timeout: opts.Timeout,
 		runner:  opts.Runner,
+		ct:      opts.Conntrack,
 		mark:    opts.MasqueradeMark,
+	}
+	if d.ct == nil {
+		d.ct = NewConntrack("")
 	}
 	if d.resync <= 0 {
 		d.resync = 30 * time.Second
@@ -101,6 +113,10 @@ func New(opts Options) *Dataplane {
 // --noflush per family. The first Sync also reads the kernel and deletes
 // chains of ours left from before (another process, an older version).
 //
+// Once the rules are written, it deletes the conntrack entries of the UDP flows
+// to endpoints no longer forwarded to (see Flow), as kube-proxy does; a failure
+// to delete them is logged.
+//
 // On error nothing is assumed applied: the next Sync or resync reads the
 // kernel again and sends whatever differs. The error says which family and
 // what failed; the other family is synced regardless.
@@ -109,7 +125,20 @@ func (d *Dataplane) Sync(services []Service) error {
 	defer d.mu.Unlock()
 	d.desired = slices.Clone(services)
 	d.haveDesired = true
-	return d.syncLocked(false)
+	if err := d.syncLocked(false); err != nil {
+		return err
+	}
+	if flows := staleUDP(d.forwarded, d.desired); len(flows) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+		defer cancel()
+		if err := clearFlows(ctx, d.ct, flows); err != nil {
+			d.log.Error(err, "Clearing the conntrack entries of removed UDP endpoints")
+		} else {
+			d.log.V(2).Info("Cleared the conntrack entries of removed UDP endpoints", "flows", len(flows))
+		}
+	}
+	d.forwarded = d.desired
+	return nil
 }
 
 // Run resyncs every Options.Resync until ctx is done: it checks the kernel
@@ -293,22 +322,30 @@ func hashRules(rules []string) uint64 {
 	return h.Sum64()
 }
 
-// Jump rules from the built-in chains to ours, each inserted first in its
-// chain unless already there.
+// Jump rules from the built-in chains to ours. The nat ones are inserted first in their
+// chain. The filter ones (afterProxy) go right after the service proxy's own jumps
+// (KUBE-*): kube-proxy's answer for a VIP it knows, such as its REJECT of a Service without
+// endpoints in KUBE-EXTERNAL-SERVICES, must come before the guard's DROP, which is only
+// for VIPs kube-proxy has not programmed yet. kube-proxy inserts its jumps first only when
+// they are missing, so the order holds whoever starts first.
 var jumps = []struct {
 	table, chain string
 	spec         []string
+	afterProxy   bool
 }{
-	{tableNAT, "PREROUTING", []string{"-m", "comment", "--comment", "onprem-lb VIPs", "-j", servicesChain}},
-	{tableNAT, "OUTPUT", []string{"-m", "comment", "--comment", "onprem-lb VIPs", "-j", servicesChain}},
-	{tableNAT, "POSTROUTING", []string{"-m", "comment", "--comment", "onprem-lb masquerade", "-j", postroutingChain}},
-	{tableFilter, "INPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}},
-	{tableFilter, "FORWARD", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}},
-	{tableFilter, "OUTPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}},
+	{tableNAT, "PREROUTING", []string{"-m", "comment", "--comment", "onprem-lb VIPs", "-j", servicesChain}, false},
+	{tableNAT, "OUTPUT", []string{"-m", "comment", "--comment", "onprem-lb VIPs", "-j", servicesChain}, false},
+	{tableNAT, "POSTROUTING", []string{"-m", "comment", "--comment", "onprem-lb masquerade", "-j", postroutingChain}, false},
+	{tableFilter, "INPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}, true},
+	{tableFilter, "FORWARD", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}, true},
+	{tableFilter, "OUTPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}, true},
 }
 
+// proxyChainPrefix starts the names of kube-proxy's (and kubelet's) chains.
+const proxyChainPrefix = "KUBE-"
+
 // ensureBase creates the base chains (if missing) and the jump rules to
-// them (if missing), with go-iptables.
+// them (if missing or misplaced), with go-iptables.
 func ensureBase(t Tables) error {
 	for _, k := range baseChains {
 		ok, err := t.ChainExists(k.table, k.name)
@@ -326,11 +363,72 @@ func ensureBase(t Tables) error {
 		}
 	}
 	for _, j := range jumps {
-		if err := t.InsertUnique(j.table, j.chain, 1, j.spec...); err != nil {
+		if err := ensureJump(t, j.table, j.chain, j.spec, j.afterProxy); err != nil {
 			return fmt.Errorf("jump from %s/%s: %w", j.table, j.chain, err)
 		}
 	}
 	return nil
+}
+
+// ensureJump makes sure the rule spec is in table/chain: first, or (afterProxy) after the
+// last jump to a KUBE-* chain. A misplaced one is deleted, then inserted where it belongs.
+func ensureJump(t Tables, table, chain string, spec []string, afterProxy bool) error {
+	if !afterProxy {
+		return t.InsertUnique(table, chain, 1, spec...)
+	}
+	rules, err := t.List(table, chain)
+	if err != nil {
+		return err
+	}
+	pos, misplaced, ok := jumpPosition(rules, jumpTarget(spec))
+	if ok {
+		return nil
+	}
+	if misplaced {
+		if err := t.DeleteIfExists(table, chain, spec...); err != nil {
+			return err
+		}
+		pos--
+	}
+	return t.Insert(table, chain, pos, spec...)
+}
+
+// jumpPosition reads rules (go-iptables List: "-P"/"-N" line, then "-A" rules) for a jump
+// to target placed after every jump to a KUBE-* chain. ok: it is there, nothing to do.
+// Otherwise pos is the 1-based position to insert it at, right after the last KUBE-* jump,
+// counted with the misplaced rule (one to target before that jump) still in the chain.
+func jumpPosition(rules []string, target string) (pos int, misplaced, ok bool) {
+	n, lastProxy, ours := 0, 0, 0
+	for _, r := range rules {
+		if !strings.HasPrefix(r, "-A ") {
+			continue
+		}
+		n++
+		spec, err := splitRule(r)
+		if err != nil {
+			continue
+		}
+		switch t := jumpTarget(spec); {
+		case t == target && ours == 0:
+			ours = n
+		case strings.HasPrefix(t, proxyChainPrefix):
+			lastProxy = n
+		}
+	}
+	if ours > lastProxy {
+		return 0, false, true
+	}
+	return lastProxy + 1, ours > 0, false
+}
+
+// jumpTarget is the chain a rule jumps or goes to, "" if none.
+func jumpTarget(spec []string) string {
+	for i := 0; i+1 < len(spec); i++ {
+		if spec[i] == "-j" || spec[i] == "-g" || spec[i] == "--jump" || spec[i] == "--goto" {
+			return spec[i+1]
+		}
+	}
+	return ""
 }
 
 func anyVIP(services []Service, f Family) bool {

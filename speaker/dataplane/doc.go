@@ -21,8 +21,9 @@
 //     unreachable (kube-proxy's choice; TCP connects fail at once with
 //     ECONNREFUSED), not forwarded to wherever the route points.
 //   - Only chains named ONPREM-LB-* are written, plus one jump rule each in
-//     nat PREROUTING, OUTPUT, POSTROUTING and filter INPUT, FORWARD, OUTPUT
-//     (inserted first, made with go-iptables, never duplicated). Rules it did
+//     nat PREROUTING, OUTPUT, POSTROUTING (inserted first) and filter INPUT,
+//     FORWARD, OUTPUT (after the service proxy's jumps), made with
+//     go-iptables, never duplicated. Rules it did
 //     not write are never touched, by Sync, Run or Cleanup.
 //   - Bulk changes go through one iptables-restore --noflush per family per
 //     sync, naming only the chains that changed or go away; unchanged chains
@@ -48,9 +49,17 @@
 // ONPREM-LB-FW-xx: what still goes to a VIP was not DNATed, so is dropped
 // (source range) or rejected.
 //
+//   - UDP: once a Sync has stopped forwarding a VIP:port to an endpoint, the
+//     conntrack entries of that flow are deleted (conntrack -D --orig-dst VIP
+//     --orig-port-dst PORT --reply-src ENDPOINT, as kube-proxy), so a client
+//     that keeps sending reaches a current endpoint with its next datagram.
+//   - The filter jumps sit after the service proxy's own (KUBE-*) jumps:
+//     kube-proxy's answers for a VIP it programmed (REJECT of a Service without
+//     endpoints) come first; the guard of a ProxiedElsewhere VIP only drops what
+//     kube-proxy did not take. [CleanupNode] cleans both iptables backends.
+//
 // What it does not do: decide which node forwards a VIP (the controller
 // syncs only the Services whose VIPs this node owns, or all of them: rules
 // for a VIP this node does not receive traffic for are inert), filter
-// endpoints by readiness, serve health check node ports, or clean conntrack
-// entries of removed endpoints.
+// endpoints by readiness, or serve health check node ports.
 package dataplane

@@ -227,3 +227,25 @@ func (k *fakeKernel) saveAll(f Family) string {
 	defer k.mu.Unlock()
 	return k.fams[f].save("")
 }
+
+func (t *fakeTables) List(table, chain string) ([]string, error) {
+	t.k.mu.Lock()
+	defer t.k.mu.Unlock()
+	rules, ok := t.chains[chainKey{table, chain}]
+	if !ok {
+		return nil, errors.New("fake: no chain")
+	}
+	return append([]string{"-P " + chain + " ACCEPT"}, rules...), nil
+}
+
+func (t *fakeTables) Insert(table, chain string, pos int, spec ...string) error {
+	t.k.mu.Lock()
+	defer t.k.mu.Unlock()
+	k := chainKey{table, chain}
+	rules, ok := t.chains[k]
+	if !ok || pos < 1 || pos > len(rules)+1 {
+		return fmt.Errorf("fake: insert into %v at %d", k, pos)
+	}
+	t.chains[k] = slices.Insert(rules, pos-1, ruleLine(chain, spec))
+	return nil
+}

@@ -8,6 +8,7 @@ type Metrics struct {
 	syncs    *metrics.CounterVec
 	duration *metrics.Histogram
 	rules    *metrics.GaugeVec
+	refused  *metrics.GaugeVec
 }
 
 // NewMetrics returns unregistered metrics:
@@ -15,6 +16,7 @@ type Metrics struct {
 //	onprem_lb_speaker_iptables_syncs_total{result="success"|"error"}
 //	onprem_lb_speaker_iptables_sync_duration_seconds
 //	onprem_lb_speaker_iptables_rules{family="ipv4"|"ipv6"}
+//	onprem_lb_speaker_service_proxy_unsupported{mode="ipvs"}
 func NewMetrics() *Metrics {
 	return &Metrics{
 		syncs: metrics.NewCounterVec(&metrics.CounterOpts{
@@ -33,13 +35,18 @@ func NewMetrics() *Metrics {
 			Help:           "Rules in the onprem-lb chains as last applied, by IP family.",
 			StabilityLevel: metrics.ALPHA,
 		}, []string{"family"}),
+		refused: metrics.NewGaugeVec(&metrics.GaugeOpts{
+			Namespace: "onprem_lb", Subsystem: "speaker", Name: "service_proxy_unsupported",
+			Help:           "1 while the speaker refuses to serve from this node because its service proxy runs in an unsupported mode (label mode).",
+			StabilityLevel: metrics.ALPHA,
+		}, []string{"mode"}),
 	}
 }
 
 // Register registers the metrics with register, e.g. the MustRegister of a
 // KubeRegistry.
 func (m *Metrics) Register(register func(...metrics.Registerable)) {
-	register(m.syncs, m.duration, m.rules)
+	register(m.syncs, m.duration, m.rules, m.refused)
 }
 
 func (m *Metrics) observeSync(seconds float64, err error) {
@@ -59,4 +66,13 @@ func (m *Metrics) setRules(f Family, n int) {
 		return
 	}
 	m.rules.WithLabelValues(f.String()).Set(float64(n))
+}
+
+// SetUnsupportedProxy records that the speaker refuses to serve because the node's service
+// proxy runs in mode (e.g. "ipvs").
+func (m *Metrics) SetUnsupportedProxy(mode string) {
+	if m == nil {
+		return
+	}
+	m.refused.WithLabelValues(mode).Set(1)
 }

@@ -405,3 +405,41 @@ func checkTraffic(t *testing.T, tb testbed, f Family) {
 		}
 	})
 }
+
+// TestNetnsCleanupNode: chains and jumps of ours in both backends (a guard, as dataplane
+// kube-proxy makes, and a nat chain) are all removed; foreign rules stay.
+func TestNetnsCleanupNode(t *testing.T) {
+	labtest.NeedRoot(t, "ip", "iptables-legacy", "iptables-nft", "ip6tables-legacy", "ip6tables-nft")
+	ns := newNamespaces(t, "clean", "node")[0]
+	for _, ipt := range []string{"iptables-legacy", "iptables-nft", "ip6tables-legacy", "ip6tables-nft"} {
+		vip := "198.18.96.200"
+		if strings.HasPrefix(ipt, "ip6") {
+			vip = "2001:db8:96::a:c8"
+		}
+		for _, args := range [][]string{
+			{"-t", "filter", "-I", "INPUT", "-s", vip, "-m", "comment", "--comment", "foreign", "-j", "ACCEPT"},
+			{"-t", "filter", "-N", firewallChain},
+			{"-t", "filter", "-N", fwShardPrefix + "C8"},
+			{"-t", "filter", "-A", fwShardPrefix + "C8", "-d", vip, "-j", "DROP"},
+			{"-t", "filter", "-A", firewallChain, "-j", fwShardPrefix + "C8"},
+			{"-t", "filter", "-I", "INPUT", "-m", "conntrack", "--ctstate", "NEW", "-j", firewallChain},
+			{"-t", "filter", "-I", "FORWARD", "-m", "conntrack", "--ctstate", "NEW", "-j", firewallChain},
+			{"-t", "nat", "-N", servicesChain},
+			{"-t", "nat", "-I", "PREROUTING", "-j", servicesChain},
+		} {
+			nsRun(t, ns, append([]string{ipt}, args...)...)
+		}
+	}
+	if err := CleanupNode(context.Background(), RunnerOptions{NetnsPath: "/run/netns/" + ns, Logger: testLogger(t)}); err != nil {
+		t.Fatalf("CleanupNode: %v", err)
+	}
+	for _, save := range []string{"iptables-legacy-save", "iptables-nft-save", "ip6tables-legacy-save", "ip6tables-nft-save"} {
+		out := nsRun(t, ns, save)
+		if strings.Contains(out, chainPrefix) {
+			t.Errorf("%s after CleanupNode still has %s:\n%s", save, chainPrefix, out)
+		}
+		if !strings.Contains(out, `--comment foreign -j ACCEPT`) {
+			t.Errorf("%s after CleanupNode lost the foreign rule:\n%s", save, out)
+		}
+	}
+}

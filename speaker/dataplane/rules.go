@@ -381,26 +381,10 @@ func buildService(rs ruleset, s *Service, f Family, mark string) []string {
 		if !ok || p.Port == 0 {
 			continue
 		}
-		var eps []Endpoint
-		seen := map[netip.AddrPort]bool{}
-		for _, e := range p.Endpoints {
-			if !f.has(e.IP) || e.Port == 0 || (s.Local && !e.Local) {
-				continue
-			}
-			e.IP = e.IP.Unmap()
-			ap := netip.AddrPortFrom(e.IP, e.Port)
-			if seen[ap] {
-				continue
-			}
-			seen[ap] = true
-			eps = append(eps, e)
-		}
+		eps := usableEndpoints(s, p, f)
 		if len(eps) == 0 {
 			continue
 		}
-		slices.SortFunc(eps, func(a, b Endpoint) int {
-			return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port))
-		})
 		svc := svcChainPrefix + hashName(s.Namespace+"/"+s.Name+":"+proto+"/"+strconv.Itoa(int(p.Port)))
 		chains[i] = svc
 		var b strings.Builder
@@ -440,6 +424,29 @@ func buildService(rs ruleset, s *Service, f Family, mark string) []string {
 		rs[chainKey{tableNAT, svc}] = b.String()
 	}
 	return chains
+}
+
+// usableEndpoints are the endpoints of s's port p that family f forwards to: of the family,
+// with a port, local ones only if s is Local; unmapped, without duplicates, sorted.
+func usableEndpoints(s *Service, p Port, f Family) []Endpoint {
+	var eps []Endpoint
+	seen := map[netip.AddrPort]bool{}
+	for _, e := range p.Endpoints {
+		if !f.has(e.IP) || e.Port == 0 || (s.Local && !e.Local) {
+			continue
+		}
+		e.IP = e.IP.Unmap()
+		ap := netip.AddrPortFrom(e.IP, e.Port)
+		if seen[ap] {
+			continue
+		}
+		seen[ap] = true
+		eps = append(eps, e)
+	}
+	slices.SortFunc(eps, func(a, b Endpoint) int {
+		return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port))
+	})
+	return eps
 }
 
 // probability is kube-proxy's "1/n" for the statistic match.

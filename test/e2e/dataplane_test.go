@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,14 +15,18 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/onprem-lb/onprem-lb/speaker"
 	"github.com/onprem-lb/onprem-lb/test/lab"
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
@@ -177,6 +182,28 @@ func TestIPTablesDataplane(t *testing.T) {
 		}
 	})
 
+	t.Run("UDP: a client that keeps sending reaches the new pod within a second of its pod's deletion", func(t *testing.T) {
+		old := addPod(ctx, t, l, ns, "udp-1", "node-1", "udp")
+		create(ctx, t, l, lbService(ns, "udp", func(s *corev1.Service) {
+			s.Spec.Ports = []corev1.ServicePort{{Name: "dns", Port: 53, TargetPort: intstr.FromInt32(lab.UDPPort), Protocol: corev1.ProtocolUDP}}
+		}))
+		vip := waitIngress(ctx, t, l, ns, "udp", 1)[0].IP
+		announcer(ctx, t, l, ns, "udp", vip, "")
+		flow := newUDPFlow(ctx, t, client, net.JoinHostPort(vip, "53"))
+		flow.waitPod(t, old.Key(), 15*time.Second)
+		next := addPod(ctx, t, l, ns, "udp-2", "node-2", "udp")
+		if err := l.DeletePod(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		deleted := time.Now()
+		flow.waitPod(t, next.Key(), 10*time.Second)
+		took := time.Since(deleted)
+		t.Logf("the flow reached %s %v after %s was deleted", next.Key(), took.Round(time.Millisecond), old.Key())
+		if took > time.Second {
+			t.Errorf("the flow took %v to reach the new pod, want at most 1 s", took.Round(time.Millisecond))
+		}
+	})
+
 	t.Run("--cleanup leaves iptables as before the speaker started, foreign rule included", func(t *testing.T) {
 		for _, n := range l.Nodes {
 			if !strings.Contains(iptablesSave(ctx, t, n.Host), "not onprem-lb") {
@@ -256,4 +283,206 @@ func waitHTTP(ctx context.Context, t testing.TB, h *lab.Host, url string) (int, 
 		t.Fatalf("GET %s: %v (last: %v)", url, err, last)
 	}
 	return status, body
+}
+
+// TestKubeProxyDataplane: dataplane kube-proxy with each service proxy mode the README
+// claims (kube-proxy in iptables and in nftables mode): VIPs are served, the speaker's guard
+// drops only what kube-proxy did not take, kube-proxy's own answers reach the client, and
+// --cleanup removes the guard.
+func TestKubeProxyDataplane(t *testing.T) {
+	for _, mode := range []string{"iptables", "nftables"} {
+		t.Run(mode, func(t *testing.T) { testKubeProxyMode(t, mode) })
+	}
+}
+
+func testKubeProxyMode(t *testing.T, mode string) {
+	ctx, l, sp := startSpeakers(t, lab.Options{ProxyMode: mode}, speakerPools)
+	client := l.Clients[0]
+	const ns = "kubeproxy"
+	podsOnEveryNode(ctx, t, l, ns, "web")
+	create(ctx, t, l, lbService(ns, "web"))
+	vip := waitIngress(ctx, t, l, ns, "web", 1)[0].IP
+
+	t.Run("a VIP is served through kube-proxy, with the guard in place", func(t *testing.T) {
+		owner := announcer(ctx, t, l, ns, "web", vip, "")
+		waitGet(ctx, t, client, vipURL(vip))
+		if save := iptablesSave(ctx, t, owner.Host); !strings.Contains(save, "-d "+vip+"/32 -m comment --comment \"not forwarded by the service proxy\" -j DROP") {
+			t.Errorf("%s: no guard (DROP) for %s in iptables:\n%s", owner.Name, vip, save)
+		}
+	})
+
+	t.Run("a port kube-proxy does not serve is dropped by the guard, not forwarded", func(t *testing.T) {
+		addr := net.JoinHostPort(vip, "81")
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		c, err := lab.DialContext(dctx, client.NS, "tcp", addr)
+		if err == nil {
+			c.Close()
+			t.Fatalf("connected to %s", addr)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("connect to %s: %v, want no answer at all (dropped)", addr, err)
+		}
+	})
+
+	t.Run("a Service without endpoints is refused at once, as kube-proxy answers", func(t *testing.T) {
+		create(ctx, t, l, lbService(ns, "empty"))
+		vip := waitIngress(ctx, t, l, ns, "empty", 1)[0].IP
+		announcer(ctx, t, l, ns, "empty", vip, "")
+		waitRefused(ctx, t, client, net.JoinHostPort(vip, "80"))
+	})
+
+	t.Run("--cleanup removes the guard and leaves kube-proxy's rules", func(t *testing.T) {
+		for _, n := range l.Nodes {
+			sp.procs[n.Name].Stop(10 * time.Second)
+			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.NS, filepath.Join(binDir, "onprem-speaker"), "--cleanup").CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: onprem-speaker --cleanup: %v\n%s", n.Name, err, out)
+			}
+			for _, save := range []string{"iptables-legacy-save", "iptables-nft-save", "ip6tables-legacy-save", "ip6tables-nft-save"} {
+				if out, err := n.Exec(ctx, save); err != nil {
+					t.Fatal(err)
+				} else if strings.Contains(out, "ONPREM-LB") {
+					t.Errorf("%s: %s after --cleanup still has ONPREM-LB:\n%s", n.Name, save, out)
+				}
+			}
+		}
+		// The manifest README's uninstall applies is one the API server takes (the lab has
+		// no kubelet to run it: the command it runs is the one above).
+		if out, err := l.Kubectl(ctx, "apply", "--dry-run=server", "-f", repoPath("manifests", "cleanup", "speaker-cleanup.yaml")); err != nil {
+			t.Errorf("manifests/cleanup/speaker-cleanup.yaml: %v\n%s", err, out)
+		}
+		// kube-proxy still serves the VIP on a node it reaches (ARP is gone with the
+		// speakers): from node-1 itself.
+		waitGet(ctx, t, l.Nodes[0].Host, vipURL(vip))
+	})
+
+	if mode != "iptables" {
+		return
+	}
+	t.Run("kube-proxy in IPVS mode: the speaker refuses, says why, installs nothing", func(t *testing.T) {
+		n := labNode(t, l, "node-3")
+		fakeIPVSKubeProxy(t, l, n)
+		sp.startUntil(ctx, n, "Not serving any LoadBalancer IP from this node")
+		want := "kube-proxy runs in IPVS mode, which dataplane kube-proxy does not support"
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			list, err := l.Client.CoreV1().Events("").List(ctx, metav1.ListOptions{
+				FieldSelector: fields.Set{"involvedObject.kind": "Node", "involvedObject.name": n.Name, "reason": speaker.EventServiceProxyUnsupported}.String(),
+			})
+			return err == nil && len(list.Items) > 0 && list.Items[0].Type == corev1.EventTypeWarning && strings.Contains(list.Items[0].Message, want), nil
+		})
+		if err != nil {
+			t.Errorf("no Warning %s event on Node %s saying %q: %v", speaker.EventServiceProxyUnsupported, n.Name, want, err)
+		}
+		resp, err := http.Get("http://" + net.JoinHostPort(n.IPv4.String(), "7472") + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if m := `onprem_lb_speaker_service_proxy_unsupported{mode="ipvs"} 1`; !strings.Contains(string(body), m) {
+			t.Errorf("%s's /metrics lacks %s", n.Name, m)
+		}
+		// The speaker stays up; nothing of it reaches iptables (a guard would drop every
+		// IPVS VIP), and it announces nothing.
+		sp.procs[n.Name].Stop(10 * time.Second)
+		if save := iptablesSave(ctx, t, n.Host); strings.Contains(save, "ONPREM-LB") {
+			t.Errorf("%s: the refusing speaker installed chains:\n%s", n.Name, save)
+		}
+		if tail := sp.procs[n.Name].Tail(500); strings.Contains(tail, "Membership converged") {
+			t.Errorf("%s: the refusing speaker joined membership:\n%s", n.Name, tail)
+		}
+	})
+}
+
+// fakeIPVSKubeProxy replaces kube-proxy on node n by one that says it runs in IPVS mode:
+// /proxyMode answers "ipvs" on its metrics address, /healthz 200 on its health port.
+func fakeIPVSKubeProxy(t *testing.T, l *lab.Lab, n *lab.Node) {
+	t.Helper()
+	n.KubeProxy.Kill()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ipvs") })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "{}") })
+	for _, addr := range []string{"127.0.0.1:10249", "0.0.0.0:10256"} {
+		var ln net.Listener
+		if err := lab.InNetns(n.NS, func() (err error) {
+			ln, err = net.Listen("tcp", addr)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: time.Second}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+}
+
+// waitRefused connects from host h to addr until the connection is refused within a second
+// (the service proxy may not have synced yet; 15 s at most), and fails with what happened to
+// every try otherwise.
+func waitRefused(ctx context.Context, t testing.TB, h *lab.Host, addr string) {
+	t.Helper()
+	var tries []string
+	began := time.Now()
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		c, err := lab.DialContext(dctx, h.NS, "tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		tries = append(tries, fmt.Sprintf("after %v: %v", time.Since(began).Round(time.Millisecond), err))
+		return errors.Is(err, syscall.ECONNREFUSED), nil
+	})
+	if err != nil {
+		t.Fatalf("connect to %s from %s never refused within 1 s: %v\n%s", addr, h.Name, err, strings.Join(tries, "\n"))
+	}
+	t.Logf("connect to %s refused (%d tries)", addr, len(tries))
+}
+
+// udpFlow is one UDP socket of a client, connected to a VIP:port: every datagram it sends
+// belongs to the same conntrack flow.
+type udpFlow struct {
+	ctx  context.Context
+	conn net.Conn
+	addr string
+}
+
+func newUDPFlow(ctx context.Context, t testing.TB, h *lab.Host, addr string) *udpFlow {
+	t.Helper()
+	conn, err := lab.DialContext(ctx, h.NS, "udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &udpFlow{ctx: ctx, conn: conn, addr: addr}
+}
+
+// waitPod sends a datagram every 50 ms until a reply comes from pod (namespace/name), for
+// at most limit, and fails with the replies seen otherwise.
+func (f *udpFlow) waitPod(t testing.TB, pod string, limit time.Duration) {
+	t.Helper()
+	seen := map[string]int{}
+	err := wait.PollUntilContextTimeout(f.ctx, 50*time.Millisecond, limit, true, func(context.Context) (bool, error) {
+		if _, err := f.conn.Write([]byte("ping")); err != nil {
+			seen[err.Error()]++
+			return false, nil
+		}
+		f.conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		buf := make([]byte, 1500)
+		n, err := f.conn.Read(buf)
+		if err != nil {
+			seen["no reply"]++
+			return false, nil
+		}
+		var r lab.Reply
+		if err := json.Unmarshal(buf[:n], &r); err != nil {
+			return false, err
+		}
+		seen[r.Pod]++
+		return r.Pod == pod, nil
+	})
+	if err != nil {
+		t.Fatalf("UDP to %s never answered by %s within %v: %v; seen %v", f.addr, pod, limit, err, seen)
+	}
 }

@@ -53,6 +53,12 @@ func newSpeakers(ctx context.Context, t testing.TB, l *lab.Lab, pools string) *s
 // start runs the speaker of node n and waits until it has converged and announces.
 func (s *speakers) start(ctx context.Context, n *lab.Node) {
 	s.t.Helper()
+	s.startUntil(ctx, n, "Membership converged")
+}
+
+// startUntil runs the speaker of node n and waits until its log shows logged.
+func (s *speakers) startUntil(ctx context.Context, n *lab.Node, logged string) {
+	s.t.Helper()
 	s.runs++
 	p, err := s.l.StartProcess(n.NS, fmt.Sprintf("onprem-speaker-%s-%d", n.Name, s.runs), nil, filepath.Join(binDir, "onprem-speaker"),
 		"--config="+s.pools, "--node-name="+n.Name, "--kubeconfig="+s.kubeconfig,
@@ -65,10 +71,10 @@ func (s *speakers) start(ctx context.Context, n *lab.Node) {
 		if ended, err := p.Exited(); ended {
 			return false, fmt.Errorf("ended: %v", err)
 		}
-		return strings.Contains(p.Tail(500), "Membership converged"), nil
+		return strings.Contains(p.Tail(500), logged), nil
 	})
 	if err != nil {
-		s.t.Fatalf("speaker on %s never converged: %v\n%s", n.Name, err, p.Tail(20))
+		s.t.Fatalf("speaker on %s never logged %q: %v\n%s", n.Name, logged, err, p.Tail(20))
 	}
 }
 

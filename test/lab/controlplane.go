@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -120,7 +121,7 @@ func (l *Lab) startKubeProxies(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// StartKubeProxy starts kube-proxy (iptables mode) on node n and waits until its /healthz on
+// StartKubeProxy starts kube-proxy (in Options.ProxyMode) on node n and waits until its /healthz on
 // port 10256 answers 200. Kill n.KubeProxy to stop it.
 func (l *Lab) StartKubeProxy(ctx context.Context, n *Node) error {
 	l.mu.Lock()
@@ -132,7 +133,7 @@ func (l *Lab) StartKubeProxy(ctx context.Context, n *Node) error {
 	l.mu.Unlock()
 	p, err := l.StartProcess(n.NS, name, nil, l.Bin("kube-proxy"),
 		"--kubeconfig="+l.pki.path("kube-proxy.kubeconfig"),
-		"--hostname-override="+n.Name, "--proxy-mode=iptables",
+		"--hostname-override="+n.Name, "--proxy-mode="+cmp.Or(l.opts.ProxyMode, "iptables"),
 		"--cluster-cidr="+cidrList(ClusterCIDRs),
 		"--conntrack-max-per-core=0",
 		"--healthz-bind-address=0.0.0.0:10256", "--metrics-bind-address=127.0.0.1:10249",

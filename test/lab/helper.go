@@ -51,8 +51,8 @@ func RunHelper() {
 	}
 }
 
-// serveBackend answers HTTP on HTTPPort and plain TCP on TCPPort, over IPv4 and IPv6, with
-// a Reply naming pod and the client address it saw. It returns only on error.
+// serveBackend answers HTTP on HTTPPort, plain TCP on TCPPort and each UDP datagram on
+// UDPPort, over IPv4 and IPv6, with a Reply naming pod and the client address it saw. It returns only on error.
 func serveBackend(pod string) error {
 	reply := func(remote string) []byte {
 		b, _ := json.Marshal(Reply{Pod: pod, Client: remote})
@@ -66,7 +66,22 @@ func serveBackend(pod string) error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 2)
+	udp, err := net.ListenPacket("udp", ":"+strconv.Itoa(UDPPort))
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 3)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := udp.ReadFrom(buf)
+			if err != nil {
+				errc <- err
+				return
+			}
+			udp.WriteTo(reply(from.String()), from)
+		}
+	}()
 	go func() {
 		for {
 			c, err := tcp.Accept()

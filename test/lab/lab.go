@@ -29,6 +29,8 @@ type Options struct {
 	Clients int
 	// NoKubeProxy runs the nodes without kube-proxy.
 	NoKubeProxy bool
+	// ProxyMode is kube-proxy's --proxy-mode: "iptables" (the default) or "nftables".
+	ProxyMode string
 	// Helper is the program that runs pod backends; it must call RunHelper first thing in
 	// main (default: this program).
 	Helper string

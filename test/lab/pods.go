@@ -17,6 +17,7 @@ import (
 const (
 	HTTPPort = 8080 // HTTP: any path answers with a Reply
 	TCPPort  = 9000 // plain TCP: a Reply line, then the connection closes
+	UDPPort  = 9001 // UDP: each datagram is answered with a Reply
 )
 
 // PodOptions describe a pod to run.
