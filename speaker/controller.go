@@ -127,7 +127,7 @@ func newController(node string, client kubernetes.Interface, cfg *config.Config,
 		recorder:  recorder,
 		metrics:   metrics,
 		trigger:   make(chan struct{}, 1),
-		queue:     workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[types.NamespacedName]()),
+		queue:     newConditionQueue(),
 		current:   map[netip.Addr]*Assignment{},
 		announced: map[netip.Addr]announceState{},
 		skipped:   map[Skipped]bool{},
@@ -142,17 +142,12 @@ func newController(node string, client kubernetes.Interface, cfg *config.Config,
 	}
 	svcInformer := c.factory.Core().V1().Services()
 	// A Service's status may change under this node (another speaker wrote a condition this
-	// node disagrees with, e.g. after ownership moved back here while its cache was stale):
-	// every add and update also rechecks its conditions, which costs a write only on a diff.
-	recheck := func(obj any) {
-		if svc, ok := obj.(*corev1.Service); ok && len(svc.Status.LoadBalancer.Ingress) > 0 {
-			c.queue.Add(keyOf(svc))
-		}
-	}
+	// node disagrees with, e.g. after ownership moved back here while its cache was stale;
+	// the CCM released its IP): every add and update also rechecks its conditions.
 	svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.kick(); recheck(obj) },
-		UpdateFunc: func(_, obj any) { c.kick(); recheck(obj) },
-		DeleteFunc: func(any) { c.kick() },
+		AddFunc:    func(obj any) { c.kick(); c.serviceChanged(obj) },
+		UpdateFunc: func(_, obj any) { c.kick(); c.serviceChanged(obj) },
+		DeleteFunc: func(obj any) { c.kick(); c.serviceDeleted(obj) },
 	})
 	c.services = svcInformer.Lister()
 	nodeInformer := c.factory.Core().V1().Nodes()
@@ -312,8 +307,7 @@ func (c *controller) sync() {
 	var changed []types.NamespacedName
 	for ip, a := range assignments {
 		old := previous[ip]
-		if old == nil || old.Owner != a.Owner || old.Reason != a.Reason || !slices.Equal(old.Services, a.Services) ||
-			(a.Owner == "" && wasCoordinator != c.coordinator) {
+		if old == nil || old.Owner != a.Owner || old.Reason != a.Reason || !slices.Equal(old.Services, a.Services) {
 			changed = append(changed, a.Services...)
 		}
 		if (old != nil && old.Owner == c.node) != (a.Owner == c.node) {
@@ -321,8 +315,11 @@ func (c *controller) sync() {
 		}
 	}
 	for ip, old := range previous {
-		if _, ok := assignments[ip]; !ok && old.Owner == c.node {
-			changes++
+		if _, ok := assignments[ip]; !ok {
+			changed = append(changed, old.Services...) // the coordinator removes their conditions
+			if old.Owner == c.node {
+				changes++
+			}
 		}
 	}
 	var fresh []Skipped
@@ -354,9 +351,15 @@ func (c *controller) sync() {
 	if changes > 0 {
 		klog.V(2).InfoS("Ownership changed", "node", c.node, "owned", len(desired), "changes", changes, "members", len(mems))
 	}
-	for _, key := range changed {
-		c.queue.Add(key)
+	if c.coordinator && !wasCoordinator {
+		// The coordinator's conditions (no eligible node, removals) are now this node's.
+		for _, svc := range svcs {
+			if set, remove := c.plan(svc); len(set) > 0 || len(remove) > 0 {
+				changed = append(changed, keyOf(svc))
+			}
+		}
 	}
+	c.requeue(changed)
 	for _, s := range fresh {
 		klog.InfoS("Not announcing an IP", "service", s.Service, "ip", s.IP, "reason", s.Reason)
 		if svc, err := c.services.Services(s.Service.Namespace).Get(s.Service.Name); err == nil {
@@ -486,6 +489,16 @@ func (c *controller) report(ip netip.Addr, st announceState, eventType, reason, 
 		if svc, err := c.services.Services(key.Namespace).Get(key.Name); err == nil {
 			c.recorder.Event(svc, eventType, reason, msg)
 		}
-		c.queue.Add(key)
+	}
+	c.requeue(keys)
+}
+
+// serviceDeleted forgets the backoff of a deleted Service.
+func (c *controller) serviceDeleted(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if svc, ok := obj.(*corev1.Service); ok {
+		c.queue.Forget(keyOf(svc))
 	}
 }

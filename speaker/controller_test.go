@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
 
@@ -23,9 +24,20 @@ import (
 	"github.com/onprem-lb/onprem-lb/speaker/membership"
 )
 
-type fakeMembers struct{ names []string }
+type fakeMembers struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (f *fakeMembers) set(names ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.names = names
+}
 
 func (f *fakeMembers) Members() []membership.Member {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	var out []membership.Member
 	for _, n := range f.names {
 		out = append(out, membership.Member{Name: n, Meta: []byte("02:00:00:00:00:0" + n[len(n)-1:])})
@@ -57,6 +69,14 @@ func nodeWithIP(name, ip string) *corev1.Node {
 	n := node(name, nil)
 	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
 	return n
+}
+
+// newTestController returns a controller of node with fakes for everything but the
+// clientset and the members.
+func newTestController(node string, client kubernetes.Interface, cfg *config.Config, members *fakeMembers) *controller {
+	c := newController(node, client, cfg, members, record.NewFakeRecorder(1000), NewMetrics())
+	c.announce, c.prober, c.forward, c.hcnp = &fakeAnnouncer{}, health.NewProber(health.Options{}), &fakeForwarder{}, fakeHCNP{}
+	return c
 }
 
 func TestControllerSyncAnnouncesOwnedVIPsAndReports(t *testing.T) {
@@ -143,7 +163,7 @@ func TestControllerSyncAnnouncesOwnedVIPsAndReports(t *testing.T) {
 	}
 
 	// node-2 dies: node-1 owns everything.
-	members.names = []string{"node-1"}
+	members.set("node-1")
 	c.sync()
 	if len(ann.desired) != len(svcs) {
 		t.Errorf("after node-2 left, node-1 announces %d VIPs, want all %d", len(ann.desired), len(svcs))
