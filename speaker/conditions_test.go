@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
 	"github.com/onprem-lb/onprem-lb/config"
@@ -400,4 +401,29 @@ func TestConditionsFollowTheTruth(t *testing.T) {
 		}
 		check("changed to ClusterIP", map[string]string{})
 	})
+}
+
+// TestDeletedServiceForgetsBackoff checks that the condition backoff of a Service does not
+// outlive it: the per-Service state is pruned when the Service goes away.
+func TestDeletedServiceForgetsBackoff(t *testing.T) {
+	cfg, err := config.Parse("pools.yaml", []byte(assignPools))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newTestController("node-1", fake.NewClientset(), cfg, &fakeMembers{})
+	t.Cleanup(c.queue.ShutDown)
+	for _, deleted := range []any{svcWith("a", false), cache.DeletedFinalStateUnknown{Key: "default/b", Obj: svcWith("b", false)}} {
+		svc := svcWith("a", false)
+		if tomb, ok := deleted.(cache.DeletedFinalStateUnknown); ok {
+			svc = tomb.Obj.(*corev1.Service)
+		}
+		key := keyOf(svc)
+		for range 3 {
+			c.queue.AddRateLimited(key) // three overwritten writes
+		}
+		c.serviceDeleted(deleted)
+		if n := c.queue.NumRequeues(key); n != 0 {
+			t.Errorf("%s deleted: backoff of %d requeues kept, want none", key, n)
+		}
+	}
 }
