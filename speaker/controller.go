@@ -127,7 +127,7 @@ func newController(node string, client kubernetes.Interface, cfg *config.Config,
 		recorder:  recorder,
 		metrics:   metrics,
 		trigger:   make(chan struct{}, 1),
-		queue:     workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[types.NamespacedName]()),
+		queue:     newConditionQueue(),
 		current:   map[netip.Addr]*Assignment{},
 		announced: map[netip.Addr]announceState{},
 		skipped:   map[Skipped]bool{},
@@ -142,17 +142,12 @@ func newController(node string, client kubernetes.Interface, cfg *config.Config,
 	}
 	svcInformer := c.factory.Core().V1().Services()
 	// A Service's status may change under this node (another speaker wrote a condition this
-	// node disagrees with, e.g. after ownership moved back here while its cache was stale):
-	// every add and update also rechecks its conditions, which costs a write only on a diff.
-	recheck := func(obj any) {
-		if svc, ok := obj.(*corev1.Service); ok && len(svc.Status.LoadBalancer.Ingress) > 0 {
-			c.queue.Add(keyOf(svc))
-		}
-	}
+	// node disagrees with, e.g. after ownership moved back here while its cache was stale;
+	// the CCM released its IP): every add and update also rechecks its conditions.
 	svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.kick(); recheck(obj) },
-		UpdateFunc: func(_, obj any) { c.kick(); recheck(obj) },
-		DeleteFunc: func(any) { c.kick() },
+		AddFunc:    func(obj any) { c.kick(); c.serviceChanged(obj) },
+		UpdateFunc: func(_, obj any) { c.kick(); c.serviceChanged(obj) },
+		DeleteFunc: func(obj any) { c.kick(); c.serviceDeleted(obj) },
 	})
 	c.services = svcInformer.Lister()
 	nodeInformer := c.factory.Core().V1().Nodes()
@@ -251,6 +246,22 @@ func (c *controller) run(ctx context.Context, workers int) {
 // sync computes the assignments, gives this node's VIPs to the announcer and queues the
 // Services whose condition may change.
 func (c *controller) sync() {
+	in, svcs, nodeList, err := c.inputs()
+	if err != nil {
+		klog.ErrorS(err, "Read the ownership inputs")
+		return
+	}
+	c.prober.SetTargets(healthTargets(in.Config, svcs, c.endpoints, nodeList))
+	assignments, skipped := Assign(in)
+	c.mu.Lock()
+	step := computeSync(c.node, in.Members, c.current, assignments, skipped, c.skipped)
+	c.mu.Unlock()
+	c.apply(in, svcs, step)
+}
+
+// inputs reads what ownership depends on: the live members (and the MACs they publish,
+// which it makes current), the Services and the Nodes of the informer caches.
+func (c *controller) inputs() (Inputs, []*corev1.Service, []*corev1.Node, error) {
 	mems := c.members.Members()
 	names := make([]string, len(mems))
 	macs := map[string]bool{}
@@ -265,22 +276,18 @@ func (c *controller) sync() {
 	c.peerMACs.Store(&macs)
 	svcs, err := c.services.List(labels.Everything())
 	if err != nil {
-		klog.ErrorS(err, "List Services")
-		return
+		return Inputs{}, nil, nil, fmt.Errorf("list Services: %w", err)
 	}
 	nodeList, err := c.nodes.List(labels.Everything())
 	if err != nil {
-		klog.ErrorS(err, "List Nodes")
-		return
+		return Inputs{}, nil, nil, fmt.Errorf("list Nodes: %w", err)
 	}
 	nodes := make(map[string]*corev1.Node, len(nodeList))
 	for _, n := range nodeList {
 		nodes[n.Name] = n
 	}
-	cfg := c.cfg.Load()
-	c.prober.SetTargets(healthTargets(cfg, svcs, c.endpoints, nodeList))
-	assignments, skipped := Assign(Inputs{
-		Config:       cfg,
+	return Inputs{
+		Config:       c.cfg.Load(),
 		Services:     svcs,
 		Endpoints:    c.endpoints,
 		Nodes:        nodes,
@@ -289,75 +296,110 @@ func (c *controller) sync() {
 		LocalHealthy: func(svc types.NamespacedName, node string) bool {
 			return c.prober.LocalHealthy(health.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}, node)
 		},
-	})
-	desired := map[netip.Addr]l2.Target{}
-	for ip, a := range assignments {
-		if a.Owner == c.node {
-			desired[ip] = l2.Target{Interfaces: a.Interfaces}
-		}
+	}, svcs, nodeList, nil
+}
+
+// syncStep is what one sync changes, computed by computeSync and applied by apply.
+type syncStep struct {
+	assignments map[netip.Addr]*Assignment
+	// desired are the VIPs this node owns, for the announcer.
+	desired map[netip.Addr]l2.Target
+	// coordinator: this node is the live member with the lowest name.
+	coordinator bool
+	// changed are the Services whose assignment changed or went away: their conditions may.
+	changed []types.NamespacedName
+	// changes counts the VIPs this node took or gave up.
+	changes int
+	// skipped are the skipped VIPs, fresh those not reported by the previous sync.
+	skipped map[Skipped]bool
+	fresh   []Skipped
+}
+
+// computeSync returns what node does after a sync that assigned assignments and skipped
+// skipped, given the previous assignments and skipped VIPs and the live members. It does
+// not modify its inputs.
+func computeSync(node string, members []string, previous, assignments map[netip.Addr]*Assignment, skipped []Skipped, wasSkipped map[Skipped]bool) syncStep {
+	st := syncStep{
+		assignments: assignments,
+		desired:     map[netip.Addr]l2.Target{},
+		coordinator: len(members) > 0 && slices.Min(members) == node,
+		skipped:     make(map[Skipped]bool, len(skipped)),
 	}
-	c.mu.Lock()
-	previous := c.current
-	c.current = assignments
-	// What the announcer reported for VIPs this node no longer owns is over (it reports
-	// Withdrawn only for VIPs it announced, not for those it found in conflict).
-	for ip := range c.announced {
-		if a := assignments[ip]; a == nil || a.Owner != c.node {
-			delete(c.announced, ip)
-		}
-	}
-	wasCoordinator := c.coordinator
-	c.coordinator = len(names) > 0 && slices.Min(names) == c.node
-	changes := 0
-	var changed []types.NamespacedName
 	for ip, a := range assignments {
+		if a.Owner == node {
+			st.desired[ip] = l2.Target{Interfaces: a.Interfaces}
+		}
 		old := previous[ip]
-		if old == nil || old.Owner != a.Owner || old.Reason != a.Reason || !slices.Equal(old.Services, a.Services) ||
-			(a.Owner == "" && wasCoordinator != c.coordinator) {
-			changed = append(changed, a.Services...)
+		if old == nil || old.Owner != a.Owner || old.Reason != a.Reason || !slices.Equal(old.Services, a.Services) {
+			st.changed = append(st.changed, a.Services...)
 		}
-		if (old != nil && old.Owner == c.node) != (a.Owner == c.node) {
-			changes++
+		if (old != nil && old.Owner == node) != (a.Owner == node) {
+			st.changes++
 		}
 	}
 	for ip, old := range previous {
-		if _, ok := assignments[ip]; !ok && old.Owner == c.node {
-			changes++
+		if _, ok := assignments[ip]; !ok {
+			st.changed = append(st.changed, old.Services...) // the coordinator removes their conditions
+			if old.Owner == node {
+				st.changes++
+			}
 		}
 	}
-	var fresh []Skipped
-	current := make(map[Skipped]bool, len(skipped))
 	for _, s := range skipped {
-		if !c.skipped[s] {
-			fresh = append(fresh, s)
+		if !wasSkipped[s] {
+			st.fresh = append(st.fresh, s)
 		}
-		current[s] = true
+		st.skipped[s] = true
 	}
-	c.skipped = current
+	return st
+}
+
+// apply makes the step current: this node's state, the announcer and the dataplane, the
+// metrics, the conditions to write and the events of fresh skipped VIPs.
+func (c *controller) apply(in Inputs, svcs []*corev1.Service, st syncStep) {
+	c.mu.Lock()
+	c.current = st.assignments
+	// What the announcer reported for VIPs this node no longer owns is over (it reports
+	// Withdrawn only for VIPs it announced, not for those it found in conflict).
+	for ip := range c.announced {
+		if _, ok := st.desired[ip]; !ok {
+			delete(c.announced, ip)
+		}
+	}
+	becameCoordinator := st.coordinator && !c.coordinator
+	c.coordinator = st.coordinator
+	c.skipped = st.skipped
 	c.mu.Unlock()
 
 	// The assignments are current before the announcer can report on them (its events name
 	// the Services of each VIP). With dataplane iptables the rules must be in place before
 	// the VIP is announced; with kube-proxy the guard is not worth delaying the announcement
 	// by an iptables-restore.
-	if cfg.Dataplane == config.DataplaneIPTables {
-		c.syncForwarding(cfg, svcs)
-		c.announce.Sync(desired)
+	if in.Config.Dataplane == config.DataplaneIPTables {
+		c.syncForwarding(in.Config, svcs)
+		c.announce.Sync(st.desired)
 	} else {
-		c.announce.Sync(desired)
-		c.syncForwarding(cfg, svcs)
+		c.announce.Sync(st.desired)
+		c.syncForwarding(in.Config, svcs)
 	}
 
-	c.metrics.members.Set(float64(len(mems)))
-	c.metrics.owned.Set(float64(len(desired)))
-	c.metrics.ownershipChanges.Add(float64(changes))
-	if changes > 0 {
-		klog.V(2).InfoS("Ownership changed", "node", c.node, "owned", len(desired), "changes", changes, "members", len(mems))
+	c.metrics.members.Set(float64(len(in.Members)))
+	c.metrics.owned.Set(float64(len(st.desired)))
+	c.metrics.ownershipChanges.Add(float64(st.changes))
+	if st.changes > 0 {
+		klog.V(2).InfoS("Ownership changed", "node", c.node, "owned", len(st.desired), "changes", st.changes, "members", len(in.Members))
 	}
-	for _, key := range changed {
-		c.queue.Add(key)
+	changed := st.changed
+	if becameCoordinator {
+		// The coordinator's conditions (no eligible node, removals) are now this node's.
+		for _, svc := range svcs {
+			if set, remove := c.plan(svc); len(set) > 0 || len(remove) > 0 {
+				changed = append(changed, keyOf(svc))
+			}
+		}
 	}
-	for _, s := range fresh {
+	c.requeue(changed)
+	for _, s := range st.fresh {
 		klog.InfoS("Not announcing an IP", "service", s.Service, "ip", s.IP, "reason", s.Reason)
 		if svc, err := c.services.Services(s.Service.Namespace).Get(s.Service.Name); err == nil {
 			c.recorder.Eventf(svc, corev1.EventTypeWarning, EventNotServed, "%s is not announced: %s", s.IP, s.Reason)
@@ -486,6 +528,16 @@ func (c *controller) report(ip netip.Addr, st announceState, eventType, reason, 
 		if svc, err := c.services.Services(key.Namespace).Get(key.Name); err == nil {
 			c.recorder.Event(svc, eventType, reason, msg)
 		}
-		c.queue.Add(key)
+	}
+	c.requeue(keys)
+}
+
+// serviceDeleted forgets the backoff of a deleted Service.
+func (c *controller) serviceDeleted(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if svc, ok := obj.(*corev1.Service); ok {
+		c.queue.Forget(keyOf(svc))
 	}
 }

@@ -2,8 +2,10 @@ package speaker
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
 
@@ -23,9 +27,20 @@ import (
 	"github.com/onprem-lb/onprem-lb/speaker/membership"
 )
 
-type fakeMembers struct{ names []string }
+type fakeMembers struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (f *fakeMembers) set(names ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.names = names
+}
 
 func (f *fakeMembers) Members() []membership.Member {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	var out []membership.Member
 	for _, n := range f.names {
 		out = append(out, membership.Member{Name: n, Meta: []byte("02:00:00:00:00:0" + n[len(n)-1:])})
@@ -57,6 +72,14 @@ func nodeWithIP(name, ip string) *corev1.Node {
 	n := node(name, nil)
 	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
 	return n
+}
+
+// newTestController returns a controller of node with fakes for everything but the
+// clientset and the members.
+func newTestController(node string, client kubernetes.Interface, cfg *config.Config, members *fakeMembers) *controller {
+	c := newController(node, client, cfg, members, record.NewFakeRecorder(1000), NewMetrics())
+	c.announce, c.prober, c.forward, c.hcnp = &fakeAnnouncer{}, health.NewProber(health.Options{}), &fakeForwarder{}, fakeHCNP{}
+	return c
 }
 
 func TestControllerSyncAnnouncesOwnedVIPsAndReports(t *testing.T) {
@@ -143,9 +166,53 @@ func TestControllerSyncAnnouncesOwnedVIPsAndReports(t *testing.T) {
 	}
 
 	// node-2 dies: node-1 owns everything.
-	members.names = []string{"node-1"}
+	members.set("node-1")
 	c.sync()
 	if len(ann.desired) != len(svcs) {
 		t.Errorf("after node-2 left, node-1 announces %d VIPs, want all %d", len(ann.desired), len(svcs))
+	}
+}
+
+func TestComputeSync(t *testing.T) {
+	ip := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	key := func(name string) types.NamespacedName { return types.NamespacedName{Namespace: "default", Name: name} }
+	a := func(addr, owner, reason string, svcs ...string) *Assignment {
+		as := &Assignment{IP: ip(addr), Owner: owner, Reason: reason, Interfaces: []string{"eth0"}}
+		for _, s := range svcs {
+			as.Services = append(as.Services, key(s))
+		}
+		return as
+	}
+	kept := Skipped{Service: key("old"), IP: "198.18.9.1", Reason: "outside every pool of the pool file"}
+	fresh := Skipped{Service: key("new"), IP: "198.18.9.2", Reason: "outside every pool of the pool file"}
+	previous := map[netip.Addr]*Assignment{
+		ip("198.18.0.200"): a("198.18.0.200", "node-1", "", "same"),
+		ip("198.18.0.201"): a("198.18.0.201", "node-2", "", "moves"),
+		ip("198.18.0.202"): a("198.18.0.202", "node-1", "", "released"),
+		ip("198.18.0.203"): a("198.18.0.203", "", "no live speaker", "unserved"),
+	}
+	assignments := map[netip.Addr]*Assignment{
+		ip("198.18.0.200"): a("198.18.0.200", "node-1", "", "same"),
+		ip("198.18.0.201"): a("198.18.0.201", "node-1", "", "moves"),
+		ip("198.18.0.203"): a("198.18.0.203", "", "no node matches", "unserved"),
+		ip("198.18.0.204"): a("198.18.0.204", "node-2", "", "created"),
+	}
+	before := maps.Clone(previous)
+	got := computeSync("node-1", []string{"node-2", "node-1"}, previous, assignments, []Skipped{kept, fresh}, map[Skipped]bool{kept: true})
+	slices.SortFunc(got.changed, compareKeys)
+	want := syncStep{
+		assignments: assignments,
+		desired:     map[netip.Addr]l2.Target{ip("198.18.0.200"): {Interfaces: []string{"eth0"}}, ip("198.18.0.201"): {Interfaces: []string{"eth0"}}},
+		coordinator: true,
+		changed:     []types.NamespacedName{key("created"), key("moves"), key("released"), key("unserved")},
+		changes:     2, // took .201, gave up .202
+		skipped:     map[Skipped]bool{kept: true, fresh: true},
+		fresh:       []Skipped{fresh},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(syncStep{}), cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
+		t.Errorf("computeSync (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(before, previous, cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
+		t.Errorf("previous modified (-before +after):\n%s", diff)
 	}
 }

@@ -46,7 +46,8 @@ type Config struct {
 	// SecretKeyFile holds the base64 of a 16, 24 or 32-byte gossip key (the memberlist Secret
 	// mounted as a file); "" means unencrypted gossip.
 	SecretKeyFile string
-	// MetricsAddr is where /metrics and /healthz are served; "" means nowhere.
+	// MetricsAddr is where /metrics, /healthz and /announcements are served, without
+	// authentication; "" means nowhere. DefaultMetricsAddr keeps them on the node itself.
 	MetricsAddr string
 	// HandoverDelay is how long a stopping speaker keeps answering after it left membership,
 	// so that the new owners announce first; 0 means DefaultHandoverDelay.
@@ -57,6 +58,10 @@ type Config struct {
 
 // DefaultHandoverDelay is how long a stopping speaker keeps answering after leaving.
 const DefaultHandoverDelay = time.Second
+
+// DefaultMetricsAddr is where the speaker serves /metrics, /healthz and /announcements
+// unless told otherwise: loopback only, since they are served without authentication.
+const DefaultMetricsAddr = "127.0.0.1:7472"
 
 // Run runs the speaker until ctx ends, then hands its VIPs over: it leaves membership (the
 // other speakers take its VIPs at once and announce them), keeps answering for
@@ -307,6 +312,9 @@ func metricsServer(addr string, registry metrics.KubeRegistry, state func() map[
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("speaker: metrics: %w", err)
+	}
+	if ip, ok := netip.AddrFromSlice(ln.Addr().(*net.TCPAddr).IP); !ok || !ip.IsLoopback() {
+		klog.InfoS("Serving /metrics and /announcements without authentication beyond this node", "address", ln.Addr())
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.HandlerFor(registry, metrics.HandlerOpts{}))

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -114,7 +115,7 @@ type Options struct {
 //     port has refused every connection and never answered HTTP, e.g. a
 //     service proxy without healthz), the node's proxy verdict stays healthy:
 //     the speaker relies on the EndpointSlices alone. This is logged once per
-//     node. Once the port answers, it is used; a refusal after that is a
+//     node while it is a target. Once the port answers, it is used; a refusal after that is a
 //     failure (the proxy went away).
 //   - A Local target has no such fallback: a refused healthCheckNodePort
 //     means no service proxy serves that Service on the node, so it is a
@@ -141,7 +142,7 @@ type Prober struct {
 	locals map[localKey]*localState
 	byNode map[string][]localKey // Local targets per node, sorted
 	// noEndpointLogged: nodes already logged as having no proxy health
-	// endpoint, for the prober's lifetime.
+	// endpoint, while they are targets.
 	noEndpointLogged map[string]bool
 }
 
@@ -253,6 +254,7 @@ func (p *Prober) SetTargets(t Targets) {
 		})
 	}
 	p.nodes, p.locals, p.byNode = nodes, locals, byNode
+	maps.DeleteFunc(p.noEndpointLogged, func(node string, _ bool) bool { return nodes[node] == nil })
 	p.setGaugesLocked()
 }
 

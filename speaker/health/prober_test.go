@@ -334,8 +334,10 @@ func TestProberRounds(t *testing.T) {
 	}
 }
 
-// TestProberNoEndpointLoggedOnce checks the fallback is logged once per node,
-// even when the node's targets are replaced and re-added.
+// TestProberNoEndpointLoggedOnce checks the fallback is logged once per node while it is a
+// target: its targets replaced by the same do not log again; a node dropped from the
+// targets is forgotten, the log with it (the set does not grow with every node that ever
+// was), and logged again if it comes back.
 func TestProberNoEndpointLoggedOnce(t *testing.T) {
 	net := newLAN(t)
 	logger := bufferedLogger(t)
@@ -348,7 +350,7 @@ func TestProberNoEndpointLoggedOnce(t *testing.T) {
 	for i := range 4 {
 		p.SetTargets(Targets{Nodes: nodes})
 		if i == 2 {
-			p.SetTargets(Targets{}) // dropped and re-added: state forgotten, log not repeated
+			p.SetTargets(Targets{Nodes: map[string]netip.Addr{"x": nodes["x"]}}) // y dropped: forgotten
 			p.SetTargets(Targets{Nodes: nodes})
 		}
 		p.round(ctx, jobs)
@@ -358,8 +360,12 @@ func TestProberNoEndpointLoggedOnce(t *testing.T) {
 			}
 		}
 	}
-	if got := countLogs(logger, noEndpointMsg); got != 2 {
-		t.Errorf("%q logged %d times, want 2 (once per node)", noEndpointMsg, got)
+	if got := countLogs(logger, noEndpointMsg); got != 3 {
+		t.Errorf("%q logged %d times, want 3 (once per node, once more for y, dropped and re-added)", noEndpointMsg, got)
+	}
+	p.SetTargets(Targets{})
+	if n := len(p.noEndpointLogged); n != 0 {
+		t.Errorf("with no targets, %d nodes still remembered as logged, want none", n)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/onprem-lb/onprem-lb/speaker"
 	"github.com/onprem-lb/onprem-lb/test/lab"
@@ -192,9 +197,22 @@ func TestSpeaker(t *testing.T) {
 		next := announcer(ctx, t, l, ns, "web", vip, owner.Name)
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
 		label("-")
-		// Rendezvous hashing gives the VIP back to its first owner once it may serve again.
+		// Rendezvous hashing gives the VIP back to its first owner once it may serve again,
+		// and the condition says so within a second.
+		began := time.Now()
 		announcer(ctx, t, l, ns, "web", vip, next.Name)
+		if took := time.Since(began); took > time.Second {
+			t.Errorf("the condition named %s for %v after the VIP moved back to %s, want at most 1s", next.Name, took.Round(time.Millisecond), owner.Name)
+		}
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, owner.Host))
+	})
+
+	t.Run("conditions disappear within a second with the IP: a family dropped, the type changed to ClusterIP", func(t *testing.T) {
+		testConditionsFollowTheService(ctx, t, l, ns)
+	})
+
+	t.Run("the speaker's ServiceAccount may change only the onprem-lb.io conditions of a Service (admission policy)", func(t *testing.T) {
+		testSpeakerAdmission(ctx, t, l, sp, ns, "web")
 	})
 
 	t.Run("a VIP a foreign host already uses is reported and not fought", func(t *testing.T) {
@@ -220,6 +238,120 @@ func TestSpeaker(t *testing.T) {
 		owner := announcer(ctx, t, l, ns, "squatted", vip, "")
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, owner.Host))
 	})
+}
+
+// speakerConditions returns the onprem-lb.io conditions of a Service, by type.
+func speakerConditions(ctx context.Context, l *lab.Lab, ns, name string) (map[string]string, error) {
+	svc, err := l.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, c := range svc.Status.Conditions {
+		if strings.HasPrefix(c.Type, "onprem-lb.io/") {
+			out[c.Type] = string(c.Status) + " " + c.Reason + ": " + c.Message
+		}
+	}
+	return out, nil
+}
+
+// testConditionsFollowTheService checks that a Service's conditions disappear with its IPs:
+// a family dropped, then the type changed to ClusterIP.
+func testConditionsFollowTheService(ctx context.Context, t *testing.T, l *lab.Lab, ns string) {
+	create(ctx, t, l, lbService(ns, "fleeting", dualStack))
+	vips := ips(waitIngress(ctx, t, l, ns, "fleeting", 2))
+	for _, vip := range vips {
+		announcer(ctx, t, l, ns, "fleeting", vip, "")
+	}
+	// gone waits until the Service has no condition of the types, and says how long it took.
+	gone := func(change string, types ...string) {
+		t.Helper()
+		began := time.Now()
+		var got map[string]string
+		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			var err error
+			if got, err = speakerConditions(ctx, l, ns, "fleeting"); err != nil {
+				return false, nil
+			}
+			return !slices.ContainsFunc(types, func(typ string) bool { _, ok := got[typ]; return ok }), nil
+		})
+		took := time.Since(began)
+		t.Logf("%s: conditions %v gone in %v", change, types, took.Round(time.Millisecond))
+		if err != nil || took > time.Second {
+			t.Errorf("%s: after %v the conditions are %v, want none of %v within 1s", change, took.Round(time.Millisecond), got, types)
+		}
+	}
+	if out, err := l.Kubectl(ctx, "-n", ns, "patch", "svc", "fleeting", "--type=merge",
+		"-p", `{"spec":{"ipFamilyPolicy":"SingleStack"}}`); err != nil {
+		t.Fatalf("drop IPv6: %v\n%s", err, out)
+	}
+	gone("IPv6 dropped", speaker.ConditionAnnouncedIPv6)
+	if got, err := speakerConditions(ctx, l, ns, "fleeting"); err != nil || got[speaker.ConditionAnnouncedIPv4] == "" {
+		t.Errorf("after IPv6 was dropped, conditions %v (%v), want the IPv4 one kept", got, err)
+	}
+	if out, err := l.Kubectl(ctx, "-n", ns, "patch", "svc", "fleeting", "--type=merge", "-p", `{"spec":{"type":"ClusterIP"}}`); err != nil {
+		t.Fatalf("change to ClusterIP: %v\n%s", err, out)
+	}
+	gone("changed to ClusterIP", speaker.ConditionAnnouncedIPv4, speaker.ConditionAnnouncedIPv6)
+}
+
+// testSpeakerAdmission checks, against the real API server, what the speaker's
+// ServiceAccount may write on a Service's status under manifests/speaker-admission.yaml,
+// and that the CCM's is not concerned.
+func testSpeakerAdmission(ctx context.Context, t *testing.T, l *lab.Lab, sp *speakers, ns, name string) {
+	clientOf := func(kubeconfig string) kubernetes.Interface {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kubernetes.NewForConfigOrDie(cfg)
+	}
+	speakerSA, ccmSA := clientOf(sp.kubeconfig), clientOf(sp.ccm.kubeconfig)
+	patch := func(c kubernetes.Interface, typ types.PatchType, body string) error {
+		_, err := c.CoreV1().Services(ns).Patch(ctx, name, typ, []byte(body), metav1.PatchOptions{}, "status")
+		return err
+	}
+	condition := func(typ string) string {
+		return `{"status":{"conditions":[{"type":"` + typ + `","status":"True","reason":"Probe","message":"admission test","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}`
+	}
+	removal := func(typ string) string {
+		return `{"status":{"conditions":[{"type":"` + typ + `","$patch":"delete"}]}}`
+	}
+	const denied = "onprem-speaker may change only the onprem-lb.io/* conditions of a Service"
+	hijack := `{"status":{"loadBalancer":{"ingress":[{"ip":"198.18.0.228"}]}}}`
+	// The policy takes effect once the API server has read it: wait for the first denial.
+	var err error
+	waitErr := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		err = patch(speakerSA, types.MergePatchType, hijack)
+		return err != nil, nil
+	})
+	if waitErr != nil || !strings.Contains(err.Error(), denied+", not status.loadBalancer") {
+		t.Fatalf("the speaker's ServiceAccount patching status.loadBalancer.ingress: %v, want denied: %s, not status.loadBalancer", err, denied)
+	}
+	if err := patch(speakerSA, types.StrategicMergePatchType, condition("example.com/Probe")); err == nil || !strings.Contains(err.Error(), denied+", not other conditions") {
+		t.Errorf("the speaker's ServiceAccount setting an example.com condition: %v, want denied", err)
+	}
+	if err := patch(speakerSA, types.StrategicMergePatchType, condition("onprem-lb.io/Probe")); err != nil {
+		t.Errorf("the speaker's ServiceAccount setting an onprem-lb.io condition: %v, want allowed", err)
+	}
+	if err := patch(speakerSA, types.StrategicMergePatchType, removal("onprem-lb.io/Probe")); err != nil {
+		t.Errorf("the speaker's ServiceAccount removing an onprem-lb.io condition: %v, want allowed", err)
+	}
+	if err := patch(ccmSA, types.StrategicMergePatchType, condition("example.com/Probe")); err != nil {
+		t.Errorf("the CCM's ServiceAccount setting an example.com condition: %v, want allowed (the policy is the speaker's only)", err)
+	}
+	if err := patch(ccmSA, types.StrategicMergePatchType, removal("example.com/Probe")); err != nil {
+		t.Errorf("the CCM's ServiceAccount removing an example.com condition: %v, want allowed", err)
+	}
+	svc, err := l.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		if ing.IP == "198.18.0.228" {
+			t.Errorf("the speaker's ServiceAccount moved 198.18.0.228 to %s/%s: %v", ns, name, svc.Status.LoadBalancer.Ingress)
+		}
+	}
 }
 
 // requestsDuring sends TCP requests to vip:80 from client, one every 20 ms, while fn runs,
