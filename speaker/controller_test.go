@@ -28,7 +28,9 @@ type fakeMembers struct{ names []string }
 func (f *fakeMembers) Members() []membership.Member {
 	var out []membership.Member
 	for _, n := range f.names {
-		out = append(out, membership.Member{Name: n, Meta: []byte("02:00:00:00:00:0" + n[len(n)-1:])})
+		mac, _ := net.ParseMAC("02:00:00:00:00:0" + n[len(n)-1:])
+		meta, _ := EncodeMACs([]net.HardwareAddr{mac})
+		out = append(out, membership.Member{Name: n, Meta: meta})
 	}
 	return out
 }
