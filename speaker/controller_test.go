@@ -43,7 +43,9 @@ func (f *fakeMembers) Members() []membership.Member {
 	defer f.mu.Unlock()
 	var out []membership.Member
 	for _, n := range f.names {
-		out = append(out, membership.Member{Name: n, Meta: []byte("02:00:00:00:00:0" + n[len(n)-1:])})
+		mac, _ := net.ParseMAC("02:00:00:00:00:0" + n[len(n)-1:])
+		meta, _ := EncodeMACs([]net.HardwareAddr{mac})
+		out = append(out, membership.Member{Name: n, Meta: meta})
 	}
 	return out
 }

@@ -130,13 +130,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		bind = selfIPs[0]
 	}
-	macs, err := l2.LocalMACs()
+	meta, err := publishedMACs(pools, selfIPs)
 	if err != nil {
-		return fmt.Errorf("speaker: %w", err)
+		return err
 	}
 	members, err := membership.New(membership.Config{
 		Name: cfg.NodeName, BindAddr: bind, Port: cfg.MemberlistPort, SecretKey: key,
-		Meta: EncodeMACs(macs), Peers: func() []netip.Addr { return ctrl.peers(bind) }, Timing: cfg.Timing,
+		Meta: meta, Peers: func() []netip.Addr { return ctrl.peers(bind) }, Timing: cfg.Timing,
 	})
 	if err != nil {
 		return fmt.Errorf("speaker: %w", err)

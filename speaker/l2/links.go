@@ -45,7 +45,7 @@ var (
 // unusable says why l cannot announce anything; nil if it can.
 func (l *Link) unusable() error {
 	switch {
-	case l.Flags&net.FlagLoopback != 0 || l.NoARP || len(l.MAC) != 6:
+	case !l.resolves():
 		return ErrInterfaceNoARP
 	case l.Flags&net.FlagUp == 0 || l.Flags&net.FlagRunning == 0:
 		return ErrInterfaceDown
@@ -186,26 +186,64 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// LocalMACs returns the Ethernet MAC addresses of this host's interfaces
-// (loopback and NOARP links left out), sorted and without duplicates, whatever
-// their state. The speaker
-// publishes them to its peers so that their [Options.IsPeerMAC] can tell a
-// handover from a conflict.
-func LocalMACs() ([]net.HardwareAddr, error) {
+// AnnounceMACs returns the MAC addresses this host may answer ARP and NDP
+// from: the speaker publishes them to its peers so that their
+// [Options.IsPeerMAC] can tell a handover from a conflict. They are the MACs
+// of the interfaces a VIP can be announced on, whatever their state now:
+// first the interfaces named in explicit (pools' interfaces, bridge ports
+// and bond members included), then those holding one of nodeIPs, then the
+// other links chooseInterfaces may pick, those holding a subnet (not only a
+// /32 or /128 as a pod's veth does, nor only link-local addresses). Pod
+// veths without address, bridge ports, bond members, loopback and NOARP
+// links are left out. No MAC appears twice; the order is the priority,
+// for a caller that has room for only the first ones.
+func AnnounceMACs(explicit []string, nodeIPs []netip.Addr) ([]net.HardwareAddr, error) {
 	links, err := readLinks()
 	if err != nil {
 		return nil, err
 	}
-	return localMACs(links), nil
+	return announceMACs(links, explicit, nodeIPs), nil
 }
 
-func localMACs(links []Link) []net.HardwareAddr {
-	var macs []net.HardwareAddr
-	for _, l := range links {
-		if len(l.MAC) == 6 && l.Flags&net.FlagLoopback == 0 && !l.NoARP {
-			macs = append(macs, slices.Clone(l.MAC))
+func announceMACs(links []Link, explicit []string, nodeIPs []netip.Addr) []net.HardwareAddr {
+	var named, node, subnet []net.HardwareAddr
+	for _, name := range explicit {
+		if i := slices.IndexFunc(links, func(l Link) bool { return l.Name == name }); i >= 0 && links[i].resolves() {
+			named = append(named, links[i].MAC)
 		}
 	}
-	slices.SortFunc(macs, func(a, b net.HardwareAddr) int { return bytes.Compare(a, b) })
-	return slices.CompactFunc(macs, func(a, b net.HardwareAddr) bool { return bytes.Equal(a, b) })
+	unmapped := make([]netip.Addr, len(nodeIPs))
+	for i, ip := range nodeIPs {
+		unmapped[i] = ip.Unmap()
+	}
+	for _, l := range links {
+		switch {
+		case !l.resolves() || l.BridgePort || l.BondMember:
+		case l.holdsAny(unmapped):
+			node = append(node, l.MAC)
+		case l.holdsSubnet():
+			subnet = append(subnet, l.MAC)
+		}
+	}
+	var out []net.HardwareAddr
+	for _, mac := range slices.Concat(named, node, subnet) {
+		if !slices.ContainsFunc(out, func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) }) {
+			out = append(out, slices.Clone(mac))
+		}
+	}
+	return out
+}
+
+// resolves reports whether l does address resolution from an Ethernet MAC:
+// not loopback, not NOARP.
+func (l *Link) resolves() bool {
+	return l.Flags&net.FlagLoopback == 0 && !l.NoARP && len(l.MAC) == 6
+}
+
+// holdsSubnet reports whether l holds a global address whose prefix has room
+// for another address, a VIP.
+func (l *Link) holdsSubnet() bool {
+	return slices.ContainsFunc(l.Prefixes, func(p netip.Prefix) bool {
+		return p.Bits() < p.Addr().BitLen() && !p.Addr().IsLinkLocalUnicast()
+	})
 }

@@ -81,17 +81,49 @@ func TestChooseInterfaces(t *testing.T) {
 	})
 }
 
-func TestLocalMACs(t *testing.T) {
-	links := []Link{
-		link("eth1", nil),
-		link("eth0", func(l *Link) { l.Flags = 0 }),                                // down counts
-		link("eth2", func(l *Link) { l.MAC = net.HardwareAddr{2, 0, 0, 0, 0, 4} }), // same as eth1
-		link("lo", func(l *Link) { l.Flags |= net.FlagLoopback }),
-		link("dummy0", func(l *Link) { l.NoARP = true }),
-		link("ib0", func(l *Link) { l.MAC = make(net.HardwareAddr, 20) }),
+func TestAnnounceMACs(t *testing.T) {
+	mac := func(b byte) net.HardwareAddr { return net.HardwareAddr{2, 0, 0, 0, 1, b} }
+	withMAC := func(b byte, mut func(*Link)) func(*Link) {
+		return func(l *Link) {
+			l.MAC = mac(b)
+			if mut != nil {
+				mut(l)
+			}
+		}
 	}
-	want := []net.HardwareAddr{{2, 0, 0, 0, 0, 4}}
-	if diff := cmp.Diff(want, localMACs(links)); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
+	links := []Link{
+		link("bond0", withMAC(1, nil), "198.18.0.10/24"),
+		link("bond0.100", withMAC(1, nil), "198.18.1.10/24"), // a VLAN shares its parent's MAC
+		link("cali1", withMAC(2, nil)),                       // a pod's veth, no address
+		link("cni0", withMAC(3, nil), "10.244.0.1/24"),
+		link("dummy0", withMAC(4, func(l *Link) { l.NoARP = true }), "198.18.66.1/24"),
+		link("eth0", withMAC(5, func(l *Link) { l.BondMember = true })),
+		link("eth2", withMAC(6, func(l *Link) { l.Flags = 0 }), "198.18.70.1/24"), // down counts
+		link("eth3", withMAC(7, nil), "fe80::1/64"),
+		link("ib0", func(l *Link) { l.MAC = make(net.HardwareAddr, 20) }, "198.18.68.1/24"),
+		link("lo", func(l *Link) { l.Flags |= net.FlagLoopback; l.MAC = nil }, "127.0.0.1/8"),
+		link("vethab", withMAC(8, nil), "10.244.0.1/32", "fe80::1/64"), // ptp plugin's pod veth
+		link("vethcd", withMAC(9, func(l *Link) { l.BridgePort = true })),
+		link("wlan0", withMAC(10, nil), "2001:db8:5::1/64"),
+	}
+	nodeIPs := []netip.Addr{netip.MustParseAddr("::ffff:198.18.1.10")}
+	tests := []struct {
+		name     string
+		explicit []string
+		want     []net.HardwareAddr
+	}{
+		{name: "node IP first, then subnets", want: []net.HardwareAddr{mac(1), mac(3), mac(6), mac(10)}},
+		{
+			name:     "pools' interfaces first, bond member and pod veth included, missing and NOARP skipped",
+			explicit: []string{"eth0", "eth9", "dummy0", "cali1", "wlan0"},
+			want:     []net.HardwareAddr{mac(5), mac(2), mac(10), mac(1), mac(3), mac(6)},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, announceMACs(links, tt.explicit, nodeIPs)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
 	}
 }

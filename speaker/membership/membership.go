@@ -21,6 +21,8 @@ import (
 const (
 	// DefaultPort is the TCP and UDP port of the gossip when Config.Port is 0.
 	DefaultPort = 7946
+	// MaxMetaSize is the most Config.Meta may hold: memberlist's limit.
+	MaxMetaSize = memberlist.MetaMaxSize
 	// DefaultConvergeTimeout is Config.ConvergeTimeout when it is 0.
 	DefaultConvergeTimeout = 3 * time.Second
 
@@ -67,8 +69,8 @@ type Config struct {
 	// Secret: gossip is encrypted and authenticated, and members with
 	// another key are not heard. nil: unencrypted (Run logs a warning once).
 	SecretKey []byte
-	// Meta is published to the other members, at most memberlist.MetaMaxSize
-	// bytes; the speaker puts its MAC addresses here.
+	// Meta is published to the other members, at most MaxMetaSize bytes;
+	// the speaker puts its MAC addresses here.
 	Meta []byte
 	// Peers returns the addresses of the other nodes to join (from the
 	// Node InternalIPs). It is called when Run starts and every
@@ -153,8 +155,8 @@ func New(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("membership: secret key is %d bytes, want 16, 24 or 32 (AES-128, -192, -256): %w",
 			len(cfg.SecretKey), ErrInvalidConfig)
 	}
-	if len(cfg.Meta) > memberlist.MetaMaxSize {
-		return nil, fmt.Errorf("membership: meta is %d bytes, want ≤ %d: %w", len(cfg.Meta), memberlist.MetaMaxSize, ErrInvalidConfig)
+	if len(cfg.Meta) > MaxMetaSize {
+		return nil, fmt.Errorf("membership: meta is %d bytes, want ≤ %d: %w", len(cfg.Meta), MaxMetaSize, ErrInvalidConfig)
 	}
 	cfg.Meta = bytes.Clone(cfg.Meta)
 	cfg.Timing = cfg.Timing.withDefaults()
