@@ -200,6 +200,10 @@ func (d *decoder) validatePools(pools []ipam.Pool) {
 	if pe.Err != nil {
 		reason += ": " + pe.Err.Error()
 	}
+	if pe.Field != "name" {
+		// The path gives the pool's index; the name is what the user searches the file for.
+		reason = fmt.Sprintf("pool %q: %s", pe.Pool, reason)
+	}
 	d.fail(fmt.Sprintf("pools[%d].%s", pe.Index, pe.Field), err, "%s", reason)
 }
 

@@ -173,7 +173,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "addresses overlap in a pool", doc: "pools:\n- name: p\n  addresses: [198.18.0.0/24, 198.18.0.5]\n",
 			field: "pools[0].addresses[1]", reason: "198.18.0.5 overlaps addresses[0] (198.18.0.0/24) of the same pool", is: ipam.ErrInvalidPool},
 		{name: "pools overlap", doc: "pools:\n- name: a\n  addresses: [2001:db8::/64]\n- name: b\n  addresses: [198.18.0.0/24, '2001:db8::5-2001:db8::9']\n",
-			field: "pools[1].addresses[1]", reason: `2001:db8::5-2001:db8::9 overlaps addresses[0] (2001:db8::/64) of pool "a"`, is: ipam.ErrInvalidPool},
+			field: "pools[1].addresses[1]", reason: `pool "b": 2001:db8::5-2001:db8::9 overlaps pools[0].addresses[0] (2001:db8::/64) of pool "a"`, is: ipam.ErrInvalidPool},
 		// exclude
 		{name: "exclude outside the pool", doc: onePool("exclude: [198.18.0.1, 198.18.1.1]"), field: "pools[0].exclude[1]", reason: "198.18.1.1 is not inside the pool's addresses", is: ipam.ErrInvalidPool},
 		{name: "exclude across the pool's end", doc: onePool("exclude: [198.18.0.250-198.18.1.5]"), field: "pools[0].exclude[0]", reason: "not inside the pool's addresses"},
@@ -267,7 +267,7 @@ func TestParseErrors(t *testing.T) {
 
 func TestErrorString(t *testing.T) {
 	_, err := Parse("/etc/onprem-lb/pools.yaml", []byte("pools:\n- name: a\n  addresses: [198.18.0.0/24]\n- name: b\n  addresses: [198.18.0.7]\n"))
-	want := `config: /etc/onprem-lb/pools.yaml: pools[1].addresses[0]: 198.18.0.7 overlaps addresses[0] (198.18.0.0/24) of pool "a"`
+	want := `config: /etc/onprem-lb/pools.yaml: pools[1].addresses[0]: pool "b": 198.18.0.7 overlaps pools[0].addresses[0] (198.18.0.0/24) of pool "a"`
 	if err == nil || err.Error() != want {
 		t.Errorf("error = %v, want %s", err, want)
 	}

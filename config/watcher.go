@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"k8s.io/klog/v2"
 )
 
 // DefaultPollInterval is how often a Watcher re-reads the file, whatever the
@@ -33,6 +35,18 @@ const settleDelay = 100 * time.Millisecond
 // directory, a directory replaced under it) it also re-reads the file every
 // poll interval, which costs one small read and a SHA-256.
 //
+// If the directory cannot be watched (inotify unavailable or out of
+// instances or watches, the directory missing), the Watcher logs it once,
+// counts it in onprem_lb_config_watch_fallbacks_total, and relies on the
+// poll alone.
+//
+// The loadBalancerClass is fixed for the life of the process: the one of the
+// config given WithCurrent (or else of the first valid content read). A new
+// content with another class is handed over with the running class and a
+// warning saying the new one waits for a restart, and
+// onprem_lb_config_restart_pending is 1 until the file names the running
+// class again. Both binaries thus serve the same Services until they restart.
+//
 // It does not use viper's WatchConfig, which does the same directory watch
 // but cannot be stopped (spf13/viper#1404), exits the process if inotify is
 // unavailable, and stops watching for good once the file is removed.
@@ -43,8 +57,13 @@ type Watcher struct {
 	metrics  *Metrics
 	poll     time.Duration
 	current  atomic.Pointer[Config]
+	// notify starts watching a directory; fsnotify unless a test injects another.
+	notify func(dir string) (*fsnotify.Watcher, error)
 	// last identifies the last content read; only Run's goroutine uses it.
 	last version
+	// class is the loadBalancerClass fixed at start, once pinned is true.
+	class  string
+	pinned bool
 }
 
 // version identifies a content of the file: its hash, or why it could not
@@ -73,7 +92,18 @@ func WithMetrics(m *Metrics) Option { return func(w *Watcher) { w.metrics = m } 
 // WithCurrent sets the config the caller runs with, usually from Load: the
 // Watcher reports changes relative to it. Without it, the first valid
 // content read is a change.
-func WithCurrent(c *Config) Option { return func(w *Watcher) { w.current.Store(c) } }
+func WithCurrent(c *Config) Option {
+	return func(w *Watcher) {
+		w.current.Store(c)
+		w.class, w.pinned = c.LoadBalancerClass, true
+	}
+}
+
+// withNotifier replaces fsnotify, e.g. with one that fails as an exhausted
+// inotify does.
+func withNotifier(f func(dir string) (*fsnotify.Watcher, error)) Option {
+	return func(w *Watcher) { w.notify = f }
+}
 
 // WithPollInterval sets how often the file is re-read whatever the events
 // say; d <= 0 keeps DefaultPollInterval.
@@ -88,7 +118,7 @@ func WithPollInterval(d time.Duration) Option {
 // NewWatcher returns a Watcher of the pool file at path. It starts nothing;
 // see Run.
 func NewWatcher(path string, opts ...Option) *Watcher {
-	w := &Watcher{path: path, onChange: func(*Config) {}, onError: func(error) {}, poll: DefaultPollInterval}
+	w := &Watcher{path: path, onChange: func(*Config) {}, onError: func(error) {}, poll: DefaultPollInterval, notify: watchDir}
 	for _, o := range opts {
 		o(w)
 	}
@@ -100,22 +130,20 @@ func NewWatcher(path string, opts ...Option) *Watcher {
 func (w *Watcher) Current() *Config { return w.current.Load() }
 
 // Run reads the file at once, then again on every change, until ctx is done;
-// then it returns nil, and calls no function after it has returned. Each
-// new content of the file is counted; a valid one that differs from the
-// current config becomes current and is passed to OnChange, an invalid one
-// is passed to OnError. The functions are called from Run's goroutine, one
-// at a time, and should return promptly.
-//
-// Run returns an error at once if it cannot watch the file's directory (it
-// does not exist, or inotify is unavailable). Call it once.
-func (w *Watcher) Run(ctx context.Context) error {
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("config: watch %s: %w", w.path, err)
-	}
-	defer fw.Close()
-	if err := fw.Add(filepath.Dir(w.path)); err != nil {
-		return fmt.Errorf("config: watch %s: %w", w.path, err)
+// it calls no function after it has returned. Each new content of the file
+// is counted; a valid one that differs from the current config becomes
+// current and is passed to OnChange, an invalid one is passed to OnError.
+// The functions are called from Run's goroutine, one at a time, and should
+// return promptly. Call it once.
+func (w *Watcher) Run(ctx context.Context) {
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if fw, err := w.notify(filepath.Dir(w.path)); err != nil {
+		klog.ErrorS(err, "Cannot watch the pool file's directory; polling the file instead", "file", w.path, "interval", w.poll)
+		w.metrics.fallback()
+	} else {
+		defer fw.Close()
+		events, errs = fw.Events, fw.Errors
 	}
 	poll := time.NewTicker(w.poll)
 	defer poll.Stop()
@@ -124,10 +152,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-fw.Events:
+			return
+		case <-events:
 			settle.Reset(settleDelay)
-		case <-fw.Errors:
+		case <-errs:
 			// Events were lost (queue overflow): look anyway.
 			settle.Reset(settleDelay)
 		case <-settle.C:
@@ -136,6 +164,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.check()
 		}
 	}
+}
+
+// watchDir watches dir with fsnotify.
+func watchDir(dir string) (*fsnotify.Watcher, error) {
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("config: watch %s: %w", dir, err)
+	}
+	if err := fw.Add(dir); err != nil {
+		fw.Close()
+		return nil, fmt.Errorf("config: watch %s: %w", dir, err)
+	}
+	return fw, nil
 }
 
 // check reads the file and, if its content is new, parses it and reports.
@@ -153,6 +194,9 @@ func (w *Watcher) check() {
 	if err == nil {
 		cfg, err = Parse(w.path, data)
 	}
+	if err == nil {
+		cfg = w.pin(cfg)
+	}
 	w.metrics.record(err == nil)
 	switch {
 	case err != nil:
@@ -161,6 +205,25 @@ func (w *Watcher) check() {
 		w.current.Store(cfg)
 		w.onChange(cfg)
 	}
+}
+
+// pin returns cfg with the class fixed at start, and a warning if the file
+// asks for another; the first valid config fixes the class if WithCurrent did
+// not.
+func (w *Watcher) pin(cfg *Config) *Config {
+	if !w.pinned {
+		w.class, w.pinned = cfg.LoadBalancerClass, true
+	}
+	differs := cfg.LoadBalancerClass != w.class
+	w.metrics.setRestartPending(differs)
+	if !differs {
+		return cfg
+	}
+	pinned := *cfg
+	pinned.LoadBalancerClass = w.class
+	pinned.Warnings = append(slices.Clone(cfg.Warnings),
+		fmt.Sprintf("loadBalancerClass: %q is ignored until restart; serving %q", cfg.LoadBalancerClass, w.class))
+	return &pinned
 }
 
 // readFile reads the pool file; the error is an *Error.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/testutil"
@@ -51,15 +52,15 @@ func startWatcher(t *testing.T, path string, opts ...Option) *watch {
 	}, opts...)
 	wt.w = NewWatcher(path, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- wt.w.Run(ctx) }()
+	done := make(chan struct{})
+	go func() {
+		wt.w.Run(ctx)
+		close(done)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
+		case <-done:
 		case <-time.After(waitTimeout):
 			t.Errorf("Run did not return after its context was cancelled")
 		}
@@ -74,6 +75,12 @@ func (wt *watch) change(t *testing.T, doc string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wt.changeTo(t, want)
+}
+
+// changeTo waits for the next OnChange and checks that it is want.
+func (wt *watch) changeTo(t *testing.T, want *Config) {
+	t.Helper()
 	select {
 	case got := <-wt.changes:
 		if diff := cmp.Diff(want, got, configCmp); diff != "" {
@@ -282,11 +289,68 @@ func TestWatcherPollFallback(t *testing.T) {
 	wt.change(t, docB)
 }
 
-func TestWatcherRunErrors(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "missing", "pools.yaml")
-	err := NewWatcher(path).Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), path) || !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Run on a missing directory = %v, want an error naming %s wrapping os.ErrNotExist", err, path)
+func TestWatcherMissingDirectoryPolls(t *testing.T) {
+	// The directory does not exist yet: nothing to watch, so the file is polled until it
+	// appears, and Run does not fail.
+	dir := filepath.Join(t.TempDir(), "later")
+	path := filepath.Join(dir, "pools.yaml")
+	wt := startWatcher(t, path, WithPollInterval(20*time.Millisecond))
+	if e := wt.failure(t); !errors.Is(e, os.ErrNotExist) || e.Source != path {
+		t.Errorf("OnError(%v) for a missing file: want an *Error on %s wrapping os.ErrNotExist", e, path)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, docA)
+	wt.change(t, docA)
+}
+
+func TestWatcherInotifyUnavailable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pools.yaml")
+	writeFile(t, path, docA)
+	exhausted := errors.New("too many open files")
+	wt := startWatcher(t, path, WithPollInterval(20*time.Millisecond),
+		withNotifier(func(string) (*fsnotify.Watcher, error) { return nil, exhausted }))
+	wt.change(t, docA)
+	writeFile(t, path, docB)
+	wt.change(t, docB) // seen by the poll alone
+	if got, err := testutil.GetCounterMetricValue(wt.metrics.watchFallbacks); err != nil || got != 1 {
+		t.Errorf("onprem_lb_config_watch_fallbacks_total = %v (%v), want 1", got, err)
+	}
+}
+
+func TestWatcherPinsClass(t *testing.T) {
+	// The class is fixed at start: a new class in the file is reported as waiting for a
+	// restart, the rest of the file applies, and the config handed over keeps the class.
+	classA := docA + "loadBalancerClass: example.com/a\n"
+	path := filepath.Join(t.TempDir(), "pools.yaml")
+	writeFile(t, path, classA)
+	initial, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt := startWatcher(t, path, WithCurrent(initial))
+	wt.counted(t, 1, 0, true)
+
+	writeFile(t, path, docB+"loadBalancerClass: example.com/b\n")
+	want, err := Parse(path, []byte(docB+"loadBalancerClass: example.com/a\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Warnings = []string{`loadBalancerClass: "example.com/b" is ignored until restart; serving "example.com/a"`}
+	wt.changeTo(t, want)
+	wt.restartPending(t, 1)
+
+	writeFile(t, path, classA)
+	wt.change(t, classA)
+	wt.restartPending(t, 0)
+}
+
+// restartPending checks the onprem_lb_config_restart_pending gauge.
+func (wt *watch) restartPending(t *testing.T, want float64) {
+	t.Helper()
+	if got, err := testutil.GetGaugeMetricValue(wt.metrics.restartPending); err != nil || got != want {
+		t.Errorf("onprem_lb_config_restart_pending = %v (%v), want %v", got, err, want)
 	}
 }
 

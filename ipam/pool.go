@@ -190,7 +190,7 @@ func checkOverlaps(pools []Pool, es []rangeEntry) error {
 		if cmp.Or(cmp.Compare(a.pool, b.pool), cmp.Compare(a.entry, b.entry)) > 0 {
 			a, b = b, a
 		}
-		other := fmt.Sprintf("addresses[%d] (%s) of pool %q", a.entry, a.r, pools[a.pool].Name)
+		other := fmt.Sprintf("pools[%d].addresses[%d] (%s) of pool %q", a.pool, a.entry, a.r, pools[a.pool].Name)
 		if a.pool == b.pool {
 			other = fmt.Sprintf("addresses[%d] (%s) of the same pool", a.entry, a.r)
 		}

@@ -87,12 +87,12 @@ func TestNewValidation(t *testing.T) {
 		{
 			name:  "overlap across pools",
 			pools: []ipam.Pool{lan, {Name: "dmz", Addresses: ranges("198.18.1.0/24", "198.18.0.200-198.18.1.5")}},
-			want:  &where{1, "dmz", "addresses[1]", `198.18.0.200-198.18.1.5 overlaps addresses[0] (198.18.0.0/24) of pool "lan"`},
+			want:  &where{1, "dmz", "addresses[1]", `198.18.0.200-198.18.1.5 overlaps pools[0].addresses[0] (198.18.0.0/24) of pool "lan"`},
 		},
 		{
 			name:  "IPv6 overlap across pools",
 			pools: []ipam.Pool{{Name: "big", Addresses: ranges("2001:db8::/32")}, lan},
-			want:  &where{1, "lan", "addresses[1]", `2001:db8:18::/120 overlaps addresses[0] (2001:db8::/32) of pool "big"`},
+			want:  &where{1, "lan", "addresses[1]", `2001:db8:18::/120 overlaps pools[0].addresses[0] (2001:db8::/32) of pool "big"`},
 		},
 		{
 			name:  "overlap within a pool",

@@ -24,9 +24,7 @@ func (c *Cloud) watchConfig(ctx context.Context) {
 		config.OnError(func(err error) {
 			klog.ErrorS(err, "Pool file rejected; keeping the last good one", "file", c.path)
 		}))
-	if err := w.Run(ctx); err != nil {
-		klog.ErrorS(err, "Cannot watch the pool file; changes need a restart", "file", c.path)
-	}
+	w.Run(ctx)
 }
 
 // reload swaps in a new pool file: Services keep every IP it still allows them; the others

@@ -194,11 +194,7 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	wg.Go(func() { fail("membership", p.members.Run(memCtx)) })
 	wg.Go(func() { p.prober.Run(ctrlCtx) })
 	wg.Go(func() { fail("dataplane", p.dataplane.Run(ctrlCtx)) })
-	wg.Go(func() {
-		if err := p.watcher.Run(ctrlCtx); err != nil {
-			klog.ErrorS(err, "Cannot watch the pool file; changes need a restart", "file", cfg.PoolFile)
-		}
-	})
+	wg.Go(func() { p.watcher.Run(ctrlCtx) })
 	if srv != nil {
 		wg.Go(func() { fail("metrics server", ignoreClosed(srv.serve())) })
 	}
