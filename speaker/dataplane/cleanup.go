@@ -30,7 +30,7 @@ func Cleanup(ctx context.Context, r Runner) error {
 
 func cleanupFamily(ctx context.Context, r Runner, f Family) error {
 	var all []byte
-	for _, table := range []string{tableNAT, tableFilter} {
+	for _, table := range ourTables {
 		out, err := r.Run(ctx, f, Save, nil, "-t", table)
 		if err != nil {
 			if f == IPv6 {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -264,7 +263,7 @@ func (d *Dataplane) syncFamily(ctx context.Context, f Family, resync bool) error
 // ours we did not know is marked unknown.
 func (d *Dataplane) observe(ctx context.Context, f Family, st *familyState) error {
 	var all []byte
-	for _, table := range []string{tableNAT, tableFilter} {
+	for _, table := range ourTables {
 		out, err := d.runner.Run(ctx, f, Save, nil, "-t", table)
 		if err != nil {
 			return fmt.Errorf("dataplane: %s: iptables-save: %w", f, err)
@@ -322,30 +321,23 @@ func hashRules(rules []string) uint64 {
 	return h.Sum64()
 }
 
-// Jump rules from the built-in chains to ours. The nat ones are inserted first in their
-// chain. The filter ones (afterProxy) go right after the service proxy's own jumps
-// (KUBE-*): kube-proxy's answer for a VIP it knows, such as its REJECT of a Service without
-// endpoints in KUBE-EXTERNAL-SERVICES, must come before the guard's DROP, which is only
-// for VIPs kube-proxy has not programmed yet. kube-proxy inserts its jumps first only when
-// they are missing, so the order holds whoever starts first.
+// Jump rules from the built-in chains to ours, each inserted first in its
+// chain unless already there.
 var jumps = []struct {
 	table, chain string
 	spec         []string
-	afterProxy   bool
 }{
-	{tableNAT, "PREROUTING", []string{"-m", "comment", "--comment", "onprem-lb VIPs", "-j", servicesChain}, false},
-	{tableNAT, "OUTPUT", []string{"-m", "comment", "--comment", "onprem-lb VIPs", "-j", servicesChain}, false},
-	{tableNAT, "POSTROUTING", []string{"-m", "comment", "--comment", "onprem-lb masquerade", "-j", postroutingChain}, false},
-	{tableFilter, "INPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}, true},
-	{tableFilter, "FORWARD", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}, true},
-	{tableFilter, "OUTPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}, true},
+	{tableNAT, "PREROUTING", []string{"-m", "comment", "--comment", "onprem-lb VIPs", "-j", servicesChain}},
+	{tableNAT, "OUTPUT", []string{"-m", "comment", "--comment", "onprem-lb VIPs", "-j", servicesChain}},
+	{tableNAT, "POSTROUTING", []string{"-m", "comment", "--comment", "onprem-lb masquerade", "-j", postroutingChain}},
+	{tableFilter, "INPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}},
+	{tableFilter, "FORWARD", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}},
+	{tableFilter, "OUTPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}},
+	{tableMangle, "POSTROUTING", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP guard", "-j", guardChain}},
 }
 
-// proxyChainPrefix starts the names of kube-proxy's (and kubelet's) chains.
-const proxyChainPrefix = "KUBE-"
-
 // ensureBase creates the base chains (if missing) and the jump rules to
-// them (if missing or misplaced), with go-iptables.
+// them (if missing), with go-iptables.
 func ensureBase(t Tables) error {
 	for _, k := range baseChains {
 		ok, err := t.ChainExists(k.table, k.name)
@@ -363,72 +355,11 @@ func ensureBase(t Tables) error {
 		}
 	}
 	for _, j := range jumps {
-		if err := ensureJump(t, j.table, j.chain, j.spec, j.afterProxy); err != nil {
+		if err := t.InsertUnique(j.table, j.chain, 1, j.spec...); err != nil {
 			return fmt.Errorf("jump from %s/%s: %w", j.table, j.chain, err)
 		}
 	}
 	return nil
-}
-
-// ensureJump makes sure the rule spec is in table/chain: first, or (afterProxy) after the
-// last jump to a KUBE-* chain. A misplaced one is deleted, then inserted where it belongs.
-func ensureJump(t Tables, table, chain string, spec []string, afterProxy bool) error {
-	if !afterProxy {
-		return t.InsertUnique(table, chain, 1, spec...)
-	}
-	rules, err := t.List(table, chain)
-	if err != nil {
-		return err
-	}
-	pos, misplaced, ok := jumpPosition(rules, jumpTarget(spec))
-	if ok {
-		return nil
-	}
-	if misplaced {
-		if err := t.DeleteIfExists(table, chain, spec...); err != nil {
-			return err
-		}
-		pos--
-	}
-	return t.Insert(table, chain, pos, spec...)
-}
-
-// jumpPosition reads rules (go-iptables List: "-P"/"-N" line, then "-A" rules) for a jump
-// to target placed after every jump to a KUBE-* chain. ok: it is there, nothing to do.
-// Otherwise pos is the 1-based position to insert it at, right after the last KUBE-* jump,
-// counted with the misplaced rule (one to target before that jump) still in the chain.
-func jumpPosition(rules []string, target string) (pos int, misplaced, ok bool) {
-	n, lastProxy, ours := 0, 0, 0
-	for _, r := range rules {
-		if !strings.HasPrefix(r, "-A ") {
-			continue
-		}
-		n++
-		spec, err := splitRule(r)
-		if err != nil {
-			continue
-		}
-		switch t := jumpTarget(spec); {
-		case t == target && ours == 0:
-			ours = n
-		case strings.HasPrefix(t, proxyChainPrefix):
-			lastProxy = n
-		}
-	}
-	if ours > lastProxy {
-		return 0, false, true
-	}
-	return lastProxy + 1, ours > 0, false
-}
-
-// jumpTarget is the chain a rule jumps or goes to, "" if none.
-func jumpTarget(spec []string) string {
-	for i := 0; i+1 < len(spec); i++ {
-		if spec[i] == "-j" || spec[i] == "-g" || spec[i] == "--jump" || spec[i] == "--goto" {
-			return spec[i+1]
-		}
-	}
-	return ""
 }
 
 func anyVIP(services []Service, f Family) bool {

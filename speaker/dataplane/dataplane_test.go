@@ -223,27 +223,18 @@ func TestRunStopsOnCancel(t *testing.T) {
 	}
 }
 
-// kubeProxyJumps are kube-proxy's (iptables mode) jumps in the filter built-in chains, in
-// the order it leaves them.
+// kubeProxyJumps are kube-proxy's (iptables mode) jumps in the filter built-in chains.
 var kubeProxyJumps = map[string][]string{
 	"INPUT": {
-		`-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL`,
-		`-A INPUT -m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS`,
 		`-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES`,
 	},
 	"FORWARD": {
-		`-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL`,
-		`-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD`,
 		`-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`,
 		`-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES`,
 	},
-	"OUTPUT": {
-		`-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`,
-	},
 }
 
-// addKubeProxyJumps puts kube-proxy's jumps first in the filter chains, as kube-proxy does
-// (it inserts each one at position 1 unless it is already there).
+// addKubeProxyJumps puts kube-proxy's jumps first in the filter chains, as kube-proxy does.
 func addKubeProxyJumps(k *fakeKernel, f Family) {
 	for chain, rules := range kubeProxyJumps {
 		for i := len(rules) - 1; i >= 0; i-- {
@@ -252,79 +243,29 @@ func addKubeProxyJumps(k *fakeKernel, f Family) {
 	}
 }
 
-// filterOrder is the targets of the rules of a filter chain, in order.
-func filterOrder(k *fakeKernel, f Family, chain string) []string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var out []string
-	for _, r := range k.fams[f].chains[chainKey{tableFilter, chain}] {
-		out = append(out, r[strings.LastIndex(r, " -j ")+4:])
+// TestGuardInManglePostrouting: the guard of a VIP kube-proxy forwards drops in mangle
+// POSTROUTING, after every filter hook, so kube-proxy's own answer for a VIP it programmed
+// (its REJECT of a Service without endpoints, in filter) comes first whatever the order of
+// the jumps; filter holds nothing for the VIP.
+func TestGuardInManglePostrouting(t *testing.T) {
+	k := newFakeKernel()
+	addKubeProxyJumps(k, IPv4)
+	d := New(Options{Runner: k, Logger: testLogger(t)})
+	guarded := Service{Namespace: "ns", Name: "web", VIPs: []netip.Addr{addr("198.18.0.10")}, ProxiedElsewhere: true}
+	if err := d.Sync([]Service{guarded}); err != nil {
+		t.Fatal(err)
 	}
-	return out
-}
-
-// TestFirewallJumpsFollowServiceProxy: kube-proxy's REJECT of a VIP without endpoints (in
-// KUBE-EXTERNAL-SERVICES) must run before the guard's DROP, so the guard's jump goes after
-// the service proxy's jumps, whoever came first, and a guard jump left first by an older
-// version is moved there.
-func TestFirewallJumpsFollowServiceProxy(t *testing.T) {
-	guarded := Service{Namespace: "ns", Name: "web", VIPs: []netip.Addr{addr("198.18.0.10"), addr("2001:db8::10")}, ProxiedElsewhere: true}
-	want := map[string][]string{
-		"INPUT":   {"KUBE-PROXY-FIREWALL", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES", firewallChain},
-		"FORWARD": {"KUBE-PROXY-FIREWALL", "KUBE-FORWARD", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", firewallChain},
-		"OUTPUT":  {"KUBE-SERVICES", firewallChain},
-	}
-	check := func(t *testing.T, k *fakeKernel) {
-		t.Helper()
-		for _, f := range families {
-			for chain, w := range want {
-				if diff := cmp.Diff(w, filterOrder(k, f, chain)); diff != "" {
-					t.Errorf("%s filter %s targets (-want +got):\n%s", f, chain, diff)
-				}
-			}
+	save := k.saveAll(IPv4)
+	for _, want := range []string{
+		`-A POSTROUTING -m conntrack --ctstate NEW -m comment --comment "onprem-lb VIP guard" -j ONPREM-LB-GUARD`,
+		`-A ONPREM-LB-GUARD -d 0.0.0.10/0.0.0.255 -j ONPREM-LB-GUARD-0A`,
+		`-A ONPREM-LB-GUARD-0A -d 198.18.0.10/32 -m comment --comment "not forwarded by the service proxy" -j DROP`,
+	} {
+		if !strings.Contains(save, want+"\n") {
+			t.Errorf("no %s in:\n%s", want, save)
 		}
 	}
-	t.Run("kube-proxy first", func(t *testing.T) {
-		k := newFakeKernel()
-		for _, f := range families {
-			addKubeProxyJumps(k, f)
-		}
-		d := New(Options{Runner: k, Logger: testLogger(t)})
-		if err := d.Sync([]Service{guarded}); err != nil {
-			t.Fatal(err)
-		}
-		check(t, k)
-		// Resyncs leave the order alone.
-		d.repairDrift()
-		d.repairDrift()
-		check(t, k)
-	})
-	t.Run("speaker first", func(t *testing.T) {
-		k := newFakeKernel()
-		d := New(Options{Runner: k, Logger: testLogger(t)})
-		if err := d.Sync([]Service{guarded}); err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range families {
-			addKubeProxyJumps(k, f)
-		}
-		d.repairDrift()
-		check(t, k)
-	})
-	t.Run("guard jump left first by an older version", func(t *testing.T) {
-		k := newFakeKernel()
-		for _, f := range families {
-			addKubeProxyJumps(k, f)
-			for _, j := range jumps {
-				if j.table == tableFilter {
-					k.insert(f, j.table, j.chain, ruleLine(j.chain, j.spec))
-				}
-			}
-		}
-		d := New(Options{Runner: k, Logger: testLogger(t)})
-		if err := d.Sync([]Service{guarded}); err != nil {
-			t.Fatal(err)
-		}
-		check(t, k)
-	})
+	if strings.Contains(save, "ONPREM-LB-FW-0A") || strings.Contains(save, "ONPREM-LB-VIPS-0A") {
+		t.Errorf("a guarded VIP has nat or filter rules:\n%s", save)
+	}
 }

@@ -52,7 +52,7 @@ func compareKeys(a, b chainKey) int {
 // deleted. Nothing outside those chains is named.
 func restoreInput(d delta, want ruleset) []byte {
 	var b bytes.Buffer
-	for _, table := range []string{tableNAT, tableFilter} {
+	for _, table := range ourTables {
 		start := b.Len()
 		for _, k := range d.write {
 			if k.table == table {

@@ -21,10 +21,10 @@
 //     unreachable (kube-proxy's choice; TCP connects fail at once with
 //     ECONNREFUSED), not forwarded to wherever the route points.
 //   - Only chains named ONPREM-LB-* are written, plus one jump rule each in
-//     nat PREROUTING, OUTPUT, POSTROUTING (inserted first) and filter INPUT,
-//     FORWARD, OUTPUT (after the service proxy's jumps), made with
-//     go-iptables, never duplicated. Rules it did
-//     not write are never touched, by Sync, Run or Cleanup.
+//     nat PREROUTING, OUTPUT, POSTROUTING, filter INPUT, FORWARD, OUTPUT and
+//     mangle POSTROUTING (inserted first, made with go-iptables, never
+//     duplicated). Rules it did not write are never touched, by Sync, Run or
+//     Cleanup.
 //   - Bulk changes go through one iptables-restore --noflush per family per
 //     sync, naming only the chains that changed or go away; unchanged chains
 //     are not sent. With 10,000 Services a change to one rewrites a few
@@ -47,16 +47,19 @@
 // marked by ONPREM-LB-MARK-MASQ (mark bit 0x2000 unless configured).
 // filter: INPUT, FORWARD and OUTPUT (new connections) → ONPREM-LB-FIREWALL →
 // ONPREM-LB-FW-xx: what still goes to a VIP was not DNATed, so is dropped
-// (source range) or rejected.
+// (source range) or rejected. mangle: POSTROUTING (new connections) →
+// ONPREM-LB-GUARD → ONPREM-LB-GUARD-xx: the guard of ProxiedElsewhere VIPs.
 //
 //   - UDP: once a Sync has stopped forwarding a VIP:port to an endpoint, the
 //     conntrack entries of that flow are deleted (conntrack -D --orig-dst VIP
 //     --orig-port-dst PORT --reply-src ENDPOINT, as kube-proxy), so a client
 //     that keeps sending reaches a current endpoint with its next datagram.
-//   - The filter jumps sit after the service proxy's own (KUBE-*) jumps:
-//     kube-proxy's answers for a VIP it programmed (REJECT of a Service without
-//     endpoints) come first; the guard of a ProxiedElsewhere VIP only drops what
-//     kube-proxy did not take. [CleanupNode] cleans both iptables backends.
+//   - The guard of a ProxiedElsewhere VIP drops, in mangle POSTROUTING, new
+//     connections still going to the VIP: after every filter hook, so the
+//     service proxy's own answer for a VIP it programmed (kube-proxy's REJECT
+//     of a Service without endpoints, iptables or nftables mode) comes first,
+//     and before conntrack confirms, so nothing of the dropped try remains.
+//   - [CleanupNode] cleans both iptables backends.
 //
 // What it does not do: decide which node forwards a VIP (the controller
 // syncs only the Services whose VIPs this node owns, or all of them: rules

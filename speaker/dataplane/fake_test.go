@@ -29,7 +29,7 @@ func newFakeKernel() *fakeKernel {
 	k := &fakeKernel{}
 	for i := range k.fams {
 		t := &fakeTables{k: k, chains: map[chainKey][]string{}}
-		for _, c := range []chainKey{{"nat", "PREROUTING"}, {"nat", "INPUT"}, {"nat", "OUTPUT"}, {"nat", "POSTROUTING"}, {"filter", "INPUT"}, {"filter", "FORWARD"}, {"filter", "OUTPUT"}} {
+		for _, c := range []chainKey{{"nat", "PREROUTING"}, {"nat", "INPUT"}, {"nat", "OUTPUT"}, {"nat", "POSTROUTING"}, {"filter", "INPUT"}, {"filter", "FORWARD"}, {"filter", "OUTPUT"}, {"mangle", "POSTROUTING"}} {
 			t.order = append(t.order, c)
 			t.chains[c] = []string{}
 		}
@@ -64,7 +64,7 @@ func (k *fakeKernel) Run(_ context.Context, f Family, tool Tool, stdin []byte, a
 
 func (t *fakeTables) save(only string) string {
 	var b strings.Builder
-	for _, table := range []string{"nat", "filter"} {
+	for _, table := range []string{"nat", "filter", "mangle"} {
 		if only != "" && table != only {
 			continue
 		}
@@ -226,26 +226,4 @@ func (k *fakeKernel) saveAll(f Family) string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.fams[f].save("")
-}
-
-func (t *fakeTables) List(table, chain string) ([]string, error) {
-	t.k.mu.Lock()
-	defer t.k.mu.Unlock()
-	rules, ok := t.chains[chainKey{table, chain}]
-	if !ok {
-		return nil, errors.New("fake: no chain")
-	}
-	return append([]string{"-P " + chain + " ACCEPT"}, rules...), nil
-}
-
-func (t *fakeTables) Insert(table, chain string, pos int, spec ...string) error {
-	t.k.mu.Lock()
-	defer t.k.mu.Unlock()
-	k := chainKey{table, chain}
-	rules, ok := t.chains[k]
-	if !ok || pos < 1 || pos > len(rules)+1 {
-		return fmt.Errorf("fake: insert into %v at %d", k, pos)
-	}
-	t.chains[k] = slices.Insert(rules, pos-1, ruleLine(chain, spec))
-	return nil
 }

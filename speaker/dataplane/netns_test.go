@@ -226,10 +226,12 @@ func TestNetnsForwarding(t *testing.T) {
 		{"-t", "nat", "-I", "PREROUTING", "-s", "198.18.96.99/32", "-m", "comment", "--comment", "foreign", "-j", "RETURN"},
 		{"-t", "filter", "-I", "INPUT", "-s", "198.18.96.99/32", "-m", "comment", "--comment", "foreign", "-j", "ACCEPT"},
 		{"-t", "filter", "-I", "FORWARD", "-s", "198.18.96.99/32", "-m", "comment", "--comment", "foreign", "-j", "ACCEPT"},
+		{"-t", "mangle", "-I", "POSTROUTING", "-s", "198.18.96.99/32", "-m", "comment", "--comment", "foreign", "-j", "RETURN"},
 	}
 	foreign6 := [][]string{
 		{"-t", "nat", "-I", "PREROUTING", "-s", "2001:db8:96::99/128", "-m", "comment", "--comment", "foreign", "-j", "RETURN"},
 		{"-t", "filter", "-I", "INPUT", "-s", "2001:db8:96::99/128", "-m", "comment", "--comment", "foreign", "-j", "ACCEPT"},
+		{"-t", "mangle", "-I", "POSTROUTING", "-s", "2001:db8:96::99/128", "-m", "comment", "--comment", "foreign", "-j", "RETURN"},
 	}
 	for _, r := range foreign {
 		nsRun(t, tb.node, append([]string{"iptables"}, r...)...)
@@ -441,5 +443,44 @@ func TestNetnsCleanupNode(t *testing.T) {
 		if !strings.Contains(out, `--comment foreign -j ACCEPT`) {
 			t.Errorf("%s after CleanupNode lost the foreign rule:\n%s", save, out)
 		}
+	}
+}
+
+// TestNetnsGuard: a ProxiedElsewhere VIP on a real kernel, with a stand-in for kube-proxy:
+// what it DNATs gets through, what it rejects is refused (in iptables filter, appended after
+// everything of ours, and in an nftables table of its own at filter priority, as kube-proxy's
+// nftables mode does), and what it leaves alone is dropped (no answer).
+func TestNetnsGuard(t *testing.T) {
+	labtest.NeedRoot(t, "ip", "iptables", "iptables-restore", "iptables-save", "nft")
+	tb := newTestbed(t)
+	a := testAddrs[IPv4]
+	v := vip(IPv4, 6)
+	runner := NewRunner(RunnerOptions{NetnsPath: "/run/netns/" + tb.node, Logger: testLogger(t)})
+	d := New(Options{Logger: testLogger(t), Runner: runner})
+	if err := d.Sync([]Service{{Namespace: "t", Name: "guarded", VIPs: []netip.Addr{v}, ProxiedElsewhere: true}}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	// kube-proxy: DNAT :83, REJECT :80 (iptables) and :82 (nftables).
+	nsRun(t, tb.node, "iptables", "-t", "nat", "-A", "PREROUTING", "-d", v.String(), "-p", "tcp", "--dport", "83", "-j", "DNAT", "--to-destination", a.b1.String()+":8080")
+	nsRun(t, tb.node, "iptables", "-t", "filter", "-A", "FORWARD", "-d", v.String(), "-p", "tcp", "--dport", "80", "-j", "REJECT")
+	nsRun(t, tb.node, "nft", "add table ip kp; add chain ip kp filter-forward { type filter hook forward priority filter; }; add rule ip kp filter-forward ip daddr "+v.String()+" tcp dport 82 reject")
+	for _, c := range []struct {
+		port uint16
+		want string
+	}{{80, "refused"}, {82, "refused"}, {83, "connected"}, {81, "no answer"}} {
+		got := "connected"
+		if _, err := dial(tb.cli, a.cliIn, v, c.port, time.Second); errors.Is(err, syscall.ECONNREFUSED) {
+			got = "refused"
+		} else if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			got = "no answer"
+		} else if err != nil {
+			got = err.Error()
+		}
+		if got != c.want {
+			t.Errorf("connect to %s: %s, want %s", netip.AddrPortFrom(v, c.port), got, c.want)
+		}
+	}
+	if err := Cleanup(context.Background(), runner); err != nil {
+		t.Fatal(err)
 	}
 }

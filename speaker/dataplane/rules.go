@@ -23,10 +23,12 @@ const (
 	markMasqChain    = chainPrefix + "MARK-MASQ"   // nat, marks for masquerade
 	postroutingChain = chainPrefix + "POSTROUTING" // nat, from POSTROUTING
 	firewallChain    = chainPrefix + "FIREWALL"    // filter, from INPUT, FORWARD and OUTPUT
+	guardChain       = chainPrefix + "GUARD"       // mangle, from POSTROUTING
 
-	vipsShardPrefix = chainPrefix + "VIPS-" // nat, one per last byte of the VIPs
-	fwShardPrefix   = chainPrefix + "FW-"   // filter, one per last byte of the VIPs
-	svcChainPrefix  = chainPrefix + "SVC-"  // nat, one per Service port
+	vipsShardPrefix  = chainPrefix + "VIPS-"  // nat, one per last byte of the VIPs
+	fwShardPrefix    = chainPrefix + "FW-"    // filter, one per last byte of the VIPs
+	guardShardPrefix = chainPrefix + "GUARD-" // mangle, one per last byte of the guarded VIPs
+	svcChainPrefix   = chainPrefix + "SVC-"   // nat, one per Service port
 
 	// sepPrefix names the xt_recent list of an endpoint (session
 	// affinity). There are no per-endpoint chains: see buildRules.
@@ -34,7 +36,11 @@ const (
 
 	tableNAT    = "nat"
 	tableFilter = "filter"
+	tableMangle = "mangle"
 )
+
+// ourTables are the tables this package writes chains in.
+var ourTables = []string{tableNAT, tableFilter, tableMangle}
 
 // DefaultMasqueradeMark is the packet mark bit that asks ONPREM-LB-POSTROUTING
 // to masquerade. kube-proxy uses 0x4000 and 0x8000; Calico the upper 16
@@ -64,6 +70,7 @@ var baseChains = []chainKey{
 	{tableNAT, markMasqChain},
 	{tableNAT, postroutingChain},
 	{tableFilter, firewallChain},
+	{tableMangle, guardChain},
 }
 
 // buildRules computes the content of every chain of family f for services.
@@ -89,6 +96,15 @@ var baseChains = []chainKey{
 // dropped, to a port without usable endpoints or to any other port of a VIP
 // it is rejected with ICMP port unreachable (TCP connects fail at once with
 // ECONNREFUSED).
+//
+// Layout (mangle): the guard of ProxiedElsewhere VIPs. ONPREM-LB-GUARD, from
+// POSTROUTING for new connections, by the same last byte, sends packets to an
+// ONPREM-LB-GUARD-xx shard that drops those still going to a guarded VIP: the
+// service proxy did not DNAT them. It sits in mangle POSTROUTING, after every
+// filter hook, so that whatever the service proxy answers for a VIP it knows
+// (kube-proxy's REJECT of a Service without endpoints, in iptables filter or in
+// its own nftables table at filter priority) comes first; and before conntrack
+// confirms the connection, so a dropped first packet leaves no entry behind.
 //
 // Sharding keeps the chains a one-Service change rewrites small (tens of
 // rules for 10,000 VIPs) and the per-packet walk short.
@@ -143,7 +159,7 @@ func buildRulesCached(services []Service, f Family, cfg genConfig, cache *ruleCa
 	}
 	cache.prune()
 
-	var nat, filter strings.Builder
+	var nat, filter, guard strings.Builder
 	for k := range shards {
 		entries := shards[k]
 		if len(entries) == 0 {
@@ -151,11 +167,11 @@ func buildRulesCached(services []Service, f Family, cfg genConfig, cache *ruleCa
 		}
 		slices.SortStableFunc(entries, func(a, b vipEntry) int { return a.vip.Compare(b.vip) })
 		vipsName, fwName := shardNames(byte(k))
+		guardName := guardShardPrefix + vipsName[len(vipsShardPrefix):]
 		shardMatch := shardMatch(f, byte(k))
-		nat.WriteString("-A " + servicesChain + " -d " + shardMatch + " -j " + vipsName + "\n")
-		filter.WriteString("-A " + firewallChain + " -d " + shardMatch + " -j " + fwName + "\n")
 
-		var vips, fw strings.Builder
+		var vips, fw, drop strings.Builder
+		forwarded := false
 		for i, e := range entries {
 			vips.WriteString(e.lines[0])
 			fw.WriteString(e.lines[1])
@@ -164,16 +180,26 @@ func buildRulesCached(services []Service, f Family, cfg genConfig, cache *ruleCa
 			switch {
 			case i+1 < len(entries) && entries[i+1].vip == e.vip:
 			case e.drop:
-				fw.WriteString("-A " + fwName + " -d " + hostPrefix(e.vip) + " -m comment --comment \"not forwarded by the service proxy\" -j DROP\n")
+				drop.WriteString("-A " + guardName + " -d " + hostPrefix(e.vip) + " -m comment --comment \"not forwarded by the service proxy\" -j DROP\n")
 			default:
+				forwarded = true
 				fw.WriteString("-A " + fwName + " -d " + hostPrefix(e.vip) + " -m comment --comment \"port not served\" -j REJECT --reject-with " + rejectWith(f) + "\n")
 			}
 		}
-		rs[chainKey{tableNAT, vipsName}] = vips.String()
-		rs[chainKey{tableFilter, fwName}] = fw.String()
+		if forwarded {
+			nat.WriteString("-A " + servicesChain + " -d " + shardMatch + " -j " + vipsName + "\n")
+			filter.WriteString("-A " + firewallChain + " -d " + shardMatch + " -j " + fwName + "\n")
+			rs[chainKey{tableNAT, vipsName}] = vips.String()
+			rs[chainKey{tableFilter, fwName}] = fw.String()
+		}
+		if drop.Len() > 0 {
+			guard.WriteString("-A " + guardChain + " -d " + shardMatch + " -j " + guardName + "\n")
+			rs[chainKey{tableMangle, guardName}] = drop.String()
+		}
 	}
 	rs[chainKey{tableNAT, servicesChain}] = nat.String()
 	rs[chainKey{tableFilter, firewallChain}] = filter.String()
+	rs[chainKey{tableMangle, guardChain}] = guard.String()
 	return rs
 }
 

@@ -67,16 +67,16 @@ func TestBuildRules(t *testing.T) {
 				`-A ONPREM-LB-FW-0A -d 198.18.0.10/32 -m comment --comment "port not served"` + reject),
 		},
 	}, {
-		name:   "proxied elsewhere: no nat, what the other proxy leaves alone is dropped",
+		name:   "proxied elsewhere: no nat or filter; in mangle POSTROUTING what the other proxy left alone is dropped",
 		family: IPv4,
 		services: []Service{{Namespace: "ns", Name: "web", VIPs: []netip.Addr{addr("198.18.0.10"), addr("2001:db8::10")}, ProxiedElsewhere: true,
 			Ports: []Port{{Protocol: TCP, Port: 80, Endpoints: eps}}}},
 		want: ruleset{
-			{tableNAT, servicesChain}:       rules("-A ONPREM-LB-SERVICES -d 0.0.0.10/0.0.0.255 -j ONPREM-LB-VIPS-0A"),
-			{tableNAT, "ONPREM-LB-VIPS-0A"}: "",
-			{tableFilter, firewallChain}:    rules("-A ONPREM-LB-FIREWALL -d 0.0.0.10/0.0.0.255 -j ONPREM-LB-FW-0A"),
-			{tableFilter, "ONPREM-LB-FW-0A"}: rules(
-				`-A ONPREM-LB-FW-0A -d 198.18.0.10/32 -m comment --comment "not forwarded by the service proxy" -j DROP`),
+			{tableNAT, servicesChain}:    "",
+			{tableFilter, firewallChain}: "",
+			{tableMangle, guardChain}:    rules("-A ONPREM-LB-GUARD -d 0.0.0.10/0.0.0.255 -j ONPREM-LB-GUARD-0A"),
+			{tableMangle, "ONPREM-LB-GUARD-0A"}: rules(
+				`-A ONPREM-LB-GUARD-0A -d 198.18.0.10/32 -m comment --comment "not forwarded by the service proxy" -j DROP`),
 		},
 	}, {
 		name:   "local: only local endpoints, no masquerade but hairpin",
@@ -215,6 +215,9 @@ func TestBuildRules(t *testing.T) {
 			got := buildRules(tt.services, tt.family, genConfig{mark: 0x2000})
 			delete(got, chainKey{tableNAT, markMasqChain})
 			delete(got, chainKey{tableNAT, postroutingChain})
+			if got[chainKey{tableMangle, guardChain}] == "" {
+				delete(got, chainKey{tableMangle, guardChain})
+			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("buildRules (-want +got):\n%s", diff)
 			}

@@ -50,8 +50,6 @@ type Tables interface {
 	ChainExists(table, chain string) (bool, error)
 	NewChain(table, chain string) error
 	InsertUnique(table, chain string, pos int, rulespec ...string) error
-	Insert(table, chain string, pos int, rulespec ...string) error
-	List(table, chain string) ([]string, error)
 	DeleteIfExists(table, chain string, rulespec ...string) error
 	HasRandomFully() bool
 }
@@ -293,19 +291,6 @@ func (t *netnsTables) NewChain(table, chain string) error {
 
 func (t *netnsTables) InsertUnique(table, chain string, pos int, rulespec ...string) error {
 	return inNetns(t.netns, func() error { return t.ipt.InsertUnique(table, chain, pos, rulespec...) })
-}
-
-func (t *netnsTables) Insert(table, chain string, pos int, rulespec ...string) error {
-	return inNetns(t.netns, func() error { return t.ipt.Insert(table, chain, pos, rulespec...) })
-}
-
-func (t *netnsTables) List(table, chain string) ([]string, error) {
-	var rules []string
-	err := inNetns(t.netns, func() (err error) {
-		rules, err = t.ipt.List(table, chain)
-		return err
-	})
-	return rules, err
 }
 
 func (t *netnsTables) DeleteIfExists(table, chain string, rulespec ...string) error {

@@ -55,8 +55,11 @@ func parseSave(out []byte) (saved, error) {
 			if err != nil {
 				return saved{}, fmt.Errorf("rule %q: %w", line, err)
 			}
-			if strings.HasPrefix(jumpTarget(spec), chainPrefix) {
-				s.jumps = append(s.jumps, jumpRule{table, chain, spec})
+			for i := 0; i+1 < len(spec); i++ {
+				if (spec[i] == "-j" || spec[i] == "-g" || spec[i] == "--jump" || spec[i] == "--goto") && strings.HasPrefix(spec[i+1], chainPrefix) {
+					s.jumps = append(s.jumps, jumpRule{table, chain, spec})
+					break
+				}
 			}
 		}
 	}

@@ -48,8 +48,8 @@ type Service struct {
 	// SourceRanges are the loadBalancerSourceRanges; empty lets everyone in.
 	SourceRanges []netip.Prefix
 	// ProxiedElsewhere says another service proxy (kube-proxy, ipMode VIP) forwards the VIPs:
-	// Ports and the rest are ignored, and traffic to a VIP that proxy did not DNAT is dropped
-	// silently. A connection tried before the proxy programs a new VIP then leaves no
+	// Ports and the rest are ignored, and traffic to a VIP that proxy neither DNATed nor
+	// answered itself (e.g. rejected) is dropped silently. A connection tried before the proxy programs a new VIP then leaves no
 	// conntrack entry behind, so the client's retransmission gets through once it has.
 	ProxiedElsewhere bool
 }
