@@ -17,7 +17,12 @@
 //     them), keeps answering for the handover delay, and only then stops answering.
 //   - It reports on the Service: a Normal Announcing event naming node and interface, and
 //     the conditions onprem-lb.io/AnnouncedIPv4 and AnnouncedIPv6 saying who announces it,
-//     or why nobody does.
+//     or why nobody does. Exactly one speaker writes each condition (the owner; the live
+//     member with the lowest name when nobody may announce, and to remove the condition of
+//     an IP the Service no longer has), only when it differs from what that speaker sees,
+//     and ever more rarely while another speaker keeps overwriting it.
+//   - /metrics, /healthz and /announcements are served without authentication, on
+//     loopback unless told otherwise (DefaultMetricsAddr).
 //
 // The Speaker's goroutines all start in Run and stop when its context ends.
 package speaker

@@ -164,6 +164,7 @@ func TestSpeaker(t *testing.T) {
 		next := announcer(ctx, t, l, ns, "web", vip, owner.Name)
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
 		sp.start(ctx, owner)
+		conditionMovesBack(ctx, t, l, ns, "web", vip, owner, next)
 	})
 
 	t.Run("the owner's node dying (SIGKILL, link down) moves the VIP", func(t *testing.T) {
@@ -182,6 +183,7 @@ func TestSpeaker(t *testing.T) {
 			t.Fatal(err)
 		}
 		sp.start(ctx, owner)
+		conditionMovesBack(ctx, t, l, ns, "web", vip, owner, next)
 	})
 
 	t.Run("the exclusion label moves the VIP off a node; removing it lets the node serve again", func(t *testing.T) {
@@ -197,13 +199,8 @@ func TestSpeaker(t *testing.T) {
 		next := announcer(ctx, t, l, ns, "web", vip, owner.Name)
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
 		label("-")
-		// Rendezvous hashing gives the VIP back to its first owner once it may serve again,
-		// and the condition says so within a second.
-		began := time.Now()
-		announcer(ctx, t, l, ns, "web", vip, next.Name)
-		if took := time.Since(began); took > time.Second {
-			t.Errorf("the condition named %s for %v after the VIP moved back to %s, want at most 1s", next.Name, took.Round(time.Millisecond), owner.Name)
-		}
+		// Rendezvous hashing gives the VIP back to its first owner once it may serve again.
+		conditionMovesBack(ctx, t, l, ns, "web", vip, owner, next)
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, owner.Host))
 	})
 
@@ -238,6 +235,22 @@ func TestSpeaker(t *testing.T) {
 		owner := announcer(ctx, t, l, ns, "squatted", vip, "")
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, owner.Host))
 	})
+}
+
+// conditionMovesBack checks that, once the VIP may move back to its first owner (rendezvous
+// hashing gives it back), the Service's condition names that owner within a second.
+func conditionMovesBack(ctx context.Context, t *testing.T, l *lab.Lab, ns, name, vip string, owner, interim *lab.Node) {
+	t.Helper()
+	began := time.Now()
+	if back := announcer(ctx, t, l, ns, name, vip, interim.Name); back.Name != owner.Name {
+		t.Errorf("%s moved on to %s, want back to %s", vip, back.Name, owner.Name)
+	}
+	took := time.Since(began)
+	t.Logf("the condition named %s again %v after %s could serve %s again", owner.Name, took.Round(time.Millisecond), owner.Name, vip)
+	if took > time.Second {
+		t.Errorf("the condition named %s for %v after %s could serve %s again, want at most 1s\nevents: %s",
+			interim.Name, took.Round(time.Millisecond), owner.Name, vip, events(ctx, l, ns, name))
+	}
 }
 
 // speakerConditions returns the onprem-lb.io conditions of a Service, by type.
