@@ -207,9 +207,10 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	case err = <-failed:
 		klog.ErrorS(err, "Stopping")
 	}
-	// Hand over: stop computing, leave (the others take this node's VIPs and announce them),
-	// keep answering a little longer, then stop answering.
+	// Hand over: stop computing, stop answering the new owners' probes, leave (the others take
+	// this node's VIPs and announce them), keep answering clients a little longer, then stop.
 	stopController()
+	p.announcer.HandOver()
 	if leaveErr := p.members.Leave(time.Second); leaveErr != nil {
 		klog.ErrorS(leaveErr, "Leave membership")
 	} else {
