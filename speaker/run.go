@@ -43,8 +43,9 @@ type Config struct {
 	BindAddr netip.Addr
 	// MemberlistPort is the gossip port (TCP and UDP); 0 means membership.DefaultPort.
 	MemberlistPort int
-	// SecretKeyFile holds the base64 of a 16, 24 or 32-byte gossip key (the memberlist Secret
-	// mounted as a file); "" means unencrypted gossip.
+	// SecretKeyFile holds the gossip keys (the memberlist Secret mounted as a file): one a
+	// line, each the base64 of 16, 24 or 32 bytes, the first used to encrypt, all to decrypt;
+	// "" means unencrypted gossip.
 	SecretKeyFile string
 	// MetricsAddr is where /metrics, /healthz and /announcements are served, without
 	// authentication; "" means nowhere. DefaultMetricsAddr keeps them on the node itself.
@@ -78,7 +79,7 @@ func Run(ctx context.Context, cfg Config) error {
 	for _, w := range pools.Warnings {
 		klog.InfoS("Pool file warning", "file", cfg.PoolFile, "warning", w)
 	}
-	key, err := readKey(cfg.SecretKeyFile)
+	keys, err := readKeys(cfg.SecretKeyFile)
 	if err != nil {
 		return err
 	}
@@ -135,7 +136,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	members, err := membership.New(membership.Config{
-		Name: cfg.NodeName, BindAddr: bind, Port: cfg.MemberlistPort, SecretKey: key,
+		Name: cfg.NodeName, BindAddr: bind, Port: cfg.MemberlistPort, SecretKeys: keys,
 		Meta: meta, Peers: func() []netip.Addr { return ctrl.peers(bind) }, Timing: cfg.Timing,
 	})
 	if err != nil {
@@ -213,9 +214,10 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	case err = <-failed:
 		klog.ErrorS(err, "Stopping")
 	}
-	// Hand over: stop computing, leave (the others take this node's VIPs and announce them),
-	// keep answering a little longer, then stop answering.
+	// Hand over: stop computing, stop answering the new owners' probes, leave (the others take
+	// this node's VIPs and announce them), keep answering clients a little longer, then stop.
 	stopController()
+	p.announcer.HandOver()
 	if leaveErr := p.members.Leave(time.Second); leaveErr != nil {
 		klog.ErrorS(leaveErr, "Leave membership")
 	} else {
@@ -264,8 +266,10 @@ func Cleanup(ctx context.Context) error {
 	return dataplane.CleanupNode(ctx, dataplane.RunnerOptions{})
 }
 
-// readKey reads the gossip key: base64 of 16, 24 or 32 bytes. "" means no key.
-func readKey(path string) ([]byte, error) {
+// readKeys reads the gossip keyring: one key a line, each the base64 of 16, 24 or 32 bytes;
+// blank lines and lines starting with # are skipped. The first key encrypts, every key
+// decrypts (see membership.Config.SecretKeys for a rotation). "" means no key.
+func readKeys(path string) ([][]byte, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -273,14 +277,25 @@ func readKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("speaker: memberlist key: %w", err)
 	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
-	if err != nil {
-		return nil, fmt.Errorf("speaker: memberlist key %s: not base64: %w", path, err)
+	var keys [][]byte
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, err := base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			return nil, fmt.Errorf("speaker: memberlist key %s line %d: not base64: %w", path, i+1, err)
+		}
+		if n := len(key); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("speaker: memberlist key %s line %d: %d bytes, want 16, 24 or 32 (e.g. openssl rand -base64 32)", path, i+1, n)
+		}
+		keys = append(keys, key)
 	}
-	if n := len(key); n != 16 && n != 24 && n != 32 {
-		return nil, fmt.Errorf("speaker: memberlist key %s: %d bytes, want 16, 24 or 32 (e.g. openssl rand -base64 32)", path, n)
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("speaker: memberlist key %s: no key in the file", path)
 	}
-	return key, nil
+	return keys, nil
 }
 
 // waitNode waits (30 s at most) for this node's Node object in the informer cache.

@@ -37,7 +37,7 @@ func run(args []string) error {
 	fs.String("kubeconfig", "", "kubeconfig path; empty: in-cluster")
 	fs.String("bind-address", "", "address for membership gossip; empty: the node's InternalIP")
 	fs.Int("memberlist-port", 7946, "membership gossip port, TCP and UDP, the same on every node")
-	fs.String("memberlist-key-file", "", "file holding the base64 gossip key (16, 24 or 32 bytes); empty: unencrypted")
+	fs.String("memberlist-key-file", "", "file holding the gossip keys, one a line, each the base64 of 16, 24 or 32 bytes; the first encrypts, all decrypt (rotation: add the new key second, then make it first, then remove the old one); empty: unencrypted")
 	fs.String("metrics-bind-address", speaker.DefaultMetricsAddr, "address for /metrics, /healthz and /announcements, served without authentication: keep it on loopback unless every host that can reach it may read them (e.g. :7472 for all addresses); empty: none")
 	fs.Duration("handover-delay", speaker.DefaultHandoverDelay, "how long a stopping speaker keeps answering after it left, while the new owners announce")
 	fs.Bool("cleanup", false, "remove every iptables chain and rule the speaker made (dataplane: iptables), then exit")

@@ -114,7 +114,8 @@ type Announcer struct {
 	wake    chan struct{}
 	running atomic.Bool
 
-	ownMACs atomic.Pointer[[]net.HardwareAddr]
+	ownMACs     atomic.Pointer[[]net.HardwareAddr]
+	handingOver atomic.Bool
 
 	// Owned by Run; rmu guards them for State.
 	rmu         sync.Mutex
@@ -228,6 +229,17 @@ func (a *Announcer) State() map[netip.Addr]Status {
 	}
 	a.rmu.Unlock()
 	return st
+}
+
+// HandOver tells the announcer that this node is handing its VIPs over to
+// other nodes: from now on until Run returns, conflict probes (ARP from
+// 0.0.0.0, DAD neighbor solicitations from ::) for the VIPs it answers get no
+// answer, so that a new owner finds them free and announces them at once;
+// clients' requests are still answered. Call it before leaving the
+// membership: the new owners probe as soon as they learn of the leave.
+func (a *Announcer) HandOver() {
+	a.handingOver.Store(true)
+	a.log.V(2).Info("Handing over: conflict probes are no longer answered")
 }
 
 // Run opens the sockets, answers and follows the interfaces until ctx is
@@ -381,6 +393,7 @@ func (a *Announcer) startResponder(ctx context.Context, l Link, p protocol) (*re
 		proto:        p,
 		isOwnMAC:     a.isOwnMAC,
 		isPeerMAC:    a.opts.IsPeerMAC,
+		handingOver:  a.handingOver.Load,
 		events:       a.opts.Events,
 		metrics:      a.opts.Metrics,
 		probeTimeout: a.opts.ProbeTimeout,

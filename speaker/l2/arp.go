@@ -97,6 +97,8 @@ func (r *responder) decideARP(p *arp.Packet) (reply bool, reason dropReason) {
 		return false, dropGratuitous
 	case !r.announced(p.TargetIP):
 		return false, dropNotAnnounced
+	case p.SenderIP.IsUnspecified() && r.cfg.handingOver():
+		return false, dropHandingOver
 	}
 	return true, dropNone
 }

@@ -2,6 +2,7 @@ package l2
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Link describes one network interface as the announcer sees it. Reading the
@@ -139,26 +141,26 @@ func chooseInterfaces(vip netip.Addr, t Target, links []Link, nodeIPs []netip.Ad
 // not give.
 const sysClassNet = "/sys/class/net"
 
-// readLinks reads the host's (the network namespace's) interfaces, sorted by name.
+// readLinks reads the host's (the network namespace's) interfaces, sorted by
+// name: one link dump and one address dump, whatever the number of links.
 func readLinks() ([]Link, error) {
-	ifis, err := net.Interfaces()
+	return readLinksFrom(net.Interfaces, dumpAddrs)
+}
+
+// readLinksFrom is readLinks with the kernel's link list and address dump
+// handed in.
+func readLinksFrom(interfaces func() ([]net.Interface, error), addrs func() (map[int][]netip.Prefix, error)) ([]Link, error) {
+	ifis, err := interfaces()
 	if err != nil {
 		return nil, fmt.Errorf("l2: listing interfaces: %w", err)
 	}
+	byIndex, err := addrs()
+	if err != nil {
+		return nil, fmt.Errorf("l2: listing addresses: %w", err)
+	}
 	links := make([]Link, 0, len(ifis))
 	for _, ifi := range ifis {
-		l := Link{Name: ifi.Name, Index: ifi.Index, MAC: ifi.HardwareAddr, Flags: ifi.Flags}
-		if addrs, err := ifi.Addrs(); err == nil { // an interface that vanished meanwhile has none
-			for _, a := range addrs {
-				if ipn, ok := a.(*net.IPNet); ok {
-					ip, ok := netip.AddrFromSlice(ipn.IP)
-					ones, _ := ipn.Mask.Size()
-					if ip = ip.Unmap(); ok && ones <= ip.BitLen() {
-						l.Prefixes = append(l.Prefixes, netip.PrefixFrom(ip, ones))
-					}
-				}
-			}
-		}
+		l := Link{Name: ifi.Name, Index: ifi.Index, MAC: ifi.HardwareAddr, Flags: ifi.Flags, Prefixes: byIndex[ifi.Index]}
 		dir := filepath.Join(sysClassNet, ifi.Name)
 		if b, err := os.ReadFile(filepath.Join(dir, "flags")); err == nil {
 			if f, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"), 16, 32); err == nil {
@@ -179,6 +181,48 @@ func readLinks() ([]Link, error) {
 	}
 	slices.SortFunc(links, func(a, b Link) int { return strings.Compare(a.Name, b.Name) })
 	return links, nil
+}
+
+// dumpAddrs returns every address of the host (the network namespace), by
+// interface index, from one netlink address dump. An IPv4 address is the
+// local one (IFA_LOCAL), not the peer of a point-to-point link.
+func dumpAddrs() (map[int][]netip.Prefix, error) {
+	rib, err := syscall.NetlinkRIB(syscall.RTM_GETADDR, syscall.AF_UNSPEC)
+	if err != nil {
+		return nil, fmt.Errorf("netlink address dump: %w", err)
+	}
+	msgs, err := syscall.ParseNetlinkMessage(rib)
+	if err != nil {
+		return nil, fmt.Errorf("netlink address dump: %w", err)
+	}
+	out := map[int][]netip.Prefix{}
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Header.Type != syscall.RTM_NEWADDR || len(m.Data) < syscall.SizeofIfAddrmsg {
+			continue
+		}
+		bits, index := int(m.Data[1]), int(binary.NativeEndian.Uint32(m.Data[4:8]))
+		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		if err != nil {
+			continue
+		}
+		var addr, local netip.Addr
+		for _, a := range attrs {
+			switch a.Attr.Type {
+			case syscall.IFA_ADDRESS:
+				addr, _ = netip.AddrFromSlice(a.Value)
+			case syscall.IFA_LOCAL:
+				local, _ = netip.AddrFromSlice(a.Value)
+			}
+		}
+		if local.IsValid() {
+			addr = local
+		}
+		if addr.IsValid() && bits <= addr.BitLen() {
+			out[index] = append(out[index], netip.PrefixFrom(addr, bits))
+		}
+	}
+	return out, nil
 }
 
 func exists(path string) bool {

@@ -2,11 +2,13 @@ package l2
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func link(name string, mut func(*Link), prefixes ...string) Link {
@@ -125,5 +127,62 @@ func TestAnnounceMACs(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestReadLinksDumpsAddressesOnce: one address dump per read, however many links (it was one
+// dump per link, each dump listing every address: quadratic in links).
+func TestReadLinksDumpsAddressesOnce(t *testing.T) {
+	for _, n := range []int{1, 10, 500} {
+		ifis := make([]net.Interface, n)
+		addrs := map[int][]netip.Prefix{}
+		for i := range ifis {
+			ifis[i] = net.Interface{Index: i + 1, Name: fmt.Sprintf("olbfake%03d", i), Flags: net.FlagUp}
+			addrs[i+1] = []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 24)}
+		}
+		dumps := 0
+		links, err := readLinksFrom(
+			func() ([]net.Interface, error) { return ifis, nil },
+			func() (map[int][]netip.Prefix, error) { dumps++; return addrs, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dumps != 1 {
+			t.Errorf("%d links: %d address dumps, want 1", n, dumps)
+		}
+		for _, l := range links {
+			if diff := cmp.Diff(addrs[l.Index], l.Prefixes, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+				t.Errorf("%s's prefixes (-want +got):\n%s", l.Name, diff)
+			}
+		}
+	}
+}
+
+// TestDumpAddrs: the one dump gives each interface of this host the addresses the net package
+// reads for it, one dump each.
+func TestDumpAddrs(t *testing.T) {
+	ifis, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := dumpAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ifi := range ifis {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []netip.Prefix
+		for _, a := range addrs {
+			ipn := a.(*net.IPNet)
+			ip, _ := netip.AddrFromSlice(ipn.IP)
+			ones, _ := ipn.Mask.Size()
+			want = append(want, netip.PrefixFrom(ip.Unmap(), ones))
+		}
+		if diff := cmp.Diff(want, got[ifi.Index], cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+			t.Errorf("%s (-net package +dump):\n%s", ifi.Name, diff)
+		}
 	}
 }

@@ -256,6 +256,8 @@ func (r *responder) decideNDP(p *ndpPacket) (reply bool, reason dropReason) {
 		return false, dropBadDestination
 	case !r.announced(target):
 		return false, dropNotAnnounced
+	case p.src.IsUnspecified() && r.cfg.handingOver():
+		return false, dropHandingOver
 	}
 	return true, dropNone
 }

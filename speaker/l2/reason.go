@@ -57,6 +57,10 @@ const (
 	dropNotAnnounced
 	// dropSendFailed: the answer could not be sent.
 	dropSendFailed
+	// dropHandingOver: a conflict probe (ARP from 0.0.0.0, DAD NS from ::)
+	// while this node hands its VIPs over (Announcer.HandOver): the prober
+	// is the new owner, and must find the VIP free.
+	dropHandingOver
 )
 
 func (r dropReason) String() string {
@@ -83,6 +87,8 @@ func (r dropReason) String() string {
 		return "not_announced"
 	case dropSendFailed:
 		return "send_failed"
+	case dropHandingOver:
+		return "handing_over"
 	}
 	return "unknown"
 }

@@ -59,6 +59,7 @@ type responderConfig struct {
 	proto        protocol
 	isOwnMAC     func(net.HardwareAddr) bool
 	isPeerMAC    func(net.HardwareAddr) bool
+	handingOver  func() bool // true: conflict probes are not answered
 	events       Events
 	metrics      *Metrics
 	probeTimeout time.Duration
@@ -100,6 +101,9 @@ func newResponder(cfg responderConfig, conn frameConn) *responder {
 	}
 	if cfg.isPeerMAC == nil {
 		cfg.isPeerMAC = func(net.HardwareAddr) bool { return false }
+	}
+	if cfg.handingOver == nil {
+		cfg.handingOver = func() bool { return false }
 	}
 	if cfg.events == nil {
 		cfg.events = noEvents{}

@@ -289,3 +289,51 @@ func TestNDPProbeOutcome(t *testing.T) {
 		})
 	}
 }
+
+// TestHandingOverIgnoresProbes: while this node hands its VIPs over, the new owner's conflict
+// probe (ARP from 0.0.0.0, DAD NS from ::) gets no answer, so the new owner finds the VIP free
+// and announces it; clients' ordinary requests are still answered until the handover ends.
+func TestHandingOverIgnoresProbes(t *testing.T) {
+	nsFrom := func(src netip.Addr) *ndpPacket {
+		return &ndpPacket{srcMAC: otherMAC, src: src, dst: solicitedNode(vip6), hopLimit: 255, m: nsMessage(vip6, nil)}
+	}
+	tests := []struct {
+		name        string
+		handingOver bool
+		decide      func(r *responder) (bool, dropReason)
+		want        dropReason
+	}{
+		{name: "ARP probe", decide: func(r *responder) (bool, dropReason) {
+			return r.decideARP(arpPacket(t, arp.OperationRequest, otherMAC, netip.IPv4Unspecified(), zeroMAC, vip4))
+		}, want: dropNone},
+		{name: "ARP probe while handing over", handingOver: true, decide: func(r *responder) (bool, dropReason) {
+			return r.decideARP(arpPacket(t, arp.OperationRequest, otherMAC, netip.IPv4Unspecified(), zeroMAC, vip4))
+		}, want: dropHandingOver},
+		{name: "ARP request while handing over", handingOver: true, decide: func(r *responder) (bool, dropReason) {
+			return r.decideARP(arpPacket(t, arp.OperationRequest, otherMAC, clientIP4, zeroMAC, vip4))
+		}, want: dropNone},
+		{name: "DAD NS", decide: func(r *responder) (bool, dropReason) {
+			return r.decideNDP(nsFrom(netip.IPv6Unspecified()))
+		}, want: dropNone},
+		{name: "DAD NS while handing over", handingOver: true, decide: func(r *responder) (bool, dropReason) {
+			return r.decideNDP(nsFrom(netip.IPv6Unspecified()))
+		}, want: dropHandingOver},
+		{name: "NS while handing over", handingOver: true, decide: func(r *responder) (bool, dropReason) {
+			return r.decideNDP(nsFrom(clientLL))
+		}, want: dropNone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _, _, _ := newTestResponder(t, protoARP)
+			r.cfg.handingOver = func() bool { return tt.handingOver }
+			forceAnnounced(r, vip4, vip6)
+			reply, got := tt.decide(r)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("reason (-want +got):\n%s", diff)
+			}
+			if reply != (tt.want == dropNone) {
+				t.Errorf("reply = %v with reason %v", reply, got)
+			}
+		})
+	}
+}

@@ -20,9 +20,9 @@ func TestNewValidation(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "minimal", mutate: func(*Config) {}},
-		{name: "AES-128 key", mutate: func(c *Config) { c.SecretKey = make([]byte, 16) }},
-		{name: "AES-192 key", mutate: func(c *Config) { c.SecretKey = make([]byte, 24) }},
-		{name: "AES-256 key", mutate: func(c *Config) { c.SecretKey = make([]byte, 32) }},
+		{name: "AES-128 key", mutate: func(c *Config) { c.SecretKeys = [][]byte{make([]byte, 16)} }},
+		{name: "AES-192 key", mutate: func(c *Config) { c.SecretKeys = [][]byte{make([]byte, 24)} }},
+		{name: "AES-256 key", mutate: func(c *Config) { c.SecretKeys = [][]byte{make([]byte, 32)} }},
 		{name: "IPv6 address", mutate: func(c *Config) { c.BindAddr = netip.MustParseAddr("2001:db8:18::11") }},
 		{name: "meta at the limit", mutate: func(c *Config) { c.Meta = make([]byte, memberlist.MetaMaxSize) }},
 		{name: "empty name", mutate: func(c *Config) { c.Name = "" }, wantErr: true},
@@ -33,8 +33,10 @@ func TestNewValidation(t *testing.T) {
 		{name: "zone", mutate: func(c *Config) { c.BindAddr = netip.MustParseAddr("fe80::1%eth0") }, wantErr: true},
 		{name: "negative port", mutate: func(c *Config) { c.Port = -1 }, wantErr: true},
 		{name: "port too large", mutate: func(c *Config) { c.Port = 65536 }, wantErr: true},
-		{name: "key of 15 bytes", mutate: func(c *Config) { c.SecretKey = make([]byte, 15) }, wantErr: true},
-		{name: "key of 33 bytes", mutate: func(c *Config) { c.SecretKey = make([]byte, 33) }, wantErr: true},
+		{name: "key of 15 bytes", mutate: func(c *Config) { c.SecretKeys = [][]byte{make([]byte, 15)} }, wantErr: true},
+		{name: "key of 33 bytes", mutate: func(c *Config) { c.SecretKeys = [][]byte{make([]byte, 33)} }, wantErr: true},
+		{name: "keyring of three", mutate: func(c *Config) { c.SecretKeys = [][]byte{make([]byte, 32), make([]byte, 16), make([]byte, 24)} }},
+		{name: "second key of 15 bytes", mutate: func(c *Config) { c.SecretKeys = [][]byte{make([]byte, 32), make([]byte, 15)} }, wantErr: true},
 		{name: "meta too large", mutate: func(c *Config) { c.Meta = make([]byte, memberlist.MetaMaxSize+1) }, wantErr: true},
 		{name: "negative probe interval", mutate: func(c *Config) { c.Timing.ProbeInterval = -time.Second }, wantErr: true},
 		{name: "probe timeout not below interval", mutate: func(c *Config) {
@@ -68,22 +70,22 @@ func TestNewValidation(t *testing.T) {
 func TestNewDefaults(t *testing.T) {
 	key := []byte("0123456789abcdef")
 	cfg := Config{
-		Name:      "node-1",
-		BindAddr:  netip.MustParseAddr("::ffff:198.18.0.11"),
-		SecretKey: key,
-		Meta:      []byte("02:00:00:00:00:01"),
-		Timing:    Timing{ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 80 * time.Millisecond},
+		Name:       "node-1",
+		BindAddr:   netip.MustParseAddr("::ffff:198.18.0.11"),
+		SecretKeys: [][]byte{key},
+		Meta:       []byte("02:00:00:00:00:01"),
+		Timing:     Timing{ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 80 * time.Millisecond},
 	}
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}
 	want := Config{
-		Name:      "node-1",
-		BindAddr:  netip.MustParseAddr("198.18.0.11"), // unmapped
-		Port:      DefaultPort,
-		SecretKey: key,
-		Meta:      []byte("02:00:00:00:00:01"),
+		Name:       "node-1",
+		BindAddr:   netip.MustParseAddr("198.18.0.11"), // unmapped
+		Port:       DefaultPort,
+		SecretKeys: [][]byte{key},
+		Meta:       []byte("02:00:00:00:00:01"),
 		Timing: Timing{
 			ProbeInterval:           200 * time.Millisecond,
 			ProbeTimeout:            80 * time.Millisecond,
@@ -101,7 +103,7 @@ func TestNewDefaults(t *testing.T) {
 	}
 	// New copies what it keeps: the caller may reuse its slices.
 	key[0], cfg.Meta[0] = 'X', 'X'
-	if m.cfg.SecretKey[0] == 'X' || m.cfg.Meta[0] == 'X' {
+	if m.cfg.SecretKeys[0][0] == 'X' || m.cfg.Meta[0] == 'X' {
 		t.Errorf("New() kept the caller's slices")
 	}
 	if z, _ := New(Config{Name: "n", BindAddr: netip.MustParseAddr("198.18.0.11")}); z.cfg.Timing != DefaultTiming() {

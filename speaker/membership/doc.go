@@ -26,10 +26,13 @@
 //     a member: a single lost packet moves no VIP.
 //   - Peers that are not members are joined again every RejoinInterval:
 //     partitions heal and late nodes are found.
-//   - With a SecretKey, gossip is encrypted and authenticated (AES-GCM,
-//     memberlist's keyring); members with another key, or another
-//     memberlist cluster on the same port, are not heard. Without one the
-//     gossip is plain, and Run says so once.
+//   - With SecretKeys, gossip is encrypted and authenticated (AES-GCM,
+//     memberlist's keyring: the first key encrypts, every key decrypts);
+//     members that share no key, or another memberlist cluster on the same
+//     port, are not heard. A rotation (add the new key second, then make
+//     it first, then remove the old one, each step on every member) never
+//     splits the members. Without keys the gossip is plain, and Run says
+//     so once.
 //   - Meta is fixed for the life of a Membership.
 //   - New only validates (errors wrap ErrInvalidConfig) and starts nothing;
 //     the goroutines belong to Run and stop when its ctx is done.

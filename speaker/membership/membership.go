@@ -65,10 +65,14 @@ type Config struct {
 	// Port is the TCP and UDP port of the gossip, on this node and on every
 	// peer; 0 means DefaultPort.
 	Port int
-	// SecretKey is 16, 24 or 32 bytes (AES-128/192/256), from a Kubernetes
-	// Secret: gossip is encrypted and authenticated, and members with
-	// another key are not heard. nil: unencrypted (Run logs a warning once).
-	SecretKey []byte
+	// SecretKeys is the keyring, each key 16, 24 or 32 bytes
+	// (AES-128/192/256), from a Kubernetes Secret: gossip is encrypted and
+	// authenticated with the first key, and accepted under any of them;
+	// members that share no key are not heard. A key rotation keeps every
+	// member heard: add the new key second on every member, then put it
+	// first on every member, then remove the old one. Empty: unencrypted
+	// (Run logs a warning once).
+	SecretKeys [][]byte
 	// Meta is published to the other members, at most MaxMetaSize bytes;
 	// the speaker puts its MAC addresses here.
 	Meta []byte
@@ -146,15 +150,15 @@ func New(cfg Config) (*Membership, error) {
 	if cfg.Port < 1 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("membership: port %d out of range 1-65535: %w", cfg.Port, ErrInvalidConfig)
 	}
-	switch len(cfg.SecretKey) {
-	case 0:
-		cfg.SecretKey = nil
-	case 16, 24, 32:
-		cfg.SecretKey = bytes.Clone(cfg.SecretKey)
-	default:
-		return nil, fmt.Errorf("membership: secret key is %d bytes, want 16, 24 or 32 (AES-128, -192, -256): %w",
-			len(cfg.SecretKey), ErrInvalidConfig)
+	keys := make([][]byte, len(cfg.SecretKeys))
+	for i, k := range cfg.SecretKeys {
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("membership: secret key %d is %d bytes, want 16, 24 or 32 (AES-128, -192, -256): %w",
+				i+1, n, ErrInvalidConfig)
+		}
+		keys[i] = bytes.Clone(k)
 	}
+	cfg.SecretKeys = keys
 	if len(cfg.Meta) > MaxMetaSize {
 		return nil, fmt.Errorf("membership: meta is %d bytes, want ≤ %d: %w", len(cfg.Meta), MaxMetaSize, ErrInvalidConfig)
 	}
@@ -212,18 +216,22 @@ func (m *Membership) Run(ctx context.Context) error {
 	if !m.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("membership: Run called twice: %w", ErrAlreadyRunning)
 	}
-	if m.cfg.SecretKey == nil {
+	if len(m.cfg.SecretKeys) == 0 {
 		m.warnOnce.Do(func() {
 			m.logger.Info("WARNING: gossip between speakers is neither encrypted nor authenticated; set a secret key")
 		})
 	}
-	ml, err := memberlist.Create(m.memberlistConfig())
+	mlConfig, err := m.memberlistConfig()
+	if err != nil {
+		return err
+	}
+	ml, err := memberlist.Create(mlConfig)
 	if err != nil {
 		return fmt.Errorf("membership: starting memberlist on %s: %w", m.self(), err)
 	}
 	m.ml.Store(ml)
 	m.logger.V(2).Info("Membership started", "name", m.cfg.Name, "address", m.self(),
-		"encrypted", m.cfg.SecretKey != nil)
+		"encrypted", len(m.cfg.SecretKeys) > 0, "keys", len(m.cfg.SecretKeys))
 
 	joinCtx, cancelJoins := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -449,7 +457,7 @@ func (m *Membership) signal() {
 }
 
 // memberlistConfig is the memberlist configuration for m.
-func (m *Membership) memberlistConfig() *memberlist.Config {
+func (m *Membership) memberlistConfig() (*memberlist.Config, error) {
 	c := memberlist.DefaultLANConfig()
 	c.Name = m.cfg.Name
 	c.BindAddr = m.cfg.BindAddr.String()
@@ -468,15 +476,19 @@ func (m *Membership) memberlistConfig() *memberlist.Config {
 	c.SuspicionMult = t.SuspicionMult
 	c.SuspicionMaxTimeoutMult = t.SuspicionMaxTimeoutMult
 
-	if m.cfg.SecretKey != nil {
-		c.SecretKey = bytes.Clone(m.cfg.SecretKey)
+	if keys := m.cfg.SecretKeys; len(keys) > 0 {
+		ring, err := memberlist.NewKeyring(keys[1:], keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("membership: keyring: %w", err)
+		}
+		c.Keyring = ring
 		c.GossipVerifyIncoming = true
 		c.GossipVerifyOutgoing = true
 	}
 	c.Delegate = &delegate{m: m, meta: m.cfg.Meta}
 	c.Events = &events{m: m}
 	c.Logger = log.New(&logWriter{logger: m.logger.WithName("memberlist")}, "", 0)
-	return c
+	return c, nil
 }
 
 // delegate publishes the member's meta and closes Converged after a full

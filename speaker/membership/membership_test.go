@@ -62,7 +62,16 @@ func (n *member) addr() netip.AddrPort { return netip.AddrPortFrom(loopback, uin
 
 type memberOpt func(*Config)
 
-func withKey(k string) memberOpt    { return func(c *Config) { c.SecretKey = []byte(k) } }
+func withKey(k string) memberOpt { return withKeys(k) }
+func withKeys(ks ...string) memberOpt {
+	return func(c *Config) {
+		c.SecretKeys = nil
+		for _, k := range ks {
+			c.SecretKeys = append(c.SecretKeys, []byte(k))
+		}
+	}
+}
+func onPort(p int) memberOpt        { return func(c *Config) { c.Port = p } }
 func withTiming(t Timing) memberOpt { return func(c *Config) { c.Timing = t } }
 func withConverge(d time.Duration) memberOpt {
 	return func(c *Config) { c.ConvergeTimeout = d }
@@ -91,7 +100,7 @@ func newMember(tb testing.TB, name string, peers func() []netip.AddrPort, opts .
 		peers = func() []netip.AddrPort { return nil }
 	}
 	m.peers = peers
-	return &member{Membership: m, name: name, port: port}
+	return &member{Membership: m, name: name, port: cfg.Port}
 }
 
 func (n *member) start(tb testing.TB) {
@@ -448,5 +457,49 @@ func TestConvergedWhenJoinedByPeer(t *testing.T) {
 	t.Logf("node-a converged %v after node-b started", time.Since(start))
 	if got := names(a.Members()); !slices.Equal(got, []string{"node-a", "node-b"}) {
 		t.Errorf("node-a: Members() when converged = %v, want [node-a node-b]", got)
+	}
+}
+
+// TestKeyRotationKeepsMembers rotates the gossip key of three members the way a user rolls a
+// DaemonSet: at each step every member in turn restarts (leaves, comes back on its port)
+// with the step's keyring. After every restart, mixed keyrings included, every member sees
+// all three: the cluster never splits. A member with only the new key among members with
+// only the old one is not heard: the steps are what keeps it whole.
+func TestKeyRotationKeepsMembers(t *testing.T) {
+	const oldKey, newKey = "old-key-0123456789abcdef01234567", "new-key-0123456789abcdef01234567"
+	fast := withTiming(Timing{RejoinInterval: 100 * time.Millisecond})
+	ms := startCluster(t, 3, withKeys(oldKey), fast)
+	all := []string{"node-1", "node-2", "node-3"}
+	addrs := peersOf(ms...)() // a restarted member keeps its port
+	peers := func() []netip.AddrPort { return addrs }
+	restart := func(i int, keys ...string) {
+		t.Helper()
+		ms[i].stop(t)
+		ms[i] = newMember(t, ms[i].name, peers, onPort(ms[i].port), withKeys(keys...), fast)
+		ms[i].start(t)
+	}
+	for _, step := range []struct {
+		name string
+		keys []string
+	}{
+		{name: "add the new key second", keys: []string{oldKey, newKey}},
+		{name: "make the new key first", keys: []string{newKey, oldKey}},
+		{name: "remove the old key", keys: []string{newKey}},
+	} {
+		for i := range ms {
+			restart(i, step.keys...)
+			for _, m := range ms {
+				waitMembers(t, m, all, 5*time.Second)
+			}
+			t.Logf("%s: %s restarted, all see %v", step.name, ms[i].name, all)
+		}
+	}
+
+	// Skipping a step splits: node-3 with only the old key is not heard.
+	restart(2, oldKey)
+	waitConverged(t, ms[2], 5*time.Second)
+	waitMembers(t, ms[0], all[:2], 5*time.Second)
+	if got := names(ms[2].Members()); !slices.Equal(got, all[2:]) {
+		t.Errorf("node-3 with the old key only: members %v, want only itself", got)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -148,12 +149,25 @@ func TestSpeaker(t *testing.T) {
 		}
 	})
 
-	t.Run("SIGTERM hands the VIP over with no failed request", func(t *testing.T) {
+	t.Run("SIGTERM hands the VIP over with no failed request, no conflict, the client's ARP entry flushed", func(t *testing.T) {
 		vip := vips[0]
 		owner := announcer(ctx, t, l, ns, "web", vip, "")
+		conditions := falseConditions(ctx, t, l, ns, "web")
 		failures, total := requestsDuring(ctx, client, vip, func() {
-			sp.procs[owner.Name].Stop(10 * time.Second)
-			time.Sleep(2 * time.Second)
+			stopped := make(chan struct{})
+			go func() {
+				defer close(stopped)
+				sp.procs[owner.Name].Stop(10 * time.Second)
+			}()
+			// The client forgets who answers the VIP, again and again, during the handover
+			// and after the old owner is gone: only a node that announces the VIP answers.
+			for range 15 {
+				if out, err := client.Exec(ctx, "ip", "neigh", "flush", "to", vip); err != nil {
+					t.Errorf("ip neigh flush to %s: %v: %s", vip, err, out)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			<-stopped
 		})
 		if ended, err := sp.procs[owner.Name].Exited(); !ended || err != nil {
 			t.Errorf("speaker on %s: ended %v, err %v; want a clean exit on SIGTERM", owner.Name, ended, err)
@@ -163,6 +177,12 @@ func TestSpeaker(t *testing.T) {
 		}
 		next := announcer(ctx, t, l, ns, "web", vip, owner.Name)
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
+		if got := conditions(); len(got) > 0 {
+			t.Errorf("False conditions during the handover:\n%s", strings.Join(got, "\n"))
+		}
+		if evs := events(ctx, l, ns, "web"); strings.Contains(evs, speaker.EventIPConflict) {
+			t.Errorf("%s event during the handover:\n%s", speaker.EventIPConflict, evs)
+		}
 		sp.start(ctx, owner)
 		conditionMovesBack(ctx, t, l, ns, "web", vip, owner, next)
 	})
@@ -393,4 +413,38 @@ func requestsDuring(ctx context.Context, client *lab.Host, vip string, fn func()
 	close(stop)
 	wg.Wait()
 	return failures, total
+}
+
+// falseConditions records, from now until the returned function is called, the False
+// onprem-lb.io conditions the Service shows: "type reason: message" lines, without repeats.
+func falseConditions(ctx context.Context, t testing.TB, l *lab.Lab, ns, name string) (stop func() []string) {
+	t.Helper()
+	w, err := l.Client.CoreV1().Services(ns).Watch(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			svc, ok := ev.Object.(*corev1.Service)
+			if !ok {
+				continue
+			}
+			for _, c := range svc.Status.Conditions {
+				line := fmt.Sprintf("%s %s: %s", c.Type, c.Reason, c.Message)
+				if strings.HasPrefix(c.Type, "onprem-lb.io/") && c.Status == metav1.ConditionFalse && !slices.Contains(seen, line) {
+					seen = append(seen, line)
+				}
+			}
+		}
+	}()
+	return func() []string {
+		w.Stop()
+		<-done
+		return seen
+	}
 }
