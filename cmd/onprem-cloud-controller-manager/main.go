@@ -3,6 +3,8 @@
 package main
 
 import (
+	"context"
+	"maps"
 	"os"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -12,6 +14,8 @@ import (
 	"k8s.io/cloud-provider/names"
 	"k8s.io/cloud-provider/options"
 	"k8s.io/component-base/cli"
+	genericcontrollermanager "k8s.io/controller-manager/app"
+	"k8s.io/controller-manager/controller"
 	cliflag "k8s.io/component-base/cli/flag"
 	_ "k8s.io/component-base/logs/json/register"
 	"k8s.io/component-base/metrics/legacyregistry"
@@ -27,9 +31,22 @@ func main() {
 	if err != nil {
 		klog.Fatalf("unable to initialize command options: %v", err)
 	}
-	cmd := app.NewCloudControllerManagerCommand(opts, newCloud, app.DefaultInitFuncConstructors,
+	controllers := maps.Clone(app.DefaultInitFuncConstructors)
+	controllers[names.ServiceLBController] = app.ControllerInitFuncConstructor{
+		InitContext: app.ControllerInitContext{ClientName: "service-controller"}, Constructor: serviceController}
+	cmd := app.NewCloudControllerManagerCommand(opts, newCloud, controllers,
 		names.CCMControllerAliases(), cliflag.NamedFlagSets{}, wait.NeverStop)
 	os.Exit(cli.Run(cmd))
+}
+
+// serviceController runs the provider's own service controller in place of the stock one,
+// with --concurrent-service-syncs workers: it is the only writer of the status of the
+// Services it serves.
+func serviceController(_ app.ControllerInitContext, c *config.CompletedConfig, cloud cloudprovider.Interface) app.InitFunc {
+	return func(ctx context.Context, _ genericcontrollermanager.ControllerContext) (controller.Interface, bool, error) {
+		cloud.(*provider.Cloud).RunServiceController(ctx, int(c.ComponentConfig.ServiceController.ConcurrentServiceSyncs))
+		return nil, true, nil
+	}
 }
 
 // newCloud builds the onprem provider from --cloud-config; any other --cloud-provider, or a
