@@ -4,9 +4,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"os"
 
+	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/wait"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/cloud-provider/app"
@@ -14,19 +16,26 @@ import (
 	"k8s.io/cloud-provider/names"
 	"k8s.io/cloud-provider/options"
 	"k8s.io/component-base/cli"
-	genericcontrollermanager "k8s.io/controller-manager/app"
-	"k8s.io/controller-manager/controller"
 	cliflag "k8s.io/component-base/cli/flag"
 	_ "k8s.io/component-base/logs/json/register"
 	"k8s.io/component-base/metrics/legacyregistry"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
 	_ "k8s.io/component-base/metrics/prometheus/version"
+	genericcontrollermanager "k8s.io/controller-manager/app"
+	"k8s.io/controller-manager/controller"
 	"k8s.io/klog/v2"
 
+	poolconfig "github.com/onprem-lb/onprem-lb/config"
 	"github.com/onprem-lb/onprem-lb/provider"
 )
 
 func main() {
+	os.Exit(cli.Run(newCommand()))
+}
+
+// newCommand is the stock command with the onprem provider and its service controller, which
+// checks the pool file before anything connects to the API server.
+func newCommand() *cobra.Command {
 	opts, err := options.NewCloudControllerManagerOptions()
 	if err != nil {
 		klog.Fatalf("unable to initialize command options: %v", err)
@@ -36,7 +45,28 @@ func main() {
 		InitContext: app.ControllerInitContext{ClientName: "service-controller"}, Constructor: serviceController}
 	cmd := app.NewCloudControllerManagerCommand(opts, newCloud, controllers,
 		names.CCMControllerAliases(), cliflag.NamedFlagSets{}, wait.NeverStop)
-	os.Exit(cli.Run(cmd))
+	run := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if !cmd.Flags().Changed("version") {
+			if err := checkCloudConfig(opts.KubeCloudShared.CloudProvider); err != nil {
+				return err
+			}
+		}
+		return run(cmd, args)
+	}
+	return cmd
+}
+
+// checkCloudConfig reports a wrong --cloud-provider or a bad pool file, naming the file,
+// field and reason.
+func checkCloudConfig(o *options.CloudProviderOptions) error {
+	if o.Name != provider.ProviderName {
+		return fmt.Errorf("--cloud-provider=%q: this binary only runs --cloud-provider=%s", o.Name, provider.ProviderName)
+	}
+	if _, err := poolconfig.Load(o.CloudConfigFile); err != nil {
+		return fmt.Errorf("--cloud-config: %w", err)
+	}
+	return nil
 }
 
 // serviceController runs the provider's own service controller in place of the stock one,
