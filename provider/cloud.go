@@ -20,10 +20,10 @@ import (
 	"k8s.io/client-go/tools/record"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/ptr"
 
 	"github.com/onprem-lb/onprem-lb/config"
 	"github.com/onprem-lb/onprem-lb/ipam"
+	"github.com/onprem-lb/onprem-lb/lbsvc"
 )
 
 // ProviderName is the name given to --cloud-provider.
@@ -181,20 +181,15 @@ func (c *Cloud) rebuild() {
 	klog.InfoS("Rebuilt allocations from Service status", "restored", restored, "failed", failed, "duration", time.Since(began))
 }
 
-// serves reports whether svc is a LoadBalancer Service of the configured class.
+// serves reports whether svc is a LoadBalancer Service of the class the provider started
+// with.
 func (c *Cloud) serves(svc *corev1.Service) bool {
-	return svc.Spec.Type == corev1.ServiceTypeLoadBalancer &&
-		ptr.Deref(svc.Spec.LoadBalancerClass, "") == c.cfg.Load().LoadBalancerClass
+	return lbsvc.Serves(c.cfg.Load().LoadBalancerClass, svc)
 }
 
 // statusIPs returns the valid IPs of svc's LoadBalancer ingress.
 func statusIPs(svc *corev1.Service) []netip.Addr {
-	var ips []netip.Addr
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if ip, err := netip.ParseAddr(in.IP); err == nil {
-			ips = append(ips, ip)
-		}
-	}
+	ips, _ := lbsvc.IngressIPs(svc)
 	return ips
 }
 

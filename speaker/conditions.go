@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
+
+	"github.com/onprem-lb/onprem-lb/lbsvc"
 )
 
 // Condition types the speaker sets on a Service, one per IP family: who announces its IP.
@@ -44,11 +46,8 @@ const fieldManager = "onprem-speaker"
 // is still probing gets no condition yet. It does not modify its inputs.
 func conditionsFor(node string, coordinator bool, svc *corev1.Service, current map[netip.Addr]*Assignment, announced map[netip.Addr]announceState) []metav1.Condition {
 	var out []metav1.Condition
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		ip, err := netip.ParseAddr(ing.IP)
-		if err != nil {
-			continue
-		}
+	ips, _ := lbsvc.IngressIPs(svc)
+	for _, ip := range ips {
 		a := current[ip]
 		if a == nil {
 			continue
