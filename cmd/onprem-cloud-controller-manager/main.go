@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/util/wait"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/cloud-provider/app"
 	"k8s.io/cloud-provider/app/config"
@@ -30,21 +32,39 @@ import (
 )
 
 func main() {
-	os.Exit(cli.Run(newCommand()))
+	// SIGTERM and SIGINT stop the command gracefully, and the leader lease is given up.
+	stop := make(chan struct{})
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		sig := <-signals
+		klog.InfoS("Stopping", "signal", sig)
+		close(stop)
+	}()
+	lease := &leaseReleaser{}
+	code := cli.Run(newCommand(stop, lease))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := lease.release(ctx); err != nil {
+		klog.ErrorS(err, "The next leader waits for the lease to expire")
+	}
+	klog.Flush()
+	os.Exit(code)
 }
 
 // newCommand is the stock command with the onprem provider and its service controller, which
-// checks the pool file before anything connects to the API server.
-func newCommand() *cobra.Command {
+// checks the pool file before anything connects to the API server, and runs until stop is
+// closed. lease learns when the process leads.
+func newCommand(stop <-chan struct{}, lease *leaseReleaser) *cobra.Command {
 	opts, err := options.NewCloudControllerManagerOptions()
 	if err != nil {
 		klog.Fatalf("unable to initialize command options: %v", err)
 	}
 	controllers := maps.Clone(app.DefaultInitFuncConstructors)
 	controllers[names.ServiceLBController] = app.ControllerInitFuncConstructor{
-		InitContext: app.ControllerInitContext{ClientName: "service-controller"}, Constructor: serviceController}
+		InitContext: app.ControllerInitContext{ClientName: "service-controller"}, Constructor: serviceController(lease)}
 	cmd := app.NewCloudControllerManagerCommand(opts, newCloud, controllers,
-		names.CCMControllerAliases(), cliflag.NamedFlagSets{}, wait.NeverStop)
+		names.CCMControllerAliases(), cliflag.NamedFlagSets{}, stop)
 	run := cmd.RunE
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if !cmd.Flags().Changed("version") {
@@ -71,11 +91,18 @@ func checkCloudConfig(o *options.CloudProviderOptions) error {
 
 // serviceController runs the provider's own service controller in place of the stock one,
 // with --concurrent-service-syncs workers: it is the only writer of the status of the
-// Services it serves.
-func serviceController(_ app.ControllerInitContext, c *config.CompletedConfig, cloud cloudprovider.Interface) app.InitFunc {
-	return func(ctx context.Context, _ genericcontrollermanager.ControllerContext) (controller.Interface, bool, error) {
-		cloud.(*provider.Cloud).RunServiceController(ctx, int(c.ComponentConfig.ServiceController.ConcurrentServiceSyncs))
-		return nil, true, nil
+// Services it serves. Controllers start once the process leads: lease learns it then.
+func serviceController(lease *leaseReleaser) app.InitFuncConstructor {
+	return func(_ app.ControllerInitContext, c *config.CompletedConfig, cloud cloudprovider.Interface) app.InitFunc {
+		return func(ctx context.Context, _ genericcontrollermanager.ControllerContext) (controller.Interface, bool, error) {
+			if le := c.ComponentConfig.Generic.LeaderElection; le.LeaderElect {
+				if err := lease.leading(c.ClientBuilder.ClientOrDie("onprem-leader-lease"), le.ResourceNamespace, le.ResourceName); err != nil {
+					return nil, false, err
+				}
+			}
+			cloud.(*provider.Cloud).RunServiceController(ctx, int(c.ComponentConfig.ServiceController.ConcurrentServiceSyncs))
+			return nil, true, nil
+		}
 	}
 }
 

@@ -28,7 +28,7 @@ current-context: c
 			t.Fatal(err)
 		}
 	}
-	cmd := newCommand()
+	cmd := newCommand(make(chan struct{}), &leaseReleaser{})
 	cmd.SetArgs([]string{"--cloud-provider=onprem", "--cloud-config=" + pools, "--kubeconfig=" + kubeconfig,
 		"--secure-port=0"})
 	cmd.SilenceUsage = true
