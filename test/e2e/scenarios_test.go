@@ -209,6 +209,25 @@ func TestScenarios(t *testing.T) {
 		sorted := slices.Sorted(slices.Values(outages))
 		t.Logf("CCM leader SIGKILLed, 2 replicas, %v: a new Service got its IP after %v (median %v)",
 			shippedLeaderElection(t), outages, sorted[len(sorted)/2].Round(100*time.Millisecond))
+
+		// A graceful stop (a rollout) gives the lease up: the other replica leads without
+		// waiting for it to expire.
+		var handovers []time.Duration
+		for run := range 3 {
+			leader := leaderOf(ctx, t, ports)
+			stopped := time.Now()
+			leader.Stop(10 * time.Second)
+			name := fmt.Sprintf("after-leader-stop-%d", run)
+			create(ctx, t, l, lbService(ns, name, app))
+			waitIngress(ctx, t, l, ns, name, 1)
+			handovers = append(handovers, time.Since(stopped))
+			port := ports[leader]
+			delete(ports, leader)
+			replica(fmt.Sprintf("onprem-ccm-replica-stop-%d", run), port)
+		}
+		sorted = slices.Sorted(slices.Values(handovers))
+		t.Logf("CCM leader stopped gracefully (SIGTERM), 2 replicas: a new Service got its IP after %v (median %v)",
+			handovers, sorted[len(sorted)/2].Round(100*time.Millisecond))
 		after := allIngress(ctx, t, l)
 		for svc, ips := range before {
 			if !slices.Equal(after[svc], ips) {
