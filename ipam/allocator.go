@@ -49,6 +49,12 @@ type Allocation struct {
 	// Unmet is non-nil when PreferDualStack could not give every family: it
 	// says why the missing family was not given.
 	Unmet error
+	// NotShared is non-nil when the Service, which has a sharing key, got a
+	// new address although its key already holds one of that family in a
+	// pool it may use: the *RequestError of why it could not share it (e.g.
+	// ErrPortCollision, naming the address and its user). Only set when an
+	// address is newly given.
+	NotShared error
 }
 
 // IPs returns the addresses alone.
@@ -103,7 +109,7 @@ func (a *Allocator) Allocate(req Request) (Allocation, error) {
 	}
 	h := a.services[r.key]
 	var plan []choice
-	var unmet error
+	var unmet, notShared error
 	for _, f := range r.families {
 		c, err := a.choose(r, f, h)
 		if err != nil {
@@ -115,12 +121,15 @@ func (a *Allocator) Allocate(req Request) (Allocation, error) {
 			}
 			continue
 		}
+		if notShared == nil {
+			notShared = c.notShared
+		}
 		plan = append(plan, c)
 	}
 	if len(plan) == 0 {
 		return Allocation{}, unmet
 	}
-	return Allocation{Addresses: a.apply(r, h, plan), Unmet: unmet}, nil
+	return Allocation{Addresses: a.apply(r, h, plan), Unmet: unmet, NotShared: notShared}, nil
 }
 
 // Assign makes the Service hold exactly ips, one per family at most, each of
@@ -216,6 +225,8 @@ type choice struct {
 	entry *ipEntry
 	space *space
 	addr  netip.Addr
+	// notShared says why an address of the sharing key was not chosen.
+	notShared error
 }
 
 // apply makes h (nil: a new holder) hold exactly the plan's addresses, in

@@ -45,20 +45,28 @@ func (a *Allocator) claim(r *request, ip netip.Addr, h *holder) (choice, error) 
 }
 
 // pick chooses an address of family f for r from the pools r may use: one
-// it may share, else the lowest free one.
+// it may share, else the lowest free one (with why it could not share the
+// best address of its sharing key, if there is one).
 func (a *Allocator) pick(r *request, f Family, h *holder) (choice, error) {
 	cands, err := a.cfg.candidates(r, f)
 	if err != nil {
 		return choice{}, err
 	}
+	var notShared error
+	var notSharedEntry *ipEntry
 	if r.sharingKey != "" {
 		var best *ipEntry
 		for e := range a.groups[groupKey{r.key.Namespace, r.sharingKey}] {
-			if FamilyOf(e.addr) != f || cands[e.space.pool.rank] == nil || slices.Contains(e.users, h) || shareable(r, e, h) != nil {
+			if FamilyOf(e.addr) != f || cands[e.space.pool.rank] == nil || slices.Contains(e.users, h) {
 				continue
 			}
-			if best == nil || e.space.pool.rank < best.space.pool.rank ||
-				e.space.pool.rank == best.space.pool.rank && e.addr.Less(best.addr) {
+			if err := shareable(r, e, h); err != nil {
+				if notSharedEntry == nil || better(e, notSharedEntry) {
+					notShared, notSharedEntry = err, e
+				}
+				continue
+			}
+			if best == nil || better(e, best) {
 				best = e
 			}
 		}
@@ -72,7 +80,7 @@ func (a *Allocator) pick(r *request, f Family, h *holder) (choice, error) {
 			continue
 		}
 		if ip, ok := sp.lowestFree(); ok {
-			return choice{space: sp, addr: ip}, nil
+			return choice{space: sp, addr: ip, notShared: notShared}, nil
 		}
 		names = append(names, sp.pool.name)
 	}
@@ -81,6 +89,12 @@ func (a *Allocator) pick(r *request, f Family, h *holder) (choice, error) {
 		detail = fmt.Sprintf("no free %s address in pools %s", f, strings.Join(names, ", "))
 	}
 	return choice{}, &RequestError{Service: r.key, Family: f, Pool: names[0], Err: ErrPoolExhausted, Detail: detail}
+}
+
+// better reports whether e comes before o in the order sharing prefers: best
+// pool first, then lowest address.
+func better(e, o *ipEntry) bool {
+	return e.space.pool.rank < o.space.pool.rank || e.space.pool.rank == o.space.pool.rank && e.addr.Less(o.addr)
 }
 
 // candidates returns the spaces of family f that r may take addresses from,

@@ -1,6 +1,8 @@
 package ipam_test
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/onprem-lb/onprem-lb/ipam"
@@ -97,4 +99,43 @@ func TestSharing(t *testing.T) {
 func withIPs(r ipam.Request, ips ...string) ipam.Request {
 	r.IPs = addrs(ips...)
 	return r
+}
+
+func TestAllocateReportsWhyNotShared(t *testing.T) {
+	a, err := ipam.New([]ipam.Pool{lan})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := func(name string, ports ...uint16) ipam.Request {
+		return ipam.Request{Service: key(name), SharingKey: "web", Ports: tcp(ports...)}
+	}
+	for _, tt := range []struct {
+		name    string
+		req     ipam.Request
+		wantIP  string
+		wantErr error  // the kind of Allocation.NotShared; nil: none
+		detail  string // in NotShared's message
+	}{
+		{name: "first of the key", req: web("a", 80), wantIP: "198.18.0.0"},
+		{name: "collides on TCP/80", req: web("b", 80), wantIP: "198.18.0.1", wantErr: ipam.ErrPortCollision, detail: "198.18.0.0 is used by default/a, which also uses TCP/80"},
+		{name: "again: it keeps its own, nothing to report", req: web("b", 80), wantIP: "198.18.0.1"},
+		{name: "shares: nothing to report", req: web("c", 443), wantIP: "198.18.0.0"},
+		{name: "no key: nothing to report", req: ipam.Request{Service: key("d"), Ports: tcp(80)}, wantIP: "198.18.0.2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := a.Allocate(tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ips := got.IPs(); len(ips) != 1 || ips[0].String() != tt.wantIP {
+				t.Errorf("IPs = %v, want %s", ips, tt.wantIP)
+			}
+			switch {
+			case tt.wantErr == nil && got.NotShared != nil:
+				t.Errorf("NotShared = %v, want nil", got.NotShared)
+			case tt.wantErr != nil && (!errors.Is(got.NotShared, tt.wantErr) || !strings.Contains(got.NotShared.Error(), tt.detail)):
+				t.Errorf("NotShared = %v, want %v saying %q", got.NotShared, tt.wantErr, tt.detail)
+			}
+		})
+	}
 }

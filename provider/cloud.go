@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,10 +20,10 @@ import (
 	"k8s.io/client-go/tools/record"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/ptr"
 
 	"github.com/onprem-lb/onprem-lb/config"
 	"github.com/onprem-lb/onprem-lb/ipam"
+	"github.com/onprem-lb/onprem-lb/lbsvc"
 )
 
 // ProviderName is the name given to --cloud-provider.
@@ -41,9 +42,15 @@ type Cloud struct {
 	client   kubernetes.Interface
 	services corelisters.ServiceLister
 	recorder record.EventRecorder
+	ctrl     *serviceController
+	// started is closed once Initialize has set the fields above.
+	started chan struct{}
 	// rebuilt is closed once the allocations are rebuilt from every Service's status;
 	// no request is answered before.
 	rebuilt chan struct{}
+	// statusMu serializes status writes with reloads: a sync holds it for reading from
+	// its read of the allocator to its status write, a reload for writing.
+	statusMu sync.RWMutex
 }
 
 var _ cloudprovider.Interface = &Cloud{}
@@ -63,7 +70,7 @@ func New(path string, register RegisterFunc) (*Cloud, error) {
 	for _, w := range cfg.Warnings {
 		klog.InfoS("Pool file warning", "file", path, "warning", w)
 	}
-	c := &Cloud{path: path, alloc: alloc, metrics: newMetrics(register), configMetrics: config.NewMetrics(), rebuilt: make(chan struct{})}
+	c := &Cloud{path: path, alloc: alloc, metrics: newMetrics(register), configMetrics: config.NewMetrics(), started: make(chan struct{}), rebuilt: make(chan struct{})}
 	if register != nil {
 		c.configMetrics.Register(register)
 	}
@@ -73,17 +80,46 @@ func New(path string, register RegisterFunc) (*Cloud, error) {
 }
 
 // Initialize starts the provider: a Service informer, the rebuild of allocations from
-// Service status, and the watch of the pool file. It runs until stop is closed.
+// Service status, and the watch of the pool file. It runs until stop is closed. The
+// Services are served once RunServiceController runs.
 func (c *Cloud) Initialize(clientBuilder cloudprovider.ControllerClientBuilder, stop <-chan struct{}) {
-	c.client = clientBuilder.ClientOrDie("onprem-cloud-provider")
+	client := clientBuilder.ClientOrDie("onprem-cloud-provider")
 	ctx := stopContext(stop)
-	factory := informers.NewSharedInformerFactory(c.client, 0)
-	c.services = factory.Core().V1().Services().Lister()
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
-	c.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "onprem-cloud-controller-manager"})
-	factory.Start(stop)
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "onprem-cloud-controller-manager"})
+	if err := c.start(ctx, client, recorder); err != nil {
+		klog.ErrorS(err, "Start the onprem provider; no Service will get an IP")
+	}
+}
+
+// start is Initialize with its client and event recorder given.
+func (c *Cloud) start(ctx context.Context, client kubernetes.Interface, recorder record.EventRecorder) error {
+	c.client, c.recorder = client, recorder
+	factory := informers.NewSharedInformerFactory(client, 0)
+	c.services = factory.Core().V1().Services().Lister()
+	ctrl, err := newServiceController(c, factory.Core().V1().Services().Informer())
+	if err != nil {
+		return err
+	}
+	c.ctrl = ctrl
+	close(c.started)
+	factory.Start(ctx.Done())
 	go c.run(ctx, factory)
+	return nil
+}
+
+// RunServiceController serves the Services of the configured class with workers
+// goroutines until ctx ends. It returns at once; it waits for Initialize first. The
+// cloud-controller-manager runs it in place of the stock service controller.
+func (c *Cloud) RunServiceController(ctx context.Context, workers int) {
+	go func() {
+		select {
+		case <-c.started:
+			c.ctrl.run(ctx, workers)
+		case <-ctx.Done():
+		}
+	}()
 }
 
 // stopContext turns a stop channel into a context.
@@ -105,9 +141,6 @@ func (c *Cloud) run(ctx context.Context, factory informers.SharedInformerFactory
 	}
 	c.rebuild()
 	close(c.rebuilt)
-	if c.cfg.Load().LoadBalancerClass != "" {
-		c.runClassController(ctx, factory.Core().V1().Services().Informer())
-	}
 	c.watchConfig(ctx)
 }
 
@@ -148,20 +181,15 @@ func (c *Cloud) rebuild() {
 	klog.InfoS("Rebuilt allocations from Service status", "restored", restored, "failed", failed, "duration", time.Since(began))
 }
 
-// serves reports whether svc is a LoadBalancer Service of the configured class.
+// serves reports whether svc is a LoadBalancer Service of the class the provider started
+// with.
 func (c *Cloud) serves(svc *corev1.Service) bool {
-	return svc.Spec.Type == corev1.ServiceTypeLoadBalancer &&
-		ptr.Deref(svc.Spec.LoadBalancerClass, "") == c.cfg.Load().LoadBalancerClass
+	return lbsvc.Serves(c.cfg.Load().LoadBalancerClass, svc)
 }
 
 // statusIPs returns the valid IPs of svc's LoadBalancer ingress.
 func statusIPs(svc *corev1.Service) []netip.Addr {
-	var ips []netip.Addr
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if ip, err := netip.ParseAddr(in.IP); err == nil {
-			ips = append(ips, ip)
-		}
-	}
+	ips, _ := lbsvc.IngressIPs(svc)
 	return ips
 }
 
@@ -175,13 +203,10 @@ func (c *Cloud) waitRebuilt(ctx context.Context) error {
 	}
 }
 
-// LoadBalancer returns the provider's load balancer implementation to the stock service
-// controller, which serves only Services without a loadBalancerClass. With a class
-// configured, the provider's own controller serves that class instead, and the stock one
-// is told there is nothing for it.
-func (c *Cloud) LoadBalancer() (cloudprovider.LoadBalancer, bool) {
-	return c, c.cfg.Load().LoadBalancerClass == ""
-}
+// LoadBalancer returns the provider's load balancer implementation. The
+// cloud-controller-manager serves Services with RunServiceController rather than with the
+// stock service controller.
+func (c *Cloud) LoadBalancer() (cloudprovider.LoadBalancer, bool) { return c, true }
 
 // InstancesV2 returns the minimal node implementation.
 func (c *Cloud) InstancesV2() (cloudprovider.InstancesV2, bool) { return instances{}, true }

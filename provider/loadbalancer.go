@@ -22,6 +22,9 @@ const (
 	EventIPReleased  = "IPReleased"  // Normal: the Service's IPs were freed
 	EventIPMoved     = "IPMoved"     // Warning: an IP was taken back (pool file changed) and replaced
 	EventDualStack   = "DualStackPartial"
+	// Warning: the Service has a sharing key but could not share its key's IP (ports
+	// collide, pod selectors differ) and got its own.
+	EventIPNotShared = "IPNotShared"
 )
 
 // GetLoadBalancerName returns the name the service controller logs for svc.
@@ -85,6 +88,10 @@ func (c *Cloud) ensure(svc *corev1.Service) ([]ipam.Address, error) {
 		c.metrics.setStats(c.alloc.Stats())
 		c.recorder.Eventf(svc, corev1.EventTypeNormal, EventIPAllocated, "Allocated %s", describe(got.Addresses))
 		klog.InfoS("Allocated", "service", klog.KObj(svc), "ips", describe(got.Addresses))
+		if got.NotShared != nil {
+			c.recorder.Eventf(svc, corev1.EventTypeWarning, EventIPNotShared, "Sharing key %q: %v; got %s instead",
+				req.SharingKey, got.NotShared, describe(got.Addresses))
+		}
 	}
 	if got.Unmet != nil {
 		c.recorder.Eventf(svc, corev1.EventTypeWarning, EventDualStack, "Only %s: %v", describe(got.Addresses), got.Unmet)

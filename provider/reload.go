@@ -2,12 +2,14 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	servicehelper "k8s.io/cloud-provider/service/helpers"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
 	"github.com/onprem-lb/onprem-lb/config"
@@ -28,8 +30,12 @@ func (c *Cloud) watchConfig(ctx context.Context) {
 }
 
 // reload swaps in a new pool file: Services keep every IP it still allows them; the others
-// are moved to an allowed IP (or left pending) with a Warning event saying why.
+// are moved to an allowed IP (or left pending) with a Warning event saying why. It waits
+// for the status writes in flight and rewrites the moved Services before any other
+// allocation, so that no IP is in two Services' status (see serviceController).
 func (c *Cloud) reload(ctx context.Context, cfg *config.Config) {
+	c.statusMu.Lock()
+	defer c.statusMu.Unlock()
 	evictions, err := c.alloc.Reconfigure(cfg.IPAMPools())
 	if err != nil {
 		klog.ErrorS(err, "Pool file rejected by the allocator; keeping the last good one", "file", c.path)
@@ -40,9 +46,6 @@ func (c *Cloud) reload(ctx context.Context, cfg *config.Config) {
 		klog.InfoS("Pool file warning", "file", c.path, "warning", w)
 	}
 	klog.InfoS("Pool file reloaded", "file", c.path, "pools", len(cfg.Pools), "evicted", len(evictions))
-	if old.LoadBalancerClass != cfg.LoadBalancerClass {
-		klog.ErrorS(nil, "A new loadBalancerClass takes effect at the next restart", "running", old.LoadBalancerClass, "configured", cfg.LoadBalancerClass)
-	}
 	c.metrics.setStats(c.alloc.Stats())
 
 	why := map[ipam.ServiceKey][]string{}
@@ -55,6 +58,7 @@ func (c *Cloud) reload(ctx context.Context, cfg *config.Config) {
 		klog.ErrorS(err, "List Services after a pool file change")
 		return
 	}
+	var moved []*corev1.Service
 	for _, svc := range all {
 		reasons, evicted := why[keyOf(svc)]
 		if !evicted && !(modeChanged && c.serves(svc) && len(statusIPs(svc)) > 0) {
@@ -62,25 +66,33 @@ func (c *Cloud) reload(ctx context.Context, cfg *config.Config) {
 		}
 		if evicted {
 			c.recorder.Eventf(svc, corev1.EventTypeWarning, EventIPMoved, "The pool file no longer allows %s", strings.Join(reasons, "; "))
+			// First out of every status, then allocated anew: the IP one Service gives up
+			// may be the next of another.
+			if err := c.withdraw(ctx, svc); err != nil {
+				klog.ErrorS(err, "Remove evicted IPs from a Service's status", "service", klog.KObj(svc))
+			}
 		}
-		if err := c.resync(ctx, svc); err != nil {
-			klog.ErrorS(err, "Update Service after a pool file change", "service", klog.KObj(svc))
+		moved = append(moved, svc)
+	}
+	for _, svc := range moved {
+		key := keyOf(svc).String()
+		if err := c.ctrl.sync(ctx, key); err != nil {
+			klog.ErrorS(err, "Update Service after a pool file change; retrying", "service", klog.KObj(svc))
+			c.ctrl.queue.AddRateLimited(key)
 		}
 	}
 }
 
-// resync allocates for svc again and writes the result to its status, as the service
-// controller would on its next sync; a Service that cannot be served is left pending.
-func (c *Cloud) resync(ctx context.Context, svc *corev1.Service) error {
-	var status corev1.LoadBalancerStatus
-	if held, err := c.ensure(svc); err == nil {
-		status = *c.status(held)
+// withdraw writes the status of svc with only the IPs it still holds. It writes whatever
+// the informer's copy of svc says, which may be older than the status a sync just wrote.
+func (c *Cloud) withdraw(ctx context.Context, svc *corev1.Service) error {
+	held, _ := c.alloc.Lookup(keyOf(svc))
+	// A JSON merge patch replaces the list, and removes it when it is null.
+	ingress := c.status(held).Ingress
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"loadBalancer": map[string]any{"ingress": ingress}}})
+	if err != nil {
+		return err
 	}
-	if servicehelper.LoadBalancerStatusEqual(&svc.Status.LoadBalancer, &status) {
-		return nil
-	}
-	updated := svc.DeepCopy()
-	updated.Status.LoadBalancer = status
-	_, err := servicehelper.PatchService(c.client.CoreV1(), svc, updated)
-	return err
+	_, err = c.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
+	return ignoreNotFound(err)
 }

@@ -9,9 +9,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/lbsvc"
 )
 
 // Inputs are everything the owner of a VIP depends on. Every speaker holds the same Inputs
@@ -70,15 +70,14 @@ func Assign(in Inputs) (assignments map[netip.Addr]*Assignment, skipped []Skippe
 	base := baseNodes(in)
 	byIP := map[netip.Addr][]*corev1.Service{}
 	for _, svc := range in.Services {
-		if !Serves(in.Config, svc) {
+		if !lbsvc.Serves(in.Config.LoadBalancerClass, svc) {
 			continue
 		}
-		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			ip, err := netip.ParseAddr(ing.IP)
-			if err != nil || ip.Zone() != "" {
-				skipped = append(skipped, Skipped{keyOf(svc), ing.IP, "not an IP address"})
-				continue
-			}
+		ips, invalid := lbsvc.IngressIPs(svc)
+		for _, s := range invalid {
+			skipped = append(skipped, Skipped{keyOf(svc), s, "not an IP address"})
+		}
+		for _, ip := range ips {
 			byIP[ip] = append(byIP[ip], svc)
 		}
 	}
@@ -101,14 +100,6 @@ func Assign(in Inputs) (assignments map[netip.Addr]*Assignment, skipped []Skippe
 	}
 	slices.SortStableFunc(skipped, func(a, b Skipped) int { return compareKeys(a.Service, b.Service) })
 	return assignments, skipped
-}
-
-// Serves reports whether the configuration serves svc: a LoadBalancer Service of its class.
-func Serves(cfg *config.Config, svc *corev1.Service) bool {
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		return false
-	}
-	return ptr.Deref(svc.Spec.LoadBalancerClass, "") == cfg.LoadBalancerClass
 }
 
 // baseNodes returns the live members that have a Node without the exclusion label, sorted.
@@ -191,12 +182,11 @@ func localNodes(eps []*discoveryv1.EndpointSlice, family discoveryv1.AddressType
 			if ep.NodeName == nil {
 				continue
 			}
-			// The API says a nil Ready means ready, and a nil Serving means as Ready.
-			isReady := ptr.Deref(ep.Conditions.Ready, true)
+			isReady, isServing := lbsvc.EndpointState(ep.Conditions)
 			if isReady {
 				ready[*ep.NodeName] = true
 			}
-			if ptr.Deref(ep.Conditions.Serving, isReady) {
+			if isServing {
 				serving[*ep.NodeName] = true
 			}
 		}
@@ -210,10 +200,7 @@ func localNodes(eps []*discoveryv1.EndpointSlice, family discoveryv1.AddressType
 		}
 		return out
 	}
-	if nodes := pick(ready); len(nodes) > 0 {
-		return nodes
-	}
-	return pick(serving)
+	return lbsvc.ReadyOrServing(pick(ready), pick(serving))
 }
 
 // intersect returns the names in both sorted lists, sorted.

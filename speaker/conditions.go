@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/lbsvc"
 )
 
 // Condition types the speaker sets on a Service, one per IP family: who announces its IP.
@@ -78,16 +79,16 @@ func isAnnouncedType(t string) bool {
 // current, so that a Service updated before the next sync is judged on what it is now.
 // It does not modify its inputs.
 func conditionsFor(node string, coordinator bool, cfg *config.Config, svc *corev1.Service, current map[netip.Addr]*Assignment, announced map[netip.Addr]announceState) (set []metav1.Condition, remove []string) {
-	served := Serves(cfg, svc)
+	served := lbsvc.Serves(cfg.LoadBalancerClass, svc)
 	if !served && svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 		return nil, nil
 	}
 	has := map[string]bool{}
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		ip, err := netip.ParseAddr(ing.IP)
-		if !served || err != nil {
-			continue
-		}
+	var ips []netip.Addr
+	if served {
+		ips, _ = lbsvc.IngressIPs(svc)
+	}
+	for _, ip := range ips {
 		if _, ok := cfg.PoolOf(ip); !ok {
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/lbsvc"
 	"github.com/onprem-lb/onprem-lb/speaker/dataplane"
 	"github.com/onprem-lb/onprem-lb/speaker/health"
 )
@@ -24,15 +25,14 @@ func forwarding(cfg *config.Config, svcs []*corev1.Service, endpoints func(types
 	var out []dataplane.Service
 	hcnp := map[health.ServiceKey]health.ServiceHealth{}
 	for _, svc := range svcs {
-		if !Serves(cfg, svc) {
+		if !lbsvc.Serves(cfg.LoadBalancerClass, svc) {
 			continue
 		}
+		ips, _ := lbsvc.IngressIPs(svc)
 		var vips []netip.Addr
-		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			if ip, err := netip.ParseAddr(ing.IP); err == nil && ip.Zone() == "" {
-				if _, ok := cfg.PoolOf(ip); ok {
-					vips = append(vips, ip)
-				}
+		for _, ip := range ips {
+			if _, ok := cfg.PoolOf(ip); ok {
+				vips = append(vips, ip)
 			}
 		}
 		if len(vips) == 0 {
@@ -96,8 +96,7 @@ func endpointsOf(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort, nod
 			continue
 		}
 		for _, ep := range s.Endpoints {
-			isReady := ptr.Deref(ep.Conditions.Ready, true)
-			isServing := ptr.Deref(ep.Conditions.Serving, isReady)
+			isReady, isServing := lbsvc.EndpointState(ep.Conditions)
 			if !isServing {
 				continue
 			}
@@ -114,8 +113,5 @@ func endpointsOf(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort, nod
 			}
 		}
 	}
-	if len(ready) > 0 {
-		return ready
-	}
-	return serving
+	return lbsvc.ReadyOrServing(ready, serving)
 }

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/lbsvc"
 	"github.com/onprem-lb/onprem-lb/speaker/health"
 )
 
@@ -26,7 +27,7 @@ func healthTargets(cfg *config.Config, svcs []*corev1.Service, endpoints func(ty
 	}
 	slices.Sort(names)
 	for _, svc := range svcs {
-		if !Serves(cfg, svc) || svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal ||
+		if !lbsvc.Serves(cfg.LoadBalancerClass, svc) || svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal ||
 			svc.Spec.HealthCheckNodePort == 0 || len(svc.Status.LoadBalancer.Ingress) == 0 {
 			continue
 		}

@@ -152,7 +152,12 @@ func Run(ctx context.Context, cfg Config) error {
 	return runParts(ctx, cfg, parts{
 		members: members, announcer: ann, prober: prober, dataplane: dp, ctrl: ctrl, registry: registry,
 		watcher: config.NewWatcher(cfg.PoolFile, config.WithCurrent(pools), config.WithMetrics(configMetrics),
-			config.OnChange(ctrl.setConfig),
+			config.OnChange(func(c *config.Config) {
+				for _, w := range c.Warnings {
+					klog.InfoS("Pool file warning", "file", cfg.PoolFile, "warning", w)
+				}
+				ctrl.setConfig(c)
+			}),
 			config.OnError(func(err error) {
 				klog.ErrorS(err, "Pool file rejected; keeping the last good one", "file", cfg.PoolFile)
 			})),

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -66,10 +67,19 @@ func Run(ctx context.Context, l *lab.Lab, o Options) error {
 	for i, s := range steps {
 		o.Report("[%d/%d] %s", i+1, len(steps), s.name)
 		if err := s.fn(ctx); err != nil {
-			return fmt.Errorf("demo step %d (%s): %w", i+1, s.name, err)
+			return stepError(ctx, i+1, s.name, err)
 		}
 	}
 	return nil
+}
+
+// stepError says which step failed and, when ctx ended, what ended it (context.Cause: a
+// signal, a timeout, the lab stopping), which err alone may not say ("context canceled").
+func stepError(ctx context.Context, step int, name string, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+		return fmt.Errorf("demo step %d (%s): %w (stopped because: %w)", step, name, err, cause)
+	}
+	return fmt.Errorf("demo step %d (%s): %w", step, name, err)
 }
 
 type demo struct {
@@ -363,13 +373,18 @@ func Outage(ctx context.Context, ns, vip string, kill func() error) (time.Durati
 
 // waitLog waits (30 s at most) until p's log contains want.
 func waitLog(ctx context.Context, p *lab.Process, want string) error {
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, 30*time.Second, fmt.Errorf("%s did not log %q within 30s", p.Name, want))
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
 		if ended, err := p.Exited(); ended {
 			return false, fmt.Errorf("%s ended: %v", p.Name, err)
 		}
 		return strings.Contains(p.Tail(500), want), nil
 	})
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			err = cause
+		}
 		return fmt.Errorf("%s: waiting for %q: %w\n%s", p.Name, want, err, p.Tail(15))
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/onprem-lb/onprem-lb/test/lab"
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
@@ -67,16 +69,41 @@ func serviceAccount(ctx context.Context, t testing.TB, l *lab.Lab, rbac, name st
 }
 
 func (c *ccm) args() []string {
-	return []string{
+	return slices.Concat([]string{
 		"--cloud-provider=onprem", "--cloud-config=" + c.pools,
 		"--kubeconfig=" + c.kubeconfig,
 		"--authentication-kubeconfig=" + c.kubeconfig, "--authorization-kubeconfig=" + c.kubeconfig,
 		"--leader-elect=true", "--leader-elect-resource-namespace=" + ccmNamespace,
-		"--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms",
 		"--use-service-account-credentials=false",
 		"--concurrent-service-syncs=10", "--kube-api-qps=500", "--kube-api-burst=1000",
 		"--secure-port=10258", "--bind-address=127.0.0.1",
+	}, shippedLeaderElection(c.t))
+}
+
+// shippedLeaderElection returns the leader-election timing flags of
+// manifests/ccm-deployment.yaml, so that the lab measures what users run.
+func shippedLeaderElection(t testing.TB) []string {
+	t.Helper()
+	data, err := os.ReadFile(repoPath("manifests", "ccm-deployment.yaml"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	var d appsv1.Deployment
+	if err := yaml.UnmarshalStrict(data, &d); err != nil {
+		t.Fatalf("manifests/ccm-deployment.yaml: %v", err)
+	}
+	var flags []string
+	for _, a := range d.Spec.Template.Spec.Containers[0].Args {
+		for _, f := range []string{"--leader-elect-lease-duration=", "--leader-elect-renew-deadline=", "--leader-elect-retry-period="} {
+			if strings.HasPrefix(a, f) {
+				flags = append(flags, a)
+			}
+		}
+	}
+	if len(flags) != 3 {
+		t.Fatalf("manifests/ccm-deployment.yaml sets leader-election timings %v, want all three", flags)
+	}
+	return flags
 }
 
 // start runs the CCM and waits until it leads.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -127,41 +128,144 @@ func TestScenarios(t *testing.T) {
 		}
 	})
 
-	t.Run("CCM leader change with two replicas: no IP changes, traffic keeps flowing", func(t *testing.T) {
+	t.Run("loadBalancerClass edited in the pool file: nothing changes until restart, traffic keeps flowing", func(t *testing.T) {
 		before := allIngress(ctx, t, l)
-		leader := sp.ccm.proc
-		args := slices.Clone(sp.ccm.args())
-		for i, a := range args {
-			if strings.HasPrefix(a, "--secure-port=") {
-				args[i] = "--secure-port=10259" // beside the leader, as a second pod would be on its own IP
-			}
-		}
-		second, err := l.StartProcess(l.ControlPlane.NS, "onprem-ccm-replica", nil, filepath.Join(binDir, "onprem-cloud-controller-manager"), args...)
+		vip := before[ns+"/pinned"][0]
+		owner := announcer(ctx, t, l, ns, "pinned", vip, "")
+		current, err := os.ReadFile(sp.pools)
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Second) // the replica is up and waiting for the lease
-		failures, total := requestsDuring(ctx, client, before[ns+"/pinned"][0], func() {
-			leader.Stop(10 * time.Second)
-			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-				return strings.Contains(second.Tail(500), "Successfully acquired lease"), nil
-			})
-			if err != nil {
-				t.Errorf("the second replica never took the lease: %v\n%s", err, second.Tail(20))
+		failures, total := requestsDuring(ctx, client, vip, func() {
+			if err := os.WriteFile(sp.pools, append(slices.Clip(current), "loadBalancerClass: example.com/other\n"...), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			waitLogged(ctx, t, sp.ccm.proc, "is ignored until restart")
+			for _, p := range sp.procs {
+				waitLogged(ctx, t, p, "is ignored until restart")
+			}
+			// Still serving Services without a class, new ones included.
+			create(ctx, t, l, lbService(ns, "after-class-edit", app))
+			waitGet(ctx, t, client, vipURL(waitIngress(ctx, t, l, ns, "after-class-edit", 1)[0].IP))
+			if err := os.WriteFile(sp.pools, current, 0o644); err != nil {
+				t.Fatal(err)
 			}
 		})
 		if len(failures) != 0 {
-			t.Errorf("%d of %d requests failed during the leader change:\n%s", len(failures), total, strings.Join(failures, "\n"))
+			t.Errorf("%d of %d requests failed while the class changed in the pool file:\n%s", len(failures), total, strings.Join(failures, "\n"))
 		}
-		create(ctx, t, l, lbService(ns, "after-leader-change", app))
-		waitGet(ctx, t, client, vipURL(waitIngress(ctx, t, l, ns, "after-leader-change", 1)[0].IP))
 		after := allIngress(ctx, t, l)
 		for svc, ips := range before {
 			if !slices.Equal(after[svc], ips) {
-				t.Errorf("%s: %v before the leader change, %v after", svc, ips, after[svc])
+				t.Errorf("%s: %v before the class edit, %v after", svc, ips, after[svc])
+			}
+		}
+		if now := announcer(ctx, t, l, ns, "pinned", vip, ""); now.Name != owner.Name {
+			t.Errorf("%s moved from %s to %s", vip, owner.Name, now.Name)
+		}
+	})
+
+	t.Run("CCM leader killed with two replicas: no IP changes, traffic keeps flowing, a new leader serves", func(t *testing.T) {
+		before := allIngress(ctx, t, l)
+		// Replicas run beside each other as two pods would on their own IPs: each on its own
+		// port; a replacement takes the port of the replica it replaces.
+		ports := map[*lab.Process]string{sp.ccm.proc: "10258"}
+		replica := func(name, port string) *lab.Process {
+			t.Helper()
+			args := slices.Clone(sp.ccm.args())
+			for i, a := range args {
+				if strings.HasPrefix(a, "--secure-port=") {
+					args[i] = "--secure-port=" + port
+				}
+			}
+			p, err := l.StartProcess(l.ControlPlane.NS, name, nil, filepath.Join(binDir, "onprem-cloud-controller-manager"), args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Stop(10 * time.Second) })
+			ports[p] = port
+			waitLogged(ctx, t, p, "Attempting to acquire leader lease")
+			return p
+		}
+		replica("onprem-ccm-replica", "10259")
+		var outages []time.Duration
+		for run := range 3 {
+			leader := leaderOf(ctx, t, ports)
+			failures, total := requestsDuring(ctx, client, before[ns+"/pinned"][0], func() {
+				leader.Kill()
+				killed := time.Now()
+				name := fmt.Sprintf("after-leader-kill-%d", run)
+				create(ctx, t, l, lbService(ns, name, app))
+				waitIngress(ctx, t, l, ns, name, 1)
+				outages = append(outages, time.Since(killed))
+			})
+			if len(failures) != 0 {
+				t.Errorf("%d of %d requests failed during the leader change:\n%s", len(failures), total, strings.Join(failures, "\n"))
+			}
+			port := ports[leader]
+			delete(ports, leader)
+			replica(fmt.Sprintf("onprem-ccm-replica-%d", run), port)
+		}
+		sorted := slices.Sorted(slices.Values(outages))
+		t.Logf("CCM leader SIGKILLed, 2 replicas, %v: a new Service got its IP after %v (median %v)",
+			shippedLeaderElection(t), outages, sorted[len(sorted)/2].Round(100*time.Millisecond))
+
+		// A graceful stop (a rollout) gives the lease up: the other replica leads without
+		// waiting for it to expire.
+		var handovers []time.Duration
+		for run := range 3 {
+			leader := leaderOf(ctx, t, ports)
+			stopped := time.Now()
+			leader.Stop(10 * time.Second)
+			name := fmt.Sprintf("after-leader-stop-%d", run)
+			create(ctx, t, l, lbService(ns, name, app))
+			waitIngress(ctx, t, l, ns, name, 1)
+			handovers = append(handovers, time.Since(stopped))
+			port := ports[leader]
+			delete(ports, leader)
+			replica(fmt.Sprintf("onprem-ccm-replica-stop-%d", run), port)
+		}
+		sorted = slices.Sorted(slices.Values(handovers))
+		t.Logf("CCM leader stopped gracefully (SIGTERM), 2 replicas: a new Service got its IP after %v (median %v)",
+			handovers, sorted[len(sorted)/2].Round(100*time.Millisecond))
+		after := allIngress(ctx, t, l)
+		for svc, ips := range before {
+			if !slices.Equal(after[svc], ips) {
+				t.Errorf("%s: %v before the leader changes, %v after", svc, ips, after[svc])
 			}
 		}
 	})
+}
+
+// leaderOf returns the live replica that logged it leads; another replica may have led
+// before it and been killed.
+func leaderOf(ctx context.Context, t testing.TB, replicas map[*lab.Process]string) *lab.Process {
+	t.Helper()
+	var leader *lab.Process
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		for p := range replicas {
+			if ended, _ := p.Exited(); !ended && strings.Contains(p.Tail(2000), "Successfully acquired lease") {
+				leader = p
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no CCM replica leads: %v", err)
+	}
+	return leader
+}
+
+// waitLogged waits until p's log has want.
+func waitLogged(ctx context.Context, t testing.TB, p *lab.Process, want string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return strings.Contains(p.Tail(2000), want), nil
+	})
+	if err != nil {
+		t.Fatalf("%s never logged %q: %v\n%s", p.Name, want, err, p.Tail(20))
+	}
 }
 
 // waitIngressIs waits until the Service's only ingress IP is want, and returns it.

@@ -149,7 +149,7 @@ func serve(o Options) error {
 		}
 	}
 	o.Lab.Logf = report
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := signalContext(context.Background())
 	defer stop()
 	l, err := lab.Start(ctx, o.Lab)
 	if err != nil {
@@ -186,4 +186,24 @@ func runDemo(ctx context.Context, l *lab.Lab, report func(string, ...any)) error
 		return err
 	}
 	return demo.Run(ctx, l, demo.Options{Repo: repo, BinDir: filepath.Dir(exe), Report: report})
+}
+
+// signalContext is cancelled by SIGTERM or SIGINT, with the signal as its cause
+// (context.Cause), so that what stops the lab or the demo says why; stop releases the
+// signals.
+func signalContext(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		select {
+		case sig := <-signals:
+			cancel(fmt.Errorf("lab process %d received %v", os.Getpid(), sig))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(signals)
+		cancel(nil)
+	}
 }
