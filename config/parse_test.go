@@ -445,9 +445,14 @@ dataplane: kube-proxy
 	t.Run("foreign service selector", func(t *testing.T) {
 		b := *a
 		b.Pools = []Pool{a.Pools[0]}
-		b.Pools[0].ServiceSelector = ipam.SelectorFunc(func(map[string]string) bool { return true })
+		b.Pools[0].ServiceSelector = foreignSelector{}
 		if a.Equal(&b) || b.Equal(a) {
-			t.Errorf("a config with an ipam.SelectorFunc is Equal to a parsed one")
+			t.Errorf("a config with a foreign ipam.Selector is Equal to a parsed one")
 		}
 	})
 }
+
+// foreignSelector is an ipam.Selector that config did not make.
+type foreignSelector struct{}
+
+func (foreignSelector) Matches(map[string]string) bool { return true }

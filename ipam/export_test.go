@@ -5,6 +5,12 @@ import (
 	"slices"
 )
 
+// SelectorFunc adapts a function to a Selector, for tests.
+type SelectorFunc func(labels map[string]string) bool
+
+// Matches returns f(labels).
+func (f SelectorFunc) Matches(labels map[string]string) bool { return f(labels) }
+
 // CheckInvariants verifies every internal invariant of a and returns the
 // first broken one. Tests call it after each step.
 func CheckInvariants(a *Allocator) error {

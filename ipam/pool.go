@@ -14,12 +14,6 @@ type Selector interface {
 	Matches(labels map[string]string) bool
 }
 
-// SelectorFunc adapts a function to a Selector.
-type SelectorFunc func(labels map[string]string) bool
-
-// Matches returns f(labels).
-func (f SelectorFunc) Matches(labels map[string]string) bool { return f(labels) }
-
 // Pool is the configuration of one IP pool. The Allocator copies what it
 // keeps; the caller may reuse the Pool afterwards.
 type Pool struct {
