@@ -99,6 +99,31 @@ type Member struct {
 	Meta []byte
 }
 
+// viewed is a live member as the event delegate copied it.
+type viewed struct {
+	Member
+	gossip netip.AddrPort // Addr and the member's gossip port
+}
+
+// viewOf copies n.
+func viewOf(n *memberlist.Node) viewed {
+	a, _ := netip.AddrFromSlice(n.Addr)
+	a = a.Unmap()
+	return viewed{Member{Name: n.Name, Addr: a, Meta: bytes.Clone(n.Meta)}, netip.AddrPortFrom(a, n.Port)}
+}
+
+// record sets (alive) or removes a member of the view and signals Changed.
+func (m *Membership) record(n *memberlist.Node, alive bool) {
+	m.viewMu.Lock()
+	if alive {
+		m.view[n.Name] = viewOf(n)
+	} else {
+		delete(m.view, n.Name)
+	}
+	m.viewMu.Unlock()
+	m.signal()
+}
+
 // Membership tells who is alive among the speakers. Create it with New,
 // start it with Run; its methods are safe for concurrent use.
 type Membership struct {
@@ -117,6 +142,11 @@ type Membership struct {
 	// ml is the running memberlist: set by Run after Create, nil again
 	// before Shutdown.
 	ml atomic.Pointer[memberlist.Memberlist]
+	// viewMu guards view, the live members by name, copied by the event
+	// delegate. Memberlist's own Members returns pointers into nodes it
+	// rewrites (address, meta) under its lock, so reading those races.
+	viewMu sync.Mutex
+	view   map[string]viewed
 	// lifeMu serializes Leave and Shutdown (memberlist panics on Leave
 	// after Shutdown) and guards shutdown.
 	lifeMu   sync.Mutex
@@ -181,6 +211,7 @@ func New(cfg Config) (*Membership, error) {
 		cfg:       cfg,
 		logger:    logger,
 		changed:   make(chan struct{}, 1),
+		view:      map[string]viewed{},
 		converged: make(chan struct{}),
 	}
 	m.peers = func() []netip.AddrPort { return withPort(cfg.Peers, cfg.Port) }
@@ -279,7 +310,7 @@ func (m *Membership) Run(ctx context.Context) error {
 		case <-converge.C:
 			if m.markConverged("converge timeout") {
 				m.logger.Info("No state exchange with a peer within the converge timeout; going on with the members known",
-					"timeout", m.cfg.ConvergeTimeout, "members", len(ml.Members()))
+					"timeout", m.cfg.ConvergeTimeout, "members", ml.NumMembers())
 			}
 		case <-rejoin.C:
 			startJoin()
@@ -291,7 +322,7 @@ func (m *Membership) Run(ctx context.Context) error {
 // already members. It returns how many it tried and how many it reached (a
 // reached peer exchanged full state with us over TCP).
 func (m *Membership) join(ctx context.Context, ml *memberlist.Memberlist) (attempted, reached int) {
-	targets := joinTargets(m.peers(), m.self(), memberAddrs(ml))
+	targets := joinTargets(m.peers(), m.self(), m.memberAddrs())
 	if len(targets) == 0 {
 		return 0, 0
 	}
@@ -348,14 +379,13 @@ func joinTargets(peers []netip.AddrPort, self netip.AddrPort, members []netip.Ad
 	return out
 }
 
-// memberAddrs returns the addresses of ml's live members.
-func memberAddrs(ml *memberlist.Memberlist) []netip.AddrPort {
-	nodes := ml.Members()
-	out := make([]netip.AddrPort, 0, len(nodes))
-	for _, n := range nodes {
-		if a, ok := netip.AddrFromSlice(n.Addr); ok {
-			out = append(out, netip.AddrPortFrom(a.Unmap(), n.Port))
-		}
+// memberAddrs returns the gossip addresses of the live members.
+func (m *Membership) memberAddrs() []netip.AddrPort {
+	m.viewMu.Lock()
+	defer m.viewMu.Unlock()
+	out := make([]netip.AddrPort, 0, len(m.view))
+	for _, v := range m.view {
+		out = append(out, v.gossip)
 	}
 	return out
 }
@@ -425,12 +455,12 @@ func (m *Membership) Members() []Member {
 	if ml == nil {
 		return nil
 	}
-	nodes := ml.Members()
-	out := make([]Member, 0, len(nodes))
-	for _, n := range nodes {
-		a, _ := netip.AddrFromSlice(n.Addr)
-		out = append(out, Member{Name: n.Name, Addr: a.Unmap(), Meta: bytes.Clone(n.Meta)})
+	m.viewMu.Lock()
+	out := make([]Member, 0, len(m.view))
+	for _, v := range m.view {
+		out = append(out, Member{Name: v.Name, Addr: v.Addr, Meta: bytes.Clone(v.Meta)})
 	}
+	m.viewMu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
@@ -533,17 +563,17 @@ var _ memberlist.EventDelegate = (*events)(nil)
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	e.m.logger.V(2).Info("Member joined", "member", n.Name, "address", net.IP(n.Addr))
-	e.m.signal()
+	e.m.record(n, true)
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	e.m.logger.V(2).Info("Member left or died", "member", n.Name, "address", net.IP(n.Addr))
-	e.m.signal()
+	e.m.record(n, false)
 }
 
 func (e *events) NotifyUpdate(n *memberlist.Node) {
 	e.m.logger.V(2).Info("Member updated", "member", n.Name, "address", net.IP(n.Addr))
-	e.m.signal()
+	e.m.record(n, true)
 }
 
 // logWriter takes memberlist's log lines ("[LEVEL] memberlist: text") to

@@ -503,3 +503,4 @@ func TestKeyRotationKeepsMembers(t *testing.T) {
 		t.Errorf("node-3 with the old key only: members %v, want only itself", got)
 	}
 }
+
