@@ -503,4 +503,3 @@ func TestKeyRotationKeepsMembers(t *testing.T) {
 		t.Errorf("node-3 with the old key only: members %v, want only itself", got)
 	}
 }
-
