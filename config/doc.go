@@ -19,7 +19,13 @@
 //     replaced by rename, or through the ..data symlink swap with which the
 //     kubelet updates a mounted ConfigMap. It hands over only valid configs
 //     that differ from the last one; a bad file keeps the last good config,
-//     and is reported and counted. It stops when its context is done.
+//     and is reported and counted. Without inotify (unavailable, out of
+//     instances or watches) it polls the file, logs that once and counts it.
+//     It stops when its context is done.
+//   - The loadBalancerClass is fixed at start: a Watcher hands over configs
+//     with the class it started with, and a warning while the file names
+//     another (onprem_lb_config_restart_pending is 1 meanwhile), so that the
+//     CCM and every speaker keep serving the same Services until restarted.
 //
 // A Config is never modified after Parse returns it; it may be shared by
 // goroutines.

@@ -72,7 +72,7 @@ func forwarding(cfg *config.Config, svcs []*corev1.Service, endpoints func(types
 		}
 		out = append(out, d)
 		if local && svc.Spec.HealthCheckNodePort != 0 {
-			hcnp[health.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}] = health.ServiceHealth{
+			hcnp[keyOf(svc)] = health.ServiceHealth{
 				Port: uint16(svc.Spec.HealthCheckNodePort), LocalEndpoints: max(len(localEndpoints[false]), len(localEndpoints[true])),
 			}
 		}

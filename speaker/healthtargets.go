@@ -36,7 +36,7 @@ func healthTargets(cfg *config.Config, svcs []*corev1.Service, endpoints func(ty
 		for _, family := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
 			with = union(with, localNodes(eps, family, names))
 		}
-		t.Local[health.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}] = health.LocalTarget{Port: uint16(svc.Spec.HealthCheckNodePort), Nodes: with}
+		t.Local[keyOf(svc)] = health.LocalTarget{Port: uint16(svc.Spec.HealthCheckNodePort), Nodes: with}
 	}
 	return t
 }

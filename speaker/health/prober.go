@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 )
 
@@ -37,10 +38,8 @@ const (
 	DefaultWorkers   = 8
 )
 
-// ServiceKey names a Service.
-type ServiceKey struct{ Namespace, Name string }
-
-func (k ServiceKey) String() string { return k.Namespace + "/" + k.Name }
+// ServiceKey names a Service: the one Service key of the speaker.
+type ServiceKey = types.NamespacedName
 
 // Targets is everything a [Prober] probes. Every speaker should be given the
 // same Targets (they derive from the API server) so that all of them judge

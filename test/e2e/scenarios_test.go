@@ -75,6 +75,14 @@ func TestScenarios(t *testing.T) {
 		if err != nil {
 			t.Errorf("TCP %s:9000 (shared-tcp) never answered: %v", a, err)
 		}
+		// Same key, colliding TCP/80: its own IP, and a Warning saying why.
+		create(ctx, t, l, lbService(ns, "shared-clash", app, shared(80, lab.HTTPPort)))
+		if c := waitIngress(ctx, t, l, ns, "shared-clash", 1)[0].IP; c == a {
+			t.Errorf("shared-clash got %s, which shared-http uses on TCP/80", c)
+		} else {
+			waitEvent(ctx, t, l, ns, "shared-clash", "Warning IPNotShared: Sharing key \"web\": ")
+			waitEvent(ctx, t, l, ns, "shared-clash", "got "+c)
+		}
 	})
 
 	t.Run("pinned IP: the Service gets exactly it and traffic flows", func(t *testing.T) {
