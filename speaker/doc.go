@@ -13,8 +13,12 @@
 //     reported (event IPConflict, condition False).
 //   - Nothing is announced before membership has converged, so a starting speaker does not
 //     take VIPs from the others before it knows them.
-//   - On SIGTERM it leaves membership first (the others take its VIPs at once and announce
-//     them), keeps answering for the handover delay, and only then stops answering.
+//   - On SIGTERM it stops answering conflict probes, then leaves membership (the others take
+//     its VIPs at once and, finding them free, announce them), keeps answering clients for
+//     the handover delay, and only then stops answering.
+//   - It publishes to its peers, in its membership metadata, the MACs it may answer from
+//     (at most MaxMACs, always within memberlist's 512 bytes): a probe answered from one
+//     of them is a handover, not a conflict.
 //   - It reports on the Service: a Normal Announcing event naming node and interface, and
 //     the conditions onprem-lb.io/AnnouncedIPv4 and AnnouncedIPv6 saying who announces it,
 //     or why nobody does. Exactly one speaker writes each condition (the owner; the live

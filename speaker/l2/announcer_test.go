@@ -3,6 +3,7 @@ package l2
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -21,6 +22,7 @@ type fakeKernel struct {
 	links  []Link
 	opened map[respKey][]*fakeSockets
 	fail   map[string]error // open fails for these interfaces
+	polls  int              // calls of listLinks: reconciles begun
 }
 
 // fakeSockets is the socket of one responder: arp or ndp, by protocol.
@@ -45,7 +47,22 @@ func (k *fakeKernel) setLinks(links ...Link) {
 func (k *fakeKernel) listLinks() ([]Link, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.polls++
 	return slices.Clone(k.links), nil
+}
+
+// waitPolls waits until the announcer has begun n more reconciles, so that
+// n-1 have finished.
+func (k *fakeKernel) waitPolls(t *testing.T, n int) {
+	t.Helper()
+	k.mu.Lock()
+	want := k.polls + n
+	k.mu.Unlock()
+	waitFor(t, fmt.Sprintf("%d link polls", n), func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.polls >= want
+	})
 }
 
 func (k *fakeKernel) open(l Link, p protocol) (frameConn, error) {
@@ -118,14 +135,14 @@ func TestAnnouncer(t *testing.T) {
 		vip6: {Announced: []string{"eth0"}},
 		vipB: {Unavailable: []string{"eth9"}},
 	})
-	time.Sleep(50 * time.Millisecond) // several polls: the error is told once
-	want := []string{"announcing 198.18.64.10 eth0", "announcing 2001:db8:64::10 eth0", "error eth9: l2: no such interface"}
-	got := ev.take()
-	slices.Sort(got)
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("events (-want +got):\n%s", diff)
+	ev.wait(t, "announcing 198.18.64.10 eth0", "announcing 2001:db8:64::10 eth0", "error eth9: l2: no such interface")
+	k.waitPolls(t, 5) // several polls: the error is told once
+	if got := ev.take(); len(got) > 0 {
+		t.Errorf("events after more polls: %v, want none", got)
 	}
-	if n := len(k.sockets("eth0", protoARP)[0].arp.written()); n != 1+3*2 {
+	arpSent := func() int { return len(k.sockets("eth0", protoARP)[0].arp.written()) }
+	waitFor(t, "a probe and 3 gratuitous pairs", func() bool { return arpSent() >= 1+3*2 })
+	if n := arpSent(); n != 1+3*2 {
 		t.Errorf("%d ARP packets sent, want a probe and 3 gratuitous pairs", n)
 	}
 
@@ -136,9 +153,7 @@ func TestAnnouncer(t *testing.T) {
 		vip6: {Announced: []string{"eth0"}},
 		vipB: {Announced: []string{"eth9"}},
 	})
-	if diff := cmp.Diff([]string{"announcing 198.18.64.11 eth9"}, ev.take()); diff != "" {
-		t.Errorf("events (-want +got):\n%s", diff)
-	}
+	ev.wait(t, "announcing 198.18.64.11 eth9")
 
 	// eth0 flaps: withdrawn, reopened, probed, announced, gratuitous again.
 	eth0.CarrierChanges++
@@ -152,12 +167,7 @@ func TestAnnouncer(t *testing.T) {
 		vip6: {Announced: []string{"eth0"}},
 		vipB: {Announced: []string{"eth9"}},
 	})
-	got = ev.take()
-	slices.Sort(got)
-	want = []string{"announcing 198.18.64.10 eth0", "announcing 2001:db8:64::10 eth0", "withdrawn 198.18.64.10 eth0", "withdrawn 2001:db8:64::10 eth0"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("events (-want +got):\n%s", diff)
-	}
+	ev.wait(t, "announcing 198.18.64.10 eth0", "announcing 2001:db8:64::10 eth0", "withdrawn 198.18.64.10 eth0", "withdrawn 2001:db8:64::10 eth0")
 	if !isClosed(k.sockets("eth0", protoARP)[0].arp.closed) {
 		t.Error("old ARP socket not closed")
 	}
@@ -180,26 +190,17 @@ func TestAnnouncer(t *testing.T) {
 	if !isClosed(broken.arp.closed) {
 		t.Error("failed socket not closed")
 	}
-	want = []string{"announcing 198.18.64.11 eth9", "error eth9: boom", "withdrawn 198.18.64.11 eth9"}
-	got = ev.take()
-	slices.Sort(got)
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("events (-want +got):\n%s", diff)
-	}
+	ev.wait(t, "announcing 198.18.64.11 eth9", "error eth9: boom", "withdrawn 198.18.64.11 eth9")
 
 	// Withdraw all.
 	a.Sync(nil)
 	waitState("nothing", map[netip.Addr]Status{})
-	got = ev.take()
-	slices.Sort(got)
-	want = []string{"withdrawn 198.18.64.10 eth0", "withdrawn 198.18.64.11 eth9", "withdrawn 2001:db8:64::10 eth0"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("events (-want +got):\n%s", diff)
-	}
+	ev.wait(t, "withdrawn 198.18.64.10 eth0", "withdrawn 198.18.64.11 eth9", "withdrawn 2001:db8:64::10 eth0")
 
 	// The end of Run closes everything.
 	a.Sync(map[netip.Addr]Target{vip4: {}})
 	waitState("announced", map[netip.Addr]Status{vip4: {Announced: []string{"eth0"}}})
+	ev.wait(t, "announcing 198.18.64.10 eth0")
 	cancel()
 	select {
 	case <-finished:
@@ -216,7 +217,7 @@ func TestAnnouncer(t *testing.T) {
 			}
 		}
 	}
-	if got := ev.take(); !slices.Equal(got, []string{"announcing 198.18.64.10 eth0", "withdrawn 198.18.64.10 eth0"}) {
+	if got := ev.take(); !slices.Equal(got, []string{"withdrawn 198.18.64.10 eth0"}) {
 		t.Errorf("events: %v", got)
 	}
 }
@@ -227,9 +228,12 @@ func TestAnnouncerOpenError(t *testing.T) {
 	ev := &recEvents{}
 	a := newAnnouncer(Options{Events: ev, LinkPollInterval: 5 * time.Millisecond, Logger: ktesting.NewLogger(t, ktesting.NewConfig())}, k.listLinks, k.open)
 	a.Sync(map[netip.Addr]Target{vip6: {}})
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := a.Run(ctx); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	k.waitPolls(t, 5) // several polls: the error is told once
+	cancel()
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	got := ev.take()

@@ -1,6 +1,7 @@
 package l2
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"k8s.io/klog/v2/ktesting"
 )
 
@@ -85,6 +87,22 @@ func (e *recEvents) Conflict(ip netip.Addr, iface string, mac net.HardwareAddr) 
 }
 func (e *recEvents) InterfaceError(iface string, err error) {
 	e.add("error " + iface + ": " + err.Error())
+}
+
+// wait waits until as many events as want were told since the last take or
+// wait, and checks they are want, in any order.
+func (e *recEvents) wait(t *testing.T, want ...string) {
+	t.Helper()
+	var got []string
+	waitFor(t, fmt.Sprintf("events %q", want), func() bool {
+		got = append(got, e.take()...)
+		return len(got) >= len(want)
+	})
+	slices.Sort(got)
+	want = slices.Sorted(slices.Values(want))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
 }
 
 func (e *recEvents) take() []string {

@@ -186,3 +186,13 @@ func TestDumpAddrs(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkReadLinks reads the links of the network namespace it runs in (run it with ip
+// netns exec in one with many links to see the cost per poll).
+func BenchmarkReadLinks(b *testing.B) {
+	for b.Loop() {
+		if _, err := readLinks(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -247,97 +248,122 @@ func (r *responder) loop(ctx context.Context) {
 	}
 }
 
-type event struct {
-	kind uint8 // 'a'nnouncing, 'c'onflict
-	ip   netip.Addr
-	mac  net.HardwareAddr
+// vipAction is what advancing one VIP's state asks the responder to do.
+type vipAction struct {
+	probe, grat bool // send a probe, a gratuitous packet
+	announce    bool // tell Announcing
+	conflict    bool // tell Conflict, with mac
+	mac         net.HardwareAddr
+	next        time.Time // when the VIP next has something due; zero: nothing
 }
 
-// step does what is due at now: send probes, conclude probes (announce or
-// report a conflict), probe conflicts again, send gratuitous packets. It
-// returns when it next has something to do (zero: nothing).
-func (r *responder) step(now time.Time) time.Time {
-	var (
-		probes, grats []netip.Addr
-		events        []event
-		next          time.Time
-	)
+// advance moves s to now and says what is due: sending a probe, concluding it
+// (announce, or report a conflict, told again only if the MAC changed),
+// probing a conflict again, sending a gratuitous packet. It does no I/O; the
+// caller holds responder.mu.
+func (s *vipState) advance(now time.Time, cfg *responderConfig) vipAction {
+	var a vipAction
 	later := func(t time.Time) {
-		if next.IsZero() || t.Before(next) {
-			next = t
+		if a.next.IsZero() || t.Before(a.next) {
+			a.next = t
 		}
 	}
-	r.mu.Lock()
-	for ip, s := range r.vips {
-		switch s.phase {
-		case phaseConflict:
-			if now.Before(s.due) {
-				later(s.due)
-				break
-			}
-			s.phase, s.probeSent = phaseProbing, false
-			fallthrough
-		case phaseProbing:
-			switch {
-			case !s.probeSent && now.Before(s.due):
-				later(s.due)
-			case !s.probeSent:
-				s.probeSent, s.seen, s.seenMAC, s.due = true, false, nil, now.Add(r.cfg.probeTimeout)
-				probes = append(probes, ip)
-				later(s.due)
-			case now.Before(s.due):
-				later(s.due)
-			case s.seen:
-				s.phase, s.probeSent, s.due = phaseConflict, false, now.Add(r.cfg.reprobe)
-				if s.conflictMAC == nil || !bytes.Equal(s.conflictMAC, s.seenMAC) {
-					events = append(events, event{kind: 'c', ip: ip, mac: s.seenMAC})
-				}
-				s.conflictMAC = s.seenMAC
-				if s.conflictMAC == nil {
-					s.conflictMAC = net.HardwareAddr{} // unknown MAC, reported once
-				}
-				later(s.due)
-			default:
-				s.phase, s.probeSent, s.conflictMAC = phaseAnnounced, false, nil
-				s.gratLeft, s.gratDue = r.cfg.gratuitous, now
-				events = append(events, event{kind: 'a', ip: ip})
-			}
+	switch s.phase {
+	case phaseConflict:
+		if now.Before(s.due) {
+			later(s.due)
+			break
 		}
-		if s.phase == phaseAnnounced && s.gratLeft > 0 {
-			if now.Before(s.gratDue) {
+		s.phase, s.probeSent = phaseProbing, false
+		fallthrough
+	case phaseProbing:
+		switch {
+		case !s.probeSent && now.Before(s.due):
+			later(s.due)
+		case !s.probeSent:
+			s.probeSent, s.seen, s.seenMAC, s.due = true, false, nil, now.Add(cfg.probeTimeout)
+			a.probe = true
+			later(s.due)
+		case now.Before(s.due):
+			later(s.due)
+		case s.seen:
+			s.phase, s.probeSent, s.due = phaseConflict, false, now.Add(cfg.reprobe)
+			a.conflict, a.mac = s.conflictMAC == nil || !bytes.Equal(s.conflictMAC, s.seenMAC), s.seenMAC
+			s.conflictMAC = s.seenMAC
+			if s.conflictMAC == nil {
+				s.conflictMAC = net.HardwareAddr{} // unknown MAC, reported once
+			}
+			later(s.due)
+		default:
+			s.phase, s.probeSent, s.conflictMAC = phaseAnnounced, false, nil
+			s.gratLeft, s.gratDue = cfg.gratuitous, now
+			a.announce = true
+		}
+	}
+	if s.phase == phaseAnnounced && s.gratLeft > 0 {
+		if now.Before(s.gratDue) {
+			later(s.gratDue)
+		} else {
+			a.grat = true
+			s.gratLeft--
+			s.gratDue = now.Add(cfg.gratInterval)
+			if s.gratLeft > 0 {
 				later(s.gratDue)
-			} else {
-				grats = append(grats, ip)
-				s.gratLeft--
-				s.gratDue = now.Add(r.cfg.gratInterval)
-				if s.gratLeft > 0 {
-					later(s.gratDue)
-				}
 			}
 		}
+	}
+	return a
+}
+
+// step advances every VIP to now (advance, under the lock) and then does
+// what is due (apply, outside it). It returns when it next has something to
+// do (zero: nothing).
+func (r *responder) step(now time.Time) time.Time {
+	r.mu.Lock()
+	acts := make(map[netip.Addr]vipAction, len(r.vips))
+	for ip, s := range r.vips {
+		acts[ip] = s.advance(now, &r.cfg)
 	}
 	r.mu.Unlock()
+	return r.apply(now, acts)
+}
 
-	slices.SortFunc(events, func(a, b event) int { return a.ip.Compare(b.ip) })
-	for _, e := range events {
-		if e.kind == 'a' {
-			r.cfg.logger.V(2).Info("Announcing VIP", "vip", e.ip, "interface", r.cfg.link.Name)
-			r.cfg.events.Announcing(e.ip, r.cfg.link.Name)
-		} else {
-			r.cfg.logger.V(2).Info("VIP held by another host, not announcing", "vip", e.ip, "interface", r.cfg.link.Name, "mac", e.mac)
-			r.cfg.metrics.conflict(r.cfg.proto)
-			r.cfg.events.Conflict(e.ip, r.cfg.link.Name, e.mac)
-		}
-	}
+// apply tells the events of acts and sends their probes and gratuitous
+// packets, in VIP order. A probe that cannot be sent is due again after the
+// probe timeout: a VIP is never announced without one. It returns the
+// earliest next of acts.
+func (r *responder) apply(now time.Time, acts map[netip.Addr]vipAction) (next time.Time) {
+	name, sent := r.cfg.link.Name, 0
 	var failedProbes []netip.Addr
-	for _, ip := range probes {
-		if err := r.sendProbe(ip); err != nil {
-			r.cfg.logger.V(2).Info("Cannot send probe", "vip", ip, "interface", r.cfg.link.Name, "err", err)
-			failedProbes = append(failedProbes, ip)
+	for _, ip := range slices.SortedFunc(maps.Keys(acts), netip.Addr.Compare) {
+		a := acts[ip]
+		if !a.next.IsZero() && (next.IsZero() || a.next.Before(next)) {
+			next = a.next
+		}
+		switch {
+		case a.announce:
+			r.cfg.logger.V(2).Info("Announcing VIP", "vip", ip, "interface", name)
+			r.cfg.events.Announcing(ip, name)
+		case a.conflict:
+			r.cfg.logger.V(2).Info("VIP held by another host, not announcing", "vip", ip, "interface", name, "mac", a.mac)
+			r.cfg.metrics.conflict(r.cfg.proto)
+			r.cfg.events.Conflict(ip, name, a.mac)
+		}
+		if a.probe {
+			if err := r.sendProbe(ip); err != nil {
+				r.cfg.logger.V(2).Info("Cannot send probe", "vip", ip, "interface", name, "err", err)
+				failedProbes = append(failedProbes, ip)
+			}
+		}
+		if a.grat {
+			n, err := r.sendGratuitous(ip)
+			sent += n
+			if err != nil {
+				r.cfg.logger.V(2).Info("Cannot send gratuitous packet", "vip", ip, "interface", name, "err", err)
+			}
 		}
 	}
 	if len(failedProbes) > 0 {
-		// Never announce without a probe: send it again after a timeout.
 		r.mu.Lock()
 		for _, ip := range failedProbes {
 			if s := r.vips[ip]; s != nil && s.phase == phaseProbing {
@@ -345,14 +371,6 @@ func (r *responder) step(now time.Time) time.Time {
 			}
 		}
 		r.mu.Unlock()
-	}
-	sent := 0
-	for _, ip := range grats {
-		n, err := r.sendGratuitous(ip)
-		sent += n
-		if err != nil {
-			r.cfg.logger.V(2).Info("Cannot send gratuitous packet", "vip", ip, "interface", r.cfg.link.Name, "err", err)
-		}
 	}
 	r.cfg.metrics.gratuitousSent(r.cfg.proto, sent)
 	return next

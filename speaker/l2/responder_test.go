@@ -337,3 +337,69 @@ func TestHandingOverIgnoresProbes(t *testing.T) {
 		})
 	}
 }
+
+// TestAdvance: the state machine of one VIP, without I/O.
+func TestAdvance(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cfg := &responderConfig{probeTimeout: testProbeTimeout, reprobe: testReprobe, gratuitous: 3, gratInterval: testGratInterval}
+	tests := []struct {
+		name      string
+		state     vipState
+		want      vipAction
+		wantState vipState
+	}{
+		{
+			name:      "probe due: sent",
+			state:     vipState{phase: phaseProbing},
+			want:      vipAction{probe: true, next: now.Add(testProbeTimeout)},
+			wantState: vipState{phase: phaseProbing, probeSent: true, due: now.Add(testProbeTimeout)},
+		},
+		{
+			name:      "probe in flight: wait",
+			state:     vipState{phase: phaseProbing, probeSent: true, due: now.Add(time.Millisecond)},
+			want:      vipAction{next: now.Add(time.Millisecond)},
+			wantState: vipState{phase: phaseProbing, probeSent: true, due: now.Add(time.Millisecond)},
+		},
+		{
+			name:      "probe unanswered: announce, first gratuitous",
+			state:     vipState{phase: phaseProbing, probeSent: true, due: now},
+			want:      vipAction{announce: true, grat: true, next: now.Add(testGratInterval)},
+			wantState: vipState{phase: phaseAnnounced, due: now, gratLeft: 2, gratDue: now.Add(testGratInterval)},
+		},
+		{
+			name:      "probe answered: conflict told",
+			state:     vipState{phase: phaseProbing, probeSent: true, due: now, seen: true, seenMAC: otherMAC},
+			want:      vipAction{conflict: true, mac: otherMAC, next: now.Add(testReprobe)},
+			wantState: vipState{phase: phaseConflict, due: now.Add(testReprobe), seen: true, seenMAC: otherMAC, conflictMAC: otherMAC},
+		},
+		{
+			name:      "same conflict again: not told again",
+			state:     vipState{phase: phaseProbing, probeSent: true, due: now, seen: true, seenMAC: otherMAC, conflictMAC: otherMAC},
+			want:      vipAction{mac: otherMAC, next: now.Add(testReprobe)},
+			wantState: vipState{phase: phaseConflict, due: now.Add(testReprobe), seen: true, seenMAC: otherMAC, conflictMAC: otherMAC},
+		},
+		{
+			name:      "conflict due: probed again",
+			state:     vipState{phase: phaseConflict, due: now, conflictMAC: otherMAC},
+			want:      vipAction{probe: true, next: now.Add(testProbeTimeout)},
+			wantState: vipState{phase: phaseProbing, probeSent: true, due: now.Add(testProbeTimeout), conflictMAC: otherMAC},
+		},
+		{
+			name:      "announced, gratuitous done: nothing due",
+			state:     vipState{phase: phaseAnnounced},
+			wantState: vipState{phase: phaseAnnounced},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.state
+			got := s.advance(now, cfg)
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(vipAction{})); diff != "" {
+				t.Errorf("action (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantState, s, cmp.AllowUnexported(vipState{})); diff != "" {
+				t.Errorf("state (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -151,6 +151,21 @@ func (n *member) kill(tb testing.TB) {
 	n.stop(tb)
 }
 
+// countCalls wraps *peers so that each call (each join attempt) sends on the
+// returned channel, without blocking: calls beyond its 64 buffered are not
+// counted.
+func countCalls(peers *func() []netip.AddrPort) chan struct{} {
+	called, inner := make(chan struct{}, 64), *peers
+	*peers = func() []netip.AddrPort {
+		select {
+		case called <- struct{}{}:
+		default:
+		}
+		return inner()
+	}
+	return called
+}
+
 // peersOf returns a Peers function giving the members' addresses.
 func peersOf(ms ...*member) func() []netip.AddrPort {
 	return func() []netip.AddrPort {
@@ -314,7 +329,9 @@ func TestDifferentKeysDoNotJoin(t *testing.T) {
 	c := newMember(t, "node-c", peersOf(a), withConverge(300*time.Millisecond), // no key at all
 		withTiming(Timing{RejoinInterval: 100 * time.Millisecond}))
 	a.peers = peersOf(b, c)
+	joins := map[*member]chan struct{}{}
 	for _, m := range []*member{a, b, c} {
+		joins[m] = countCalls(&m.peers)
 		m.start(t)
 	}
 	// Converged anyway, by timeout: the speaker must not wait forever.
@@ -322,7 +339,18 @@ func TestDifferentKeysDoNotJoin(t *testing.T) {
 		waitConverged(t, m, 5*time.Second)
 	}
 	// Several rejoins later, each is still alone.
-	time.Sleep(time.Second)
+	for m, joined := range joins {
+		for len(joined) > 0 { // the joins before it converged
+			<-joined
+		}
+		for range 3 {
+			select {
+			case <-joined:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s: no rejoin within 5s", m.name)
+			}
+		}
+	}
 	for _, m := range []*member{a, b, c} {
 		if got, want := names(m.Members()), []string{m.name}; !slices.Equal(got, want) {
 			t.Errorf("%s: Members() = %v, want %v", m.name, got, want)
