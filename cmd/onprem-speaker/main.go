@@ -40,7 +40,7 @@ func run(args []string) error {
 	fs.String("memberlist-key-file", "", "file holding the base64 gossip key (16, 24 or 32 bytes); empty: unencrypted")
 	fs.String("metrics-bind-address", ":7472", "address for /metrics and /healthz; empty: none")
 	fs.Duration("handover-delay", speaker.DefaultHandoverDelay, "how long a stopping speaker keeps answering after it left, while the new owners announce")
-	fs.Bool("cleanup", false, "remove every iptables chain and rule the speaker made (dataplane: iptables), then exit")
+	fs.Bool("cleanup", false, "remove every iptables chain and rule the speaker made (the forwarding of dataplane: iptables, the guard of dataplane: kube-proxy; IPv4 and IPv6, nf_tables and legacy), then exit; run it on a node whose speaker is stopped")
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	fs.AddGoFlagSet(klogFlags)
