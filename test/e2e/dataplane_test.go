@@ -362,6 +362,10 @@ func testKubeProxyMode(t *testing.T, mode string) {
 	}
 	t.Run("kube-proxy in IPVS mode: the speaker refuses, says why, installs nothing", func(t *testing.T) {
 		n := labNode(t, l, "node-3")
+		sp.procs[n.Name].Stop(10 * time.Second)
+		if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.NS, filepath.Join(binDir, "onprem-speaker"), "--cleanup").CombinedOutput(); err != nil {
+			t.Fatalf("%s: onprem-speaker --cleanup: %v\n%s", n.Name, err, out)
+		}
 		fakeIPVSKubeProxy(t, l, n)
 		sp.startUntil(ctx, n, "Not serving any LoadBalancer IP from this node")
 		want := "kube-proxy runs in IPVS mode, which dataplane kube-proxy does not support"

@@ -5,7 +5,8 @@
 //
 //   - olb-net: holds the bridge br0, the one L2 segment every other namespace is plugged into.
 //   - olb-cp: etcd, kube-apiserver and kube-controller-manager (198.18.0.2, 2001:db8:18::2).
-//   - olb-node-N: one per node (198.18.0.1N, 2001:db8:18::1N), with kube-proxy in iptables mode.
+//   - olb-node-N: one per node (198.18.0.1N, 2001:db8:18::1N), with kube-proxy in iptables mode
+//     (or nftables mode: Options.ProxyMode).
 //   - olb-client: a host on the LAN (198.18.0.100, 2001:db8:18::100) that only knows the segment.
 //   - olb-pod-...: one per Pod, routed through its node (pod CIDRs 198.19.N.0/24, 2001:db8:19:N::/64).
 //
