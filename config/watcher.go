@@ -99,22 +99,6 @@ func WithCurrent(c *Config) Option {
 	}
 }
 
-// withNotifier replaces fsnotify, e.g. with one that fails as an exhausted
-// inotify does.
-func withNotifier(f func(dir string) (*fsnotify.Watcher, error)) Option {
-	return func(w *Watcher) { w.notify = f }
-}
-
-// WithPollInterval sets how often the file is re-read whatever the events
-// say; d <= 0 keeps DefaultPollInterval.
-func WithPollInterval(d time.Duration) Option {
-	return func(w *Watcher) {
-		if d > 0 {
-			w.poll = d
-		}
-	}
-}
-
 // NewWatcher returns a Watcher of the pool file at path. It starts nothing;
 // see Run.
 func NewWatcher(path string, opts ...Option) *Watcher {
@@ -124,10 +108,6 @@ func NewWatcher(path string, opts ...Option) *Watcher {
 	}
 	return w
 }
-
-// Current returns the last good config: the last one passed to OnChange, or
-// the one given WithCurrent, or nil. It is safe for concurrent use.
-func (w *Watcher) Current() *Config { return w.current.Load() }
 
 // Run reads the file at once, then again on every change, until ctx is done;
 // it calls no function after it has returned. Each new content of the file

@@ -375,3 +375,23 @@ onprem_lb_config_reloads_total{result="success"} 1
 	var none *Metrics
 	none.record(true) // nil Metrics count nothing, and do not panic
 }
+
+// withNotifier replaces fsnotify, e.g. with one that fails as an exhausted
+// inotify does.
+func withNotifier(f func(dir string) (*fsnotify.Watcher, error)) Option {
+	return func(w *Watcher) { w.notify = f }
+}
+
+// WithPollInterval sets how often the file is re-read whatever the events
+// say; d <= 0 keeps DefaultPollInterval.
+func WithPollInterval(d time.Duration) Option {
+	return func(w *Watcher) {
+		if d > 0 {
+			w.poll = d
+		}
+	}
+}
+
+// Current returns the last good config: the last one passed to OnChange, or
+// the one given WithCurrent, or nil. It is safe for concurrent use.
+func (w *Watcher) Current() *Config { return w.current.Load() }

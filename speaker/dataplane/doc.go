@@ -43,7 +43,7 @@
 // of the destination) ONPREM-LB-VIPS-xx → (VIP, protocol, port, source
 // range) ONPREM-LB-SVC-<hash> (one per Service port: mark for masquerade if
 // Cluster, affinity, random choice, DNAT; no per-endpoint chains, see
-// buildRules for why). POSTROUTING → ONPREM-LB-POSTROUTING masquerades packets
+// buildRulesCached for why). POSTROUTING → ONPREM-LB-POSTROUTING masquerades packets
 // marked by ONPREM-LB-MARK-MASQ (mark bit 0x2000 unless configured).
 // filter: INPUT, FORWARD and OUTPUT (new connections) → ONPREM-LB-FIREWALL →
 // ONPREM-LB-FW-xx: what still goes to a VIP was not DNATed, so is dropped

@@ -31,7 +31,7 @@ const (
 	svcChainPrefix   = chainPrefix + "SVC-"   // nat, one per Service port
 
 	// sepPrefix names the xt_recent list of an endpoint (session
-	// affinity). There are no per-endpoint chains: see buildRules.
+	// affinity). There are no per-endpoint chains: see buildRulesCached.
 	sepPrefix = chainPrefix + "SEP-"
 
 	tableNAT    = "nat"
@@ -73,7 +73,7 @@ var baseChains = []chainKey{
 	{tableMangle, guardChain},
 }
 
-// buildRules computes the content of every chain of family f for services.
+// buildRulesCached computes the content of every chain of family f for services.
 // It is a pure function of its arguments.
 //
 // Layout (nat): ONPREM-LB-SERVICES sends each packet, by the last byte of its
@@ -108,13 +108,9 @@ var baseChains = []chainKey{
 //
 // Sharding keeps the chains a one-Service change rewrites small (tens of
 // rules for 10,000 VIPs) and the per-packet walk short.
-func buildRules(services []Service, f Family, cfg genConfig) ruleset {
-	return buildRulesCached(services, f, cfg, nil)
-}
-
-// buildRulesCached is buildRules reusing, through cache (nil: none), what
-// Services unchanged since the last call contribute. The result is the
-// same with or without a cache.
+//
+// Through cache (nil: none) it reuses what Services unchanged since the last
+// call contribute; the result is the same with or without a cache.
 func buildRulesCached(services []Service, f Family, cfg genConfig, cache *ruleCache) ruleset {
 	rs := make(ruleset, 16)
 	mark := "0x" + strconv.FormatUint(uint64(cfg.mark), 16)

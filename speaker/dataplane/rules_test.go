@@ -368,3 +368,8 @@ func TestBuildRulesCache(t *testing.T) {
 		t.Errorf("cache holds %d Services, want %d", n, len(svcs))
 	}
 }
+
+// buildRules builds the rules without a cache.
+func buildRules(services []Service, f Family, cfg genConfig) ruleset {
+	return buildRulesCached(services, f, cfg, nil)
+}

@@ -3,7 +3,6 @@ package membership
 import (
 	"cmp"
 	"fmt"
-	"math"
 	"time"
 )
 
@@ -135,22 +134,4 @@ func (t Timing) validate() error {
 			t.SuspicionMaxTimeoutMult, ErrInvalidConfig)
 	}
 	return nil
-}
-
-// suspicionTimeout is memberlist's formula (util.go): how long a member stays
-// suspect among n members before it is declared dead, with no confirmations
-// expected (SuspicionMult ≤ 2).
-func (t Timing) suspicionTimeout(n int) time.Duration {
-	scale := math.Max(1, math.Log10(math.Max(1, float64(n))))
-	return time.Duration(float64(t.SuspicionMult) * scale * float64(t.ProbeInterval))
-}
-
-// detectionEstimate is the expected worst case, on a healthy LAN, between a
-// member dying and every other member of n having declared it dead: the
-// steps of DefaultTiming's comment, with two probe intervals of waiting for
-// a probe and log3(n) gossip rounds.
-func (t Timing) detectionEstimate(n int) time.Duration {
-	gossipRounds := math.Ceil(math.Log(math.Max(3, float64(n))) / math.Log(3))
-	return 2*t.ProbeInterval + t.ProbeInterval + t.suspicionTimeout(n) +
-		time.Duration(gossipRounds)*t.GossipInterval
 }
