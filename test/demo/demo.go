@@ -20,10 +20,12 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/yaml"
 
 	"github.com/onprem-lb/onprem-lb/speaker"
 	"github.com/onprem-lb/onprem-lb/test/lab"
@@ -132,12 +134,16 @@ func (d *demo) startCCM(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	timings, err := ShippedLeaderElection(d.o.Repo)
+	if err != nil {
+		return err
+	}
 	p, err := d.l.StartProcess(d.l.ControlPlane.NS, "onprem-cloud-controller-manager", nil, filepath.Join(d.o.BinDir, "onprem-cloud-controller-manager"),
-		"--cloud-provider=onprem", "--cloud-config="+d.pools, "--kubeconfig="+kubeconfig,
-		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
-		"--leader-elect=true", "--leader-elect-resource-namespace="+Namespace, "--leader-elect-resource-name=cloud-controller-manager",
-		"--use-service-account-credentials=false", "--concurrent-service-syncs=10",
-		"--secure-port=10258", "--bind-address=127.0.0.1")
+		append([]string{"--cloud-provider=onprem", "--cloud-config=" + d.pools, "--kubeconfig=" + kubeconfig,
+			"--authentication-kubeconfig=" + kubeconfig, "--authorization-kubeconfig=" + kubeconfig,
+			"--leader-elect=true", "--leader-elect-resource-namespace=" + Namespace, "--leader-elect-resource-name=cloud-controller-manager",
+			"--use-service-account-credentials=false", "--concurrent-service-syncs=10",
+			"--secure-port=10258", "--bind-address=127.0.0.1"}, timings...)...)
 	if err != nil {
 		return err
 	}
@@ -388,4 +394,33 @@ func waitLog(ctx context.Context, p *lab.Process, want string) error {
 		return fmt.Errorf("%s: waiting for %q: %w\n%s", p.Name, want, err, p.Tail(15))
 	}
 	return nil
+}
+
+// ShippedLeaderElection returns the leader-election timing flags that
+// manifests/ccm-deployment.yaml under repo gives the CCM, so that the demo and
+// the lab run the CCM with the timings users get.
+func ShippedLeaderElection(repo string) ([]string, error) {
+	path := filepath.Join(repo, "manifests", "ccm-deployment.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var d appsv1.Deployment
+	if err := yaml.UnmarshalStrict(data, &d); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var flags []string
+	for _, c := range d.Spec.Template.Spec.Containers {
+		for _, a := range c.Args {
+			for _, f := range []string{"--leader-elect-lease-duration=", "--leader-elect-renew-deadline=", "--leader-elect-retry-period="} {
+				if strings.HasPrefix(a, f) {
+					flags = append(flags, a)
+				}
+			}
+		}
+	}
+	if len(flags) != 3 {
+		return nil, fmt.Errorf("%s sets the leader-election timings %v, want all three", path, flags)
+	}
+	return flags, nil
 }

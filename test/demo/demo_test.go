@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -23,5 +27,28 @@ func TestStepErrorSaysWhyItStopped(t *testing.T) {
 	}
 	if got, want := stepError(ctx, 3, "x", stopped).Error(), "demo step 3 (x): lab process 42 received terminated"; got != want {
 		t.Errorf("stepError = %q, want %q", got, want)
+	}
+}
+
+func TestShippedLeaderElection(t *testing.T) {
+	got, err := ShippedLeaderElection("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"--leader-elect-lease-duration=5s", "--leader-elect-renew-deadline=4s", "--leader-elect-retry-period=1s"}
+	if !slices.Equal(got, want) {
+		t.Errorf("ShippedLeaderElection = %v, want %v", got, want)
+	}
+
+	repo := t.TempDir()
+	if err := os.Mkdir(filepath.Join(repo, "manifests"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deployment := "apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n      - name: ccm\n        args: [--leader-elect=true]\n"
+	if err := os.WriteFile(filepath.Join(repo, "manifests", "ccm-deployment.yaml"), []byte(deployment), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ShippedLeaderElection(repo); err == nil || !strings.Contains(err.Error(), "want all three") {
+		t.Errorf("ShippedLeaderElection without timings: err = %v, want one saying all three are wanted", err)
 	}
 }

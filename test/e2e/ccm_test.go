@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,8 +24,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
+	"github.com/onprem-lb/onprem-lb/test/demo"
 	"github.com/onprem-lb/onprem-lb/test/lab"
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
@@ -84,24 +83,9 @@ func (c *ccm) args() []string {
 // manifests/ccm-deployment.yaml, so that the lab measures what users run.
 func shippedLeaderElection(t testing.TB) []string {
 	t.Helper()
-	data, err := os.ReadFile(repoPath("manifests", "ccm-deployment.yaml"))
+	flags, err := demo.ShippedLeaderElection(repoPath())
 	if err != nil {
 		t.Fatal(err)
-	}
-	var d appsv1.Deployment
-	if err := yaml.UnmarshalStrict(data, &d); err != nil {
-		t.Fatalf("manifests/ccm-deployment.yaml: %v", err)
-	}
-	var flags []string
-	for _, a := range d.Spec.Template.Spec.Containers[0].Args {
-		for _, f := range []string{"--leader-elect-lease-duration=", "--leader-elect-renew-deadline=", "--leader-elect-retry-period="} {
-			if strings.HasPrefix(a, f) {
-				flags = append(flags, a)
-			}
-		}
-	}
-	if len(flags) != 3 {
-		t.Fatalf("manifests/ccm-deployment.yaml sets leader-election timings %v, want all three", flags)
 	}
 	return flags
 }
