@@ -49,6 +49,11 @@ type vipState struct {
 	seenMAC net.HardwareAddr
 	// conflictMAC is the MAC of the last conflict reported (phaseConflict).
 	conflictMAC net.HardwareAddr
+	// handedOver is set by the readers when, while this node hands its VIPs
+	// over, another host announces the VIP: the new owner answers it from
+	// then on, and two responders would make clients flip between them,
+	// breaking the connections in flight at each flip.
+	handedOver bool
 	// gratLeft gratuitous packets are still to be sent, the next at gratDue.
 	gratLeft int
 	gratDue  time.Time
@@ -378,12 +383,23 @@ func (r *responder) apply(now time.Time, acts map[netip.Addr]vipAction) (next ti
 
 // observe records that mac claims ip (an ARP packet sent from ip, or a
 // neighbor advertisement for ip); during a probe, a claim by a host that is
-// neither this one nor a peer is a conflict. mac may be nil if unknown.
+// neither this one nor a peer is a conflict; while handing over, a claim by
+// another host of an announced VIP hands it over: it is answered no more.
+// mac may be nil if unknown.
 func (r *responder) observe(ip netip.Addr, mac net.HardwareAddr) {
 	r.mu.RLock()
 	s := r.vips[ip]
 	probing := s != nil && s.phase == phaseProbing && s.probeSent && !s.seen
+	takenOver := s != nil && s.phase == phaseAnnounced && !s.handedOver && mac != nil && !r.cfg.isOwnMAC(mac) && r.cfg.handingOver()
 	r.mu.RUnlock()
+	if takenOver {
+		r.mu.Lock()
+		if s := r.vips[ip]; s != nil && s.phase == phaseAnnounced {
+			s.handedOver = true
+		}
+		r.mu.Unlock()
+		return
+	}
 	if !probing || (mac != nil && (r.cfg.isOwnMAC(mac) || r.cfg.isPeerMAC(mac))) {
 		return
 	}
@@ -394,12 +410,12 @@ func (r *responder) observe(ip netip.Addr, mac net.HardwareAddr) {
 	r.mu.Unlock()
 }
 
-// announced reports whether ip is answered on this interface: a map lookup
-// under the read lock.
+// announced reports whether ip is answered on this interface (announced, and
+// not yet handed over): a map lookup under the read lock.
 func (r *responder) announced(ip netip.Addr) bool {
 	r.mu.RLock()
 	s := r.vips[ip]
-	ok := s != nil && s.phase == phaseAnnounced
+	ok := s != nil && s.phase == phaseAnnounced && !s.handedOver
 	r.mu.RUnlock()
 	return ok
 }

@@ -403,3 +403,42 @@ func TestAdvance(t *testing.T) {
 		})
 	}
 }
+
+// TestHandingOverStopsOnceTakenOver: while this node hands over, it answers a
+// VIP's clients only until another host announces the VIP (its gratuitous ARP
+// or unsolicited NA); two responders would make clients flip between them.
+func TestHandingOverStopsOnceTakenOver(t *testing.T) {
+	request4 := func(r *responder) (bool, dropReason) {
+		return r.decideARP(arpPacket(t, arp.OperationRequest, otherMAC, clientIP4, zeroMAC, vip4))
+	}
+	request6 := func(r *responder) (bool, dropReason) {
+		return r.decideNDP(&ndpPacket{srcMAC: otherMAC, src: clientLL, dst: solicitedNode(vip6), hopLimit: 255, m: nsMessage(vip6, nil)})
+	}
+	tests := []struct {
+		name        string
+		handingOver bool
+		vip         netip.Addr
+		request     func(r *responder) (bool, dropReason)
+		want        dropReason
+	}{
+		{name: "IPv4 announced by another host while handing over", handingOver: true, vip: vip4, request: request4, want: dropNotAnnounced},
+		{name: "IPv6 announced by another host while handing over", handingOver: true, vip: vip6, request: request6, want: dropNotAnnounced},
+		{name: "IPv4 announced by another host, not handing over", vip: vip4, request: request4, want: dropNone},
+		{name: "IPv6 announced by another host, not handing over", vip: vip6, request: request6, want: dropNone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _, _, _ := newTestResponder(t, protoARP)
+			r.cfg.handingOver = func() bool { return tt.handingOver }
+			forceAnnounced(r, vip4, vip6)
+			r.observe(tt.vip, otherMAC)
+			reply, got := tt.request(r)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("reason (-want +got):\n%s", diff)
+			}
+			if reply != (tt.want == dropNone) {
+				t.Errorf("reply = %v with reason %v", reply, got)
+			}
+		})
+	}
+}
