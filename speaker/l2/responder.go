@@ -334,7 +334,7 @@ func (r *responder) step(now time.Time) time.Time {
 }
 
 // apply tells the events of acts and sends their probes and gratuitous
-// packets, in VIP order. A probe that cannot be sent is due again after the
+// packets (none while handing over), in VIP order. A probe that cannot be sent is due again after the
 // probe timeout: a VIP is never announced without one. It returns the
 // earliest next of acts.
 func (r *responder) apply(now time.Time, acts map[netip.Addr]vipAction) (next time.Time) {
@@ -360,7 +360,7 @@ func (r *responder) apply(now time.Time, acts map[netip.Addr]vipAction) (next ti
 				failedProbes = append(failedProbes, ip)
 			}
 		}
-		if a.grat {
+		if a.grat && !r.cfg.handingOver() { // the new owner probes and announces now
 			n, err := r.sendGratuitous(ip)
 			sent += n
 			if err != nil {

@@ -153,21 +153,21 @@ func TestSpeaker(t *testing.T) {
 		vip := vips[0]
 		owner := announcer(ctx, t, l, ns, "web", vip, "")
 		conditions := falseConditions(ctx, t, l, ns, "web")
-		failures, total := requestsDuring(ctx, client, vip, func() {
-			stopped := make(chan struct{})
-			go func() {
-				defer close(stopped)
-				sp.procs[owner.Name].Stop(10 * time.Second)
-			}()
-			// The client forgets who answers the VIP, again and again, during the handover
-			// and after the old owner is gone: only a node that announces the VIP answers.
-			for range 15 {
-				if out, err := client.Exec(ctx, "ip", "neigh", "flush", "to", vip); err != nil {
-					t.Errorf("ip neigh flush to %s: %v: %s", vip, err, out)
-				}
-				time.Sleep(200 * time.Millisecond)
+		// The client forgets who answers the VIP before every tenth request (every ~200 ms),
+		// during the handover and after the old owner is gone: only a node that announces
+		// the VIP answers. (Between requests: a flush during a request's own resolution
+		// would fail that request whoever answers.)
+		flush := func(n int) {
+			if n%10 != 0 {
+				return
 			}
-			<-stopped
+			if out, err := client.Exec(ctx, "ip", "neigh", "flush", "to", vip); err != nil {
+				t.Errorf("ip neigh flush to %s: %v: %s", vip, err, out)
+			}
+		}
+		failures, total := requestsDuringBefore(ctx, client, vip, flush, func() {
+			sp.procs[owner.Name].Stop(10 * time.Second)
+			time.Sleep(time.Second) // requests go on after the old owner is gone
 		})
 		if ended, err := sp.procs[owner.Name].Exited(); !ended || err != nil {
 			t.Errorf("speaker on %s: ended %v, err %v; want a clean exit on SIGTERM", owner.Name, ended, err)
@@ -391,6 +391,12 @@ func testSpeakerAdmission(ctx context.Context, t *testing.T, l *lab.Lab, sp *spe
 // and returns the errors of those that failed (with the time since fn started) and how many
 // were sent.
 func requestsDuring(ctx context.Context, client *lab.Host, vip string, fn func()) (failures []string, total int) {
+	return requestsDuringBefore(ctx, client, vip, nil, fn)
+}
+
+// requestsDuringBefore is requestsDuring calling before (if not nil) ahead of each request,
+// in the requesting goroutine, with the number of requests made so far.
+func requestsDuringBefore(ctx context.Context, client *lab.Host, vip string, before func(n int), fn func()) (failures []string, total int) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	began := time.Now()
@@ -402,6 +408,9 @@ func requestsDuring(ctx context.Context, client *lab.Host, vip string, fn func()
 			case <-stop:
 				return
 			case <-tick.C:
+			}
+			if before != nil {
+				before(total)
 			}
 			total++
 			if _, err := lab.GetHTTP(ctx, client.NS, vipURL(vip)); err != nil {
