@@ -77,8 +77,10 @@ func TestSpeaker(t *testing.T) {
 	client := l.Clients[0]
 	const ns = "speaker"
 	createNamespace(ctx, t, l, ns)
-	addPod(ctx, t, l, ns, "web-1", "node-1", "web")
-	addPod(ctx, t, l, ns, "web-2", "node-2", "web")
+	webPods := map[string]*lab.Pod{ // by node
+		"node-1": addPod(ctx, t, l, ns, "web-1", "node-1", "web"),
+		"node-2": addPod(ctx, t, l, ns, "web-2", "node-2", "web"),
+	}
 	create(ctx, t, l, lbService(ns, "web", dualStack))
 	vips := ips(waitIngress(ctx, t, l, ns, "web", 2))
 
@@ -194,6 +196,16 @@ func TestSpeaker(t *testing.T) {
 		if err := lab.Unplug(ctx, owner.Host); err != nil {
 			t.Fatal(err)
 		}
+		// The lab has no node lifecycle controller: mark the dead node's pod not ready as
+		// it would, else half the requests go on to an unreachable pod.
+		setReady := func(ready bool) {
+			if p := webPods[owner.Name]; p != nil {
+				if err := l.SetPodReady(ctx, p, ready); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		setReady(false)
 		began := time.Now()
 		next := announcer(ctx, t, l, ns, "web", vip, owner.Name)
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
@@ -202,6 +214,7 @@ func TestSpeaker(t *testing.T) {
 		if err := lab.Plug(ctx, owner.Host); err != nil {
 			t.Fatal(err)
 		}
+		setReady(true)
 		sp.start(ctx, owner)
 		conditionMovesBack(ctx, t, l, ns, "web", vip, owner, next)
 	})
