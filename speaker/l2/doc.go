@@ -28,8 +28,9 @@
 //     that is neither this node nor a cluster peer ([Options.IsPeerMAC])
 //     answers, the VIP is not announced there: it is reported as a conflict
 //     and probed again until the address is free.
-//   - After [Announcer.HandOver] it no longer answers conflict probes, so the
-//     nodes taking its VIPs over find them free; it still answers clients.
+//   - After [Announcer.HandOver] it no longer answers conflict probes nor sends
+//     gratuitous packets, so the nodes taking its VIPs over find them free; it
+//     still answers clients for a VIP until another host announces it.
 //   - When it starts answering (takeover, or an interface coming back) it sends
 //     gratuitous ARPs or unsolicited neighbor advertisements so that neighbors
 //     update their caches at once.
