@@ -76,9 +76,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	for _, w := range pools.Warnings {
-		klog.InfoS("Pool file warning", "file", cfg.PoolFile, "warning", w)
-	}
+	logWarnings(cfg.PoolFile, pools)
 	keys, err := readKeys(cfg.SecretKeyFile)
 	if err != nil {
 		return err
@@ -153,9 +151,7 @@ func Run(ctx context.Context, cfg Config) error {
 		members: members, announcer: ann, prober: prober, dataplane: dp, ctrl: ctrl, registry: registry,
 		watcher: config.NewWatcher(cfg.PoolFile, config.WithCurrent(pools), config.WithMetrics(configMetrics),
 			config.OnChange(func(c *config.Config) {
-				for _, w := range c.Warnings {
-					klog.InfoS("Pool file warning", "file", cfg.PoolFile, "warning", w)
-				}
+				logWarnings(cfg.PoolFile, c)
 				ctrl.setConfig(c)
 			}),
 			config.OnError(func(err error) {
@@ -236,6 +232,14 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	}
 	wg.Wait()
 	return err
+}
+
+// logWarnings logs the warnings of the pool file at path (unknown fields, a class that
+// takes effect at the next restart).
+func logWarnings(path string, c *config.Config) {
+	for _, w := range c.Warnings {
+		klog.InfoS("Pool file warning", "file", path, "warning", w)
+	}
 }
 
 // EventServiceProxyUnsupported is the Warning on a Node whose speaker refuses to serve
