@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system tools the lab and its tests use, when they are missing (Debian, as root).
+# The lab starts its own containerd per node, in a private mount namespace: a containerd.service
+# that the package may start on a systemd machine neither helps nor disturbs it.
 set -euo pipefail
 declare -A pkg=(
 	[ip]=iproute2 [iptables]=iptables [ip6tables]=iptables [iptables-restore]=iptables
 	[conntrack]=conntrack [nft]=nftables [arping]=arping [ndisc6]=ndisc6 [sysctl]=procps [curl]=curl
+	[nsenter]=util-linux [unshare]=util-linux
+	# Real nodes (Options.Kubelets): the container runtime and the CNI plugins.
+	[containerd]=containerd [ctr]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins
 )
 missing=()
 for cmd in "${!pkg[@]}"; do
