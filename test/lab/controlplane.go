@@ -3,6 +3,8 @@ package lab
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -74,7 +76,13 @@ func (l *Lab) startAPIServer(ctx context.Context) error {
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file="+pki("sa.pub"), "--service-account-signing-key-file="+pki("sa.key"),
 		"--service-cluster-ip-range="+cidrList(ServiceCIDRs),
-		"--authorization-mode=RBAC", "--allow-privileged=true",
+		"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+		"--allow-privileged=true",
+		"--kubelet-client-certificate="+pki("kube-apiserver-kubelet-client.crt"),
+		"--kubelet-client-key="+pki("kube-apiserver-kubelet-client.key"),
+		"--kubelet-certificate-authority="+pki("ca.crt"),
+		// Reach kubelets at the node's lab address, never at a name nothing resolves.
+		"--kubelet-preferred-address-types=InternalIP",
 		"--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
 		"--profiling=false", "--v=1")
 	if err != nil {
@@ -107,6 +115,33 @@ func (l *Lab) startControllerManager(ctx context.Context) error {
 			return false, nil
 		}
 		return err == nil, err
+	})
+}
+
+func (l *Lab) startScheduler(ctx context.Context) error {
+	pki := l.pki.path
+	kubeconfig := pki("kube-scheduler.kubeconfig")
+	p, err := l.StartProcess(cpNS, "kube-scheduler", nil, l.Bin("kube-scheduler"),
+		"--kubeconfig="+kubeconfig,
+		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
+		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=10259",
+		"--tls-cert-file="+pki("kube-scheduler.crt"), "--tls-private-key-file="+pki("kube-scheduler.key"),
+		"--v=1")
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(l.pki.caPEM)
+	hc := HTTPClient(cpNS, time.Second)
+	hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
+	const url = "https://127.0.0.1:10259/readyz"
+	return waitFor(ctx, p, 60*time.Second, "kube-scheduler "+url, func(ctx context.Context) (bool, error) {
+		resp, err := hc.Get(url)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("status %s", resp.Status)
 	})
 }
 

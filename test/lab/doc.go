@@ -4,11 +4,15 @@
 // A lab is made of Linux network namespaces that the lab creates and removes itself:
 //
 //   - olb-net: holds the bridge br0, the one L2 segment every other namespace is plugged into.
-//   - olb-cp: etcd, kube-apiserver and kube-controller-manager (198.18.0.2, 2001:db8:18::2).
+//   - olb-cp: etcd, kube-apiserver, kube-controller-manager and kube-scheduler (198.18.0.2,
+//     2001:db8:18::2).
 //   - olb-node-N: one per node (198.18.0.1N, 2001:db8:18::1N), with kube-proxy in iptables mode
-//     (or nftables mode: Options.ProxyMode).
+//     (or nftables mode: Options.ProxyMode). With Options.Kubelets it is a real node: containerd
+//     and a kubelet in a private mount namespace and cgroup of the node's own (kubelet.go),
+//     pods in containers on the CNI bridge cni0.
 //   - olb-client: a host on the LAN (198.18.0.100, 2001:db8:18::100) that only knows the segment.
-//   - olb-pod-...: one per Pod, routed through its node (pod CIDRs 198.19.N.0/24, 2001:db8:19:N::/64).
+//   - olb-pN-K: one per Pod made by AddPod, routed through its node (pod CIDRs 198.19.N.0/24,
+//     2001:db8:19:N::/64; real nodes' containers get the upper half of them).
 //
 // The machine itself gets one veth (olb-host, 198.18.0.1) on the segment so that tests and
 // kubectl reach the API server; no namespace has a default route, and every address is in
@@ -16,6 +20,7 @@
 //
 // Promises: one lab per machine at a time (a lock says so instead of breaking the running one);
 // Start cleans up whatever an earlier lab left behind, also after a crash; Stop removes every
-// process, namespace, link and file the lab made. A step that fails is named in the error, and
+// process, container, cgroup, mount, namespace, link and file the lab made, and the machine's
+// kernel settings stay as they were. A step that fails is named in the error, and
 // a Start that fails leaves nothing behind.
 package lab

@@ -20,8 +20,8 @@ import (
 type Options struct {
 	// Dir holds the lab's files (default DefaultDir). Start empties it.
 	Dir string
-	// BinDir holds etcd, kube-apiserver, kube-controller-manager, kube-proxy and kubectl,
-	// as built by test/tools/build.sh (default: $ONPREM_LB_TOOLS_BIN).
+	// BinDir holds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy,
+	// kubectl and kubelet, as built by test/tools/build.sh (default: $ONPREM_LB_TOOLS_BIN).
 	BinDir string
 	// Nodes is the number of node namespaces (default 3).
 	Nodes int
@@ -31,6 +31,19 @@ type Options struct {
 	NoKubeProxy bool
 	// ProxyMode is kube-proxy's --proxy-mode: "iptables" (the default) or "nftables".
 	ProxyMode string
+	// Kubelets makes the nodes real: each node namespace runs containerd and a kubelet
+	// (--cloud-provider=external) that register the node themselves, so the Node carries
+	// the node.cloudprovider.kubernetes.io/uninitialized taint until a cloud provider
+	// initializes it. Pods then run in containers, networked by the CNI bridge plugin with
+	// addresses from the upper half of the node's pod CIDRs. Needs containerd, runc and the
+	// CNI plugins (test/deps.sh) and cgroup v1. Without it the lab keeps Node objects Ready
+	// itself and pods are bare namespaces (AddPod).
+	Kubelets bool
+	// Images are OCI archive tarballs, each image named in its index by the annotation
+	// io.containerd.image.name, imported into every real node before its kubelet starts:
+	// nothing is pulled, so pods use imagePullPolicy IfNotPresent (or Never). Exactly one
+	// of them must be a "pause" image (e.g. example.org/lab/pause:v1): the pod sandbox.
+	Images []string
 	// Helper is the program that runs pod backends; it must call RunHelper first thing in
 	// main (default: this program).
 	Helper string
@@ -52,11 +65,12 @@ type Lab struct {
 	Nodes        []*Node
 	Clients      []*Host
 
-	lock   *lock
-	pki    *pki
-	logDir string
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	lock         *lock
+	pki          *pki
+	sandboxImage string // the pause image, with Options.Kubelets
+	logDir       string
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
 
 	mu    sync.Mutex
 	procs []*Process
@@ -95,14 +109,20 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if opts.Nodes < 1 || opts.Nodes > 50 || opts.Clients < 1 || opts.Clients > 50 {
 		return nil, fmt.Errorf("lab: %d nodes and %d clients: each must be 1 to 50", opts.Nodes, opts.Clients)
 	}
-	if err := checkBinaries(opts.BinDir); err != nil {
+	if err := checkBinaries(opts.BinDir, opts.Kubelets); err != nil {
 		return nil, err
+	}
+	var sandbox string
+	if opts.Kubelets {
+		if sandbox, err = findSandboxImage(opts.Images); err != nil {
+			return nil, fmt.Errorf("lab: images for the kubelets: %w", err)
+		}
 	}
 	lk, err := acquireLock()
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{opts: opts, lock: lk, logDir: filepath.Join(opts.Dir, "logs"), pods: map[string]*Pod{}, ControlPlane: cpHost}
+	l := &Lab{opts: opts, lock: lk, logDir: filepath.Join(opts.Dir, "logs"), pods: map[string]*Pod{}, ControlPlane: cpHost, sandboxImage: sandbox}
 	for i := 1; i <= opts.Nodes; i++ {
 		l.Nodes = append(l.Nodes, &Node{Host: nodeHost(i), Index: i, PodCIDRs: podCIDRs(i)})
 	}
@@ -126,7 +146,11 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		{"start etcd", l.startEtcd},
 		{"start kube-apiserver", l.startAPIServer},
 		{"start kube-controller-manager", l.startControllerManager},
+		{"start kube-scheduler", l.startScheduler},
 		{"register Ready nodes", l.registerNodes},
+	}
+	if opts.Kubelets {
+		steps[len(steps)-1] = step{"start containerd and kubelet on every node", l.startRealNodes}
 	}
 	if !opts.NoKubeProxy {
 		steps = append(steps, step{"start kube-proxy on every node", l.startKubeProxies})
@@ -141,12 +165,16 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	return l, nil
 }
 
-// checkBinaries says which control-plane binary is missing and how to build it.
-func checkBinaries(dir string) error {
+// checkBinaries says which lab binary is missing and how to build it.
+func checkBinaries(dir string, kubelets bool) error {
 	if dir == "" {
 		return fmt.Errorf("lab: no control-plane binaries: set %s to the directory test/tools/build.sh prints", EnvToolsBin)
 	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kubectl"} {
+	bins := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubectl"}
+	if kubelets {
+		bins = append(bins, "kubelet")
+	}
+	for _, b := range bins {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			return fmt.Errorf("lab: control-plane binary missing (run test/tools/build.sh): %w", err)
 		}
@@ -188,7 +216,11 @@ func (l *Lab) Bin(name string) string { return filepath.Join(l.opts.BinDir, name
 // StartProcess runs a program inside ns for the life of the lab, logging to the lab's log
 // directory. Stop ends it with the rest of the lab.
 func (l *Lab) StartProcess(ns, name string, env []string, bin string, args ...string) (*Process, error) {
-	p, err := startProcess(l.logDir, ns, name, env, bin, args...)
+	return l.track(startProcess(l.logDir, ns, name, env, bin, args...))
+}
+
+// track adds a started process to those Stop ends.
+func (l *Lab) track(p *Process, err error) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -278,10 +310,18 @@ func (l *Lab) createPKI(ctx context.Context) error {
 	if l.Kubeconfig, err = p.writeKubeconfig("admin", apiServer(), "lab-admin", []string{"system:masters"}); err != nil {
 		return err
 	}
-	for _, user := range []string{"kube-controller-manager", "kube-proxy"} {
+	for _, user := range []string{"kube-controller-manager", "kube-scheduler", "kube-proxy"} {
 		if _, err := p.writeKubeconfig(user, apiServer(), "system:"+user, nil); err != nil {
 			return err
 		}
+	}
+	// kube-scheduler serves its health checks on loopback with a lab certificate.
+	if err := p.writeServing("kube-scheduler", []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"}); err != nil {
+		return err
+	}
+	// The API server's identity towards kubelets (logs, exec, port-forward).
+	if err := p.writeClient("kube-apiserver-kubelet-client", "kube-apiserver-kubelet-client", []string{"system:masters"}); err != nil {
+		return err
 	}
 	if l.Config, err = clientcmd.BuildConfigFromFlags("", l.Kubeconfig); err != nil {
 		return err

@@ -15,11 +15,16 @@ import (
 // netnsDir is where `ip netns add` pins named network namespaces.
 const netnsDir = "/run/netns"
 
-// InNetns runs fn on an OS thread that has entered the network namespace ns. Sockets that fn
-// creates stay in ns for their whole life, so a connection dialled inside fn can be used
-// anywhere afterwards. fn must not start goroutines that expect to be in ns.
+// InNetns runs fn on an OS thread that has entered the network namespace ns: a lab namespace
+// ("olb-node-1") or the path of a namespace file ("/proc/123/ns/net", see ContainerNetns).
+// Sockets that fn creates stay in ns for their whole life, so a connection dialled inside fn
+// can be used anywhere afterwards. fn must not start goroutines that expect to be in ns.
 func InNetns(ns string, fn func() error) error {
-	target, err := unix.Open(filepath.Join(netnsDir, ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	file := ns
+	if !filepath.IsAbs(ns) {
+		file = filepath.Join(netnsDir, ns)
+	}
+	target, err := unix.Open(file, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("lab: open network namespace %s: %w", ns, err)
 	}

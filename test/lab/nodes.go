@@ -15,12 +15,17 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// Node is a node namespace with the Node object the lab keeps Ready for it, as a kubelet would.
+// Node is a node namespace with either a real kubelet (Options.Kubelets) or a Node object
+// the lab keeps Ready for it, as a kubelet would.
 type Node struct {
 	*Host
 	Index     int // from 1
 	PodCIDRs  []netip.Prefix
 	KubeProxy *Process // nil when the lab runs without kube-proxy
+	// Containerd and Kubelet run a real node (Options.Kubelets); nil otherwise.
+	Containerd, Kubelet *Process
+
+	mounts *Process // holds a real node's mount namespace
 
 	pods int // pod addresses handed out so far; guarded by Lab.mu
 }

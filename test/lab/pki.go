@@ -96,7 +96,17 @@ func (p *pki) issue(cn string, groups []string, ips []net.IP, dns []string) (cer
 
 // writeServing writes <name>.crt and <name>.key for a server reachable at ips and dns.
 func (p *pki) writeServing(name string, ips []net.IP, dns []string) error {
-	certPEM, keyPEM, err := p.issue(name, nil, ips, dns)
+	return p.writePair(name, name, nil, ips, dns)
+}
+
+// writeClient writes <name>.crt and <name>.key for the user cn in groups.
+func (p *pki) writeClient(name, cn string, groups []string) error {
+	return p.writePair(name, cn, groups, nil, nil)
+}
+
+// writePair issues a certificate (see issue) and writes it as <name>.crt and its key as <name>.key.
+func (p *pki) writePair(name, cn string, groups []string, ips []net.IP, dns []string) error {
+	certPEM, keyPEM, err := p.issue(cn, groups, ips, dns)
 	if err != nil {
 		return fmt.Errorf("issue %s certificate: %w", name, err)
 	}

@@ -64,7 +64,7 @@ func (l *Lab) AddPod(ctx context.Context, o PodOptions) (*Pod, error) {
 	node.pods++
 	k := node.pods + 1 // .1 is the node's gateway address on every pod link
 	l.mu.Unlock()
-	if k > 254 {
+	if k > 254 || (l.opts.Kubelets && k >= cniFirstHost) { // the CNI hands out the rest
 		return nil, fmt.Errorf("lab: add pod %s/%s: node %s has no pod addresses left", o.Namespace, o.Name, node.Name)
 	}
 	p := &Pod{

@@ -27,17 +27,23 @@ type Process struct {
 	err  error // how it exited, once done is closed
 }
 
-// startProcess runs bin in ns with its output in <logDir>/<name>.log. The process dies with
-// the thread that started it if the lab process dies first (Pdeathsig), and it gets its own
-// process group so that signals to the lab do not reach it.
+// startProcess runs bin in ns with its output in <logDir>/<name>.log (see startCommand).
 func startProcess(logDir, ns, name string, env []string, bin string, args ...string) (*Process, error) {
+	return startCommand(logDir, ns, name, env, append([]string{"ip", "netns", "exec", ns, bin}, args...))
+}
+
+// startCommand runs argv, which must enter ns and then exec the program so that the PID is
+// the program's, with its output in <logDir>/<name>.log. The process dies with the thread
+// that started it if the lab process dies first (Pdeathsig), and it gets its own process
+// group so that signals to the lab do not reach it.
+func startCommand(logDir, ns, name string, env, argv []string) (*Process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer logFile.Close()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -55,7 +61,7 @@ func startProcess(logDir, ns, name string, env []string, bin string, args ...str
 	return p, nil
 }
 
-// PID returns the process ID (`ip netns exec` execs the program, so it is the program's).
+// PID returns the program's process ID (whatever enters its namespaces execs it).
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 
 // Exited reports whether the process has ended, and how.

@@ -83,15 +83,20 @@ func labNamespaces(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// cleanup removes everything a lab makes: the processes in its namespaces (only the lab starts
-// processes there), the namespaces with their links, the machine's veth and the lab's files.
-// It is safe to call when nothing is left, and it is what repairs a lab that crashed.
+// cleanup removes everything a lab makes: the processes in its cgroups (real nodes: their
+// containerd, kubelet, shims and containers; the nodes' mount namespaces and the pods' network
+// namespaces end with them) and in its network namespaces (only the lab starts processes
+// there), the cgroups, the namespaces with their links, the machine's veth and the lab's
+// files. It is safe to call when nothing is left, and it is what repairs a lab that crashed.
 func cleanup(ctx context.Context, dir string) error {
+	var errs []error
+	if err := removeLabCgroups(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	names, err := labNamespaces(ctx)
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
-	var errs []error
 	for _, ns := range names {
 		if out, err := run(ctx, "ip", "netns", "pids", ns); err == nil {
 			for _, field := range strings.Fields(out) {

@@ -1,0 +1,152 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The lab's cgroups: a real node (Options.Kubelets) runs in /olb-node-N of every cgroup v1
+// hierarchy. Its containerd, kubelet and shims are in that cgroup itself; the kubelet puts the
+// containers below it (it is the kubelet's cgroupRoot). Everything a node runs is therefore in
+// one subtree, which is how teardown finds it, also after a crash.
+
+// parseCgroupV1Mounts returns the mount points of the cgroup v1 hierarchies listed in a
+// /proc/<pid>/mountinfo text.
+func parseCgroupV1Mounts(mountinfo string) []string {
+	var mounts []string
+	for _, line := range strings.Split(mountinfo, "\n") {
+		before, after, ok := strings.Cut(line, " - ")
+		fields, fsType := strings.Fields(before), strings.Fields(after)
+		if ok && len(fields) >= 5 && len(fsType) > 0 && fsType[0] == "cgroup" {
+			mounts = append(mounts, fields[4])
+		}
+	}
+	return mounts
+}
+
+// cgroupV1Mounts returns the mount points of this machine's cgroup v1 hierarchies.
+func cgroupV1Mounts() ([]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return parseCgroupV1Mounts(string(data)), nil
+}
+
+// createCgroup makes the cgroup rel (e.g. "/olb-node-1") in every hierarchy. A cpuset
+// cgroup gets its parent's CPUs and memory nodes, without which no process may join it.
+func createCgroup(mounts []string, rel string) error {
+	for _, m := range mounts {
+		dir := filepath.Join(m, rel)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create cgroup: %w", err)
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			v, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f))
+			if errors.Is(err, fs.ErrNotExist) {
+				break // not a cpuset hierarchy
+			}
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, f), v, 0o644)
+			}
+			if err != nil {
+				return fmt.Errorf("cgroup %s: copy %s: %w", dir, f, err)
+			}
+		}
+	}
+	return nil
+}
+
+// joinCgroups returns a command line that moves itself into the cgroup rel of every
+// hierarchy and then execs argv, so that argv and all it starts are in the cgroup from
+// their first instruction.
+func joinCgroups(mounts []string, rel string, argv ...string) []string {
+	cmd := []string{"sh", "-c", `for d; do shift; [ "$d" = -- ] && break; echo $$ > "$d/cgroup.procs"; done; exec "$@"`, "sh"}
+	for _, m := range mounts {
+		cmd = append(cmd, filepath.Join(m, rel))
+	}
+	return append(append(cmd, "--"), argv...)
+}
+
+// labCgroups returns every cgroup the lab made (top level olb-*) in every hierarchy, each
+// followed by the cgroups below it.
+func labCgroups(mounts []string) ([]string, error) {
+	var dirs []string
+	for _, m := range mounts {
+		entries, err := os.ReadDir(m)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if !e.IsDir() || !strings.HasPrefix(e.Name(), nsPrefix) {
+				continue
+			}
+			err := filepath.WalkDir(filepath.Join(m, e.Name()), func(path string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, path)
+				}
+				return err
+			})
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+		}
+	}
+	return dirs, nil
+}
+
+// cgroupProcs returns the processes in the given cgroups (not below them).
+func cgroupProcs(dirs []string) []int {
+	var pids []int
+	for _, dir := range dirs {
+		data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs")) // a cgroup gone is empty
+		for _, f := range strings.Fields(string(data)) {
+			if pid, err := strconv.Atoi(f); err == nil && !slices.Contains(pids, pid) {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// removeLabCgroups kills every process in the lab's cgroups (containers, shims, containerd,
+// kubelets), waits until they are gone, and removes the cgroups, deepest first.
+func removeLabCgroups(ctx context.Context) error {
+	mounts, err := cgroupV1Mounts()
+	if err != nil {
+		return err
+	}
+	dirs, err := labCgroups(mounts)
+	if err != nil || len(dirs) == 0 {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// Kill until none is left: a process may fork while its siblings die.
+	for pids := cgroupProcs(dirs); len(pids) > 0; pids = cgroupProcs(dirs) {
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("processes %v of the lab's cgroups do not end: %w", pids, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	var errs []error
+	for _, dir := range slices.Backward(dirs) {
+		if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
