@@ -365,21 +365,20 @@ func (l *Lab) setPodCIDRs(ctx context.Context, n *Node) error {
 	return err
 }
 
-// sandboxImage returns the one pause image among images: the one whose repository's last
-// path element is "pause".
-func sandboxImage(images []string) (string, error) {
+// pickImage returns the one image among names whose repository's last path element is base.
+func pickImage(names []string, base string) (string, error) {
 	var found []string
-	for _, img := range images {
-		repo, _, _ := strings.Cut(img, "@") // drop a digest, then a tag
+	for _, name := range names {
+		repo, _, _ := strings.Cut(name, "@") // drop a digest, then a tag
 		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
 			repo = repo[:i]
 		}
-		if path.Base(repo) == "pause" {
-			found = append(found, img)
+		if path.Base(repo) == base {
+			found = append(found, name)
 		}
 	}
 	if len(found) != 1 {
-		return "", fmt.Errorf("want one pause image (the pod sandbox) among %v, found %d", images, len(found))
+		return "", fmt.Errorf("want one %s image among %v, found %d", base, names, len(found))
 	}
 	return found[0], nil
 }
@@ -424,17 +423,22 @@ func archiveImageNames(archive string) ([]string, error) {
 	}
 }
 
-// findSandboxImage returns the pause image's name among the archives' images.
-func findSandboxImage(archives []string) (string, error) {
+// ImageNamed returns the name of the one image, among those the OCI archives carry, whose
+// repository's last path element is base: "pause" finds example.org/lab/pause:v1.
+func ImageNamed(archives []string, base string) (string, error) {
 	var names []string
 	for _, a := range archives {
 		n, err := archiveImageNames(a)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("lab: %w", err)
 		}
 		names = append(names, n...)
 	}
-	return sandboxImage(names)
+	name, err := pickImage(names, base)
+	if err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	return name, nil
 }
 
 // NodeMemory returns the resident memory of node n's own processes: containerd, the

@@ -57,24 +57,27 @@ func TestJoinCgroups(t *testing.T) {
 	}
 }
 
-func TestSandboxImage(t *testing.T) {
+func TestPickImage(t *testing.T) {
 	tests := []struct {
 		name    string
 		images  []string
+		base    string
 		want    string
 		wantErr bool
 	}{
-		{"tagged", []string{"example.org/lab/backend:v1", "example.org/lab/pause:v1"}, "example.org/lab/pause:v1", false},
-		{"registry with a port, by digest", []string{"localhost:5000/pause@sha256:abcd"}, "localhost:5000/pause@sha256:abcd", false},
-		{"pause only as a tag is no pause image", []string{"example.org/lab/backend:pause"}, "", true},
-		{"none", nil, "", true},
-		{"two", []string{"a/pause:v1", "b/pause:v2"}, "", true},
+		{"tagged", []string{"example.org/lab/backend:v1", "example.org/lab/pause:v1"}, "pause", "example.org/lab/pause:v1", false},
+		{"registry with a port, by digest", []string{"localhost:5000/pause@sha256:abcd"}, "pause", "localhost:5000/pause@sha256:abcd", false},
+		{"untagged", []string{"example.org/backend"}, "backend", "example.org/backend", false},
+		{"only a tag matches", []string{"example.org/lab/backend:pause"}, "pause", "", true},
+		{"a longer name does not match", []string{"example.org/lab/pause-old:v1"}, "pause", "", true},
+		{"none", nil, "pause", "", true},
+		{"two", []string{"a/pause:v1", "b/pause:v2"}, "pause", "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := sandboxImage(tt.images)
+			got, err := pickImage(tt.images, tt.base)
 			if got != tt.want || (err != nil) != tt.wantErr {
-				t.Errorf("sandboxImage(%q) = %q, %v; want %q, error %v", tt.images, got, err, tt.want, tt.wantErr)
+				t.Errorf("pickImage(%q, %q) = %q, %v; want %q, error %v", tt.images, tt.base, got, err, tt.want, tt.wantErr)
 			}
 		})
 	}

@@ -114,8 +114,8 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	}
 	var sandbox string
 	if opts.Kubelets {
-		if sandbox, err = findSandboxImage(opts.Images); err != nil {
-			return nil, fmt.Errorf("lab: images for the kubelets: %w", err)
+		if sandbox, err = ImageNamed(opts.Images, "pause"); err != nil {
+			return nil, fmt.Errorf("%w (the pod sandbox of the kubelets)", err)
 		}
 	}
 	lk, err := acquireLock()

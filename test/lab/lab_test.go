@@ -89,8 +89,8 @@ func TestSmoke(t *testing.T) {
 		pods[p.Key()] = true
 	}
 
-	clusterIP := createService(ctx, t, l, ns, "echo", corev1.ServiceTypeClusterIP)
-	nodePort := createService(ctx, t, l, ns, "echo-np", corev1.ServiceTypeNodePort)
+	clusterIP := createService(ctx, t, l, ns, "echo", "echo", corev1.ServiceTypeClusterIP)
+	nodePort := createService(ctx, t, l, ns, "echo-np", "echo", corev1.ServiceTypeNodePort)
 	waitEndpoints(ctx, t, l, ns, "echo", 2)
 	waitEndpoints(ctx, t, l, ns, "echo-np", 2)
 
@@ -239,13 +239,15 @@ func waitDefaultServiceAccount(ctx context.Context, t *testing.T, l *lab.Lab, ns
 	}
 }
 
-func createService(ctx context.Context, t *testing.T, l *lab.Lab, ns, name string, typ corev1.ServiceType) *corev1.Service {
+// createService creates a dual-stack Service of the pods labelled app=<app>, ports 80 (to
+// their "http" port) and 9000 (to "tcp").
+func createService(ctx context.Context, t *testing.T, l *lab.Lab, ns, name, app string, typ corev1.ServiceType) *corev1.Service {
 	t.Helper()
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: corev1.ServiceSpec{
 			Type:           typ,
-			Selector:       map[string]string{"app": "echo"},
+			Selector:       map[string]string{"app": app},
 			IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicyRequireDualStack),
 			Ports: []corev1.ServicePort{
 				{Name: "http", Port: 80, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP},
