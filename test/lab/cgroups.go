@@ -14,32 +14,35 @@ import (
 	"time"
 )
 
-// The lab's cgroups: a real node (Options.Kubelets) runs in /olb-node-N of every cgroup v1
+// The lab's cgroups: a real node (Options.Kubelets) runs in /olb-node-N of every cgroup
 // hierarchy. Its containerd, kubelet and shims are in that cgroup itself; the kubelet puts the
 // containers below it (it is the kubelet's cgroupRoot). Everything a node runs is therefore in
-// one subtree, which is how teardown finds it, also after a crash.
+// one subtree, which is how teardown finds it, also after a crash. A hybrid machine's cgroup2
+// hierarchy (/sys/fs/cgroup/unified), which runc also fills, is treated like the others.
 
-// parseCgroupV1Mounts returns the mount points of the cgroup v1 hierarchies listed in a
-// /proc/<pid>/mountinfo text.
-func parseCgroupV1Mounts(mountinfo string) []string {
-	var mounts []string
+// parseCgroupMounts returns the mount points of the cgroup hierarchies listed in a
+// /proc/<pid>/mountinfo text, and whether any is cgroup v1.
+func parseCgroupMounts(mountinfo string) (mounts []string, v1 bool) {
 	for _, line := range strings.Split(mountinfo, "\n") {
 		before, after, ok := strings.Cut(line, " - ")
 		fields, fsType := strings.Fields(before), strings.Fields(after)
-		if ok && len(fields) >= 5 && len(fsType) > 0 && fsType[0] == "cgroup" {
+		if ok && len(fields) >= 5 && len(fsType) > 0 && (fsType[0] == "cgroup" || fsType[0] == "cgroup2") {
 			mounts = append(mounts, fields[4])
+			v1 = v1 || fsType[0] == "cgroup"
 		}
 	}
-	return mounts
+	return mounts, v1
 }
 
-// cgroupV1Mounts returns the mount points of this machine's cgroup v1 hierarchies.
-func cgroupV1Mounts() ([]string, error) {
+// cgroupMounts returns the mount points of this machine's cgroup hierarchies, and whether
+// any is cgroup v1.
+func cgroupMounts() ([]string, bool, error) {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return parseCgroupV1Mounts(string(data)), nil
+	mounts, v1 := parseCgroupMounts(string(data))
+	return mounts, v1, nil
 }
 
 // createCgroup makes the cgroup rel (e.g. "/olb-node-1") in every hierarchy. A cpuset
@@ -121,7 +124,7 @@ func cgroupProcs(dirs []string) []int {
 // removeLabCgroups kills every process in the lab's cgroups (containers, shims, containerd,
 // kubelets), waits until they are gone, and removes the cgroups, deepest first.
 func removeLabCgroups(ctx context.Context) error {
-	mounts, err := cgroupV1Mounts()
+	mounts, _, err := cgroupMounts()
 	if err != nil {
 		return err
 	}

@@ -67,12 +67,12 @@ func (n *Node) inNode(p string) string { return fmt.Sprintf("/proc/%d/root%s", n
 // startRealNodes starts containerd and a kubelet on every node at once and waits until each
 // node has registered itself and is Ready.
 func (l *Lab) startRealNodes(ctx context.Context) error {
-	mounts, err := cgroupV1Mounts()
+	mounts, v1, err := cgroupMounts()
 	if err != nil {
 		return err
 	}
-	if len(mounts) == 0 {
-		return errors.New("no cgroup v1 hierarchy on this machine: the lab's kubelets need cgroup v1")
+	if !v1 {
+		return errors.New("no cgroup v1 hierarchy on this machine: the lab's kubelets are set up for cgroup v1")
 	}
 	errs := make([]error, len(l.Nodes))
 	done := make(chan struct{})
@@ -97,6 +97,11 @@ func (l *Lab) startRealNode(ctx context.Context, n *Node, mounts []string) error
 	}{
 		{"write configuration", func(context.Context) error { return l.writeNodeConfig(n) }},
 		{"create cgroup " + nodeCgroup(n), func(context.Context) error { return createCgroup(mounts, nodeCgroup(n)) }},
+		// Pods on one bridge answer each other through kube-proxy's NAT only if bridged
+		// frames pass iptables (module br_netfilter).
+		{"pass bridged traffic through iptables", func(ctx context.Context) error {
+			return sysctl(ctx, n.NS, "net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1")
+		}},
 		{"make the mount namespace", func(ctx context.Context) error { return l.startNodeMounts(ctx, n, mounts) }},
 		{"start containerd", func(ctx context.Context) error { return l.startContainerd(ctx, n, mounts) }},
 		{"import images", func(ctx context.Context) error { return l.importImages(ctx, n) }},
@@ -444,9 +449,9 @@ func ImageNamed(archives []string, base string) (string, error) {
 // NodeMemory returns the resident memory of node n's own processes: containerd, the
 // kubelet, the containerd shims and the holder of its mount namespace, not its containers.
 func (l *Lab) NodeMemory(n *Node) (int64, error) {
-	mounts, err := cgroupV1Mounts()
+	mounts, _, err := cgroupMounts()
 	if err != nil || len(mounts) == 0 {
-		return 0, fmt.Errorf("lab: memory of %s: no cgroup v1 hierarchy (%v)", n.Name, err)
+		return 0, fmt.Errorf("lab: memory of %s: no cgroup hierarchy (%v)", n.Name, err)
 	}
 	var total int64
 	for _, pid := range cgroupProcs([]string{filepath.Join(mounts[0], nodeCgroup(n))}) {

@@ -13,16 +13,20 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestParseCgroupV1Mounts(t *testing.T) {
+func TestParseCgroupMounts(t *testing.T) {
 	mountinfo := `23 1 0:21 / /sys rw,nosuid - sysfs sysfs rw
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
 32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct
 40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 `
-	want := []string{"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/systemd"}
-	if diff := cmp.Diff(want, parseCgroupV1Mounts(mountinfo)); diff != "" {
-		t.Errorf("parseCgroupV1Mounts (-want +got):\n%s", diff)
+	mounts, v1 := parseCgroupMounts(mountinfo)
+	want := []string{"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"}
+	if diff := cmp.Diff(want, mounts); diff != "" || !v1 {
+		t.Errorf("parseCgroupMounts: v1 %v, want true; mounts (-want +got):\n%s", v1, diff)
+	}
+	if _, v1 := parseCgroupMounts("30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"); v1 {
+		t.Errorf("parseCgroupMounts of a cgroup v2 machine: v1 true, want false")
 	}
 }
 
