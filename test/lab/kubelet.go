@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -75,18 +76,15 @@ func (l *Lab) startRealNodes(ctx context.Context) error {
 		return errors.New("no cgroup v1 hierarchy on this machine: the lab's kubelets are set up for cgroup v1")
 	}
 	errs := make([]error, len(l.Nodes))
-	done := make(chan struct{})
+	var wg sync.WaitGroup
 	for i, n := range l.Nodes {
-		go func() {
-			defer func() { done <- struct{}{} }()
+		wg.Go(func() {
 			if err := l.startRealNode(ctx, n, mounts); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", n.Name, err)
 			}
-		}()
+		})
 	}
-	for range l.Nodes {
-		<-done
-	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
