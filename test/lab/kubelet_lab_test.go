@@ -3,6 +3,7 @@ package lab_test
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -344,16 +345,21 @@ func assertNothingLeft(t *testing.T, dir string) {
 // cgroupPIDs returns the processes in the lab's cgroups: real nodes' daemons and containers.
 func cgroupPIDs(t *testing.T) []int {
 	t.Helper()
-	files, _ := filepath.Glob("/sys/fs/cgroup/pids/olb-*/cgroup.procs")
-	deeper, _ := filepath.Glob("/sys/fs/cgroup/pids/olb-*/*/*/*/cgroup.procs") // containers
 	var pids []int
-	for _, f := range append(files, deeper...) {
-		data, _ := os.ReadFile(f)
-		for _, field := range strings.Fields(string(data)) {
-			if pid, err := strconv.Atoi(field); err == nil {
-				pids = append(pids, pid)
+	tops, _ := filepath.Glob("/sys/fs/cgroup/pids/olb-*")
+	for _, top := range tops {
+		filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.Name() != "cgroup.procs" {
+				return err
 			}
-		}
+			data, _ := os.ReadFile(path)
+			for _, field := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(field); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+			return nil
+		})
 	}
 	if len(pids) == 0 {
 		t.Fatal("no process in the lab's cgroups before Stop")
