@@ -258,7 +258,10 @@ func backendPod(ns, node, image string, hostNetwork bool) *corev1.Pod {
 			TerminationGracePeriodSeconds: ptr.To[int64](0),
 			Containers: []corev1.Container{{
 				Name: "backend", Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
-				Env:             []corev1.EnvVar{{Name: "ONPREM_LB_LAB_POD", Value: ns + "/" + name}},
+				Env: []corev1.EnvVar{ // the backend image names its replies after the pod
+					{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+				},
 				SecurityContext: sc,
 				Ports: []corev1.ContainerPort{
 					{Name: "http", ContainerPort: lab.HTTPPort, Protocol: corev1.ProtocolTCP},

@@ -1,7 +1,7 @@
-// Command pause is the sandbox program of the lab's pods: the process that holds a pod's
-// namespaces while its containers come and go. It does nothing until SIGTERM or SIGINT, then
-// exits 0; as PID 1 of a pod's PID namespace it reaps every orphan that is handed to it, so
-// that no zombie outlives its container. It is static (CGO_ENABLED=0) and needs no file.
+// Command pause is the lab's sandbox ("pause") image: the first process of every pod, which
+// holds the pod's namespaces while its containers come and go. It does nothing until SIGTERM
+// or SIGINT, then exits 0; as PID 1 of a pod's PID namespace it reaps every orphan that is
+// handed to it, so that no zombie outlives its container. It is static and needs no file.
 package main
 
 import (
