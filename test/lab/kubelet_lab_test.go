@@ -1,6 +1,7 @@
 package lab_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
@@ -25,8 +26,9 @@ import (
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
-// imagesDir is where `make images` leaves the OCI archives, seen from this package.
-const imagesDir = "../../bin/images"
+// envImages names the directory of the OCI archives `make images` builds (the Makefile sets
+// it; default: bin/images of this repository).
+const envImages = "ONPREM_LB_IMAGES"
 
 // uninitializedTaint is what a kubelet started with --cloud-provider=external puts on its Node
 // until a cloud provider initializes it.
@@ -229,9 +231,10 @@ func TestKubeletFailsStart(t *testing.T) {
 // imageArchives returns the OCI archives `make images` built.
 func imageArchives(t *testing.T) []string {
 	t.Helper()
-	archives, err := filepath.Glob(filepath.Join(imagesDir, "*.tar"))
+	dir := cmp.Or(os.Getenv(envImages), "../../bin/images")
+	archives, err := filepath.Glob(filepath.Join(dir, "*.tar"))
 	if err != nil || len(archives) == 0 {
-		t.Fatalf("no image archives in %s (%v): run `make images` first", imagesDir, err)
+		t.Fatalf("no image archives in %s (%v): run `make images` first, or set %s", dir, err, envImages)
 	}
 	return archives
 }
