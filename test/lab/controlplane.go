@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -97,10 +98,16 @@ func (l *Lab) startAPIServer(ctx context.Context) error {
 func (l *Lab) startControllerManager(ctx context.Context) error {
 	pki := l.pki.path
 	kubeconfig := pki("kube-controller-manager.kubeconfig")
+	controllers := kcmControllers
+	if l.opts.Kubelets {
+		// Real nodes register with the not-ready taint (admission plugin TaintNodesByCondition);
+		// this controller lifts it once the kubelet reports Ready, and puts it back if it stops.
+		controllers = append(slices.Clone(controllers), "node-lifecycle-controller")
+	}
 	p, err := l.StartProcess(cpNS, "kube-controller-manager", nil, l.Bin("kube-controller-manager"),
 		"--kubeconfig="+kubeconfig,
 		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
-		"--controllers="+strings.Join(kcmControllers, ","),
+		"--controllers="+strings.Join(controllers, ","),
 		"--service-account-private-key-file="+pki("sa.key"), "--root-ca-file="+pki("ca.crt"),
 		"--use-service-account-credentials=true", "--leader-elect=false",
 		"--bind-address=127.0.0.1", "--secure-port=10257", "--cert-dir="+filepath.Join(l.opts.Dir, "kcm"),
