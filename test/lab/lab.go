@@ -150,7 +150,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		{"register Ready nodes", l.registerNodes},
 	}
 	if opts.Kubelets {
-		steps[len(steps)-1] = step{"start containerd and kubelet on every node", l.startRealNodes}
+		steps[len(steps)-1] = step{"start real nodes (containerd, kubelet)", l.startRealNodes}
 	}
 	if !opts.NoKubeProxy {
 		steps = append(steps, step{"start kube-proxy on every node", l.startKubeProxies})
