@@ -153,7 +153,7 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 	}
 	bin := t.TempDir()
 	real := os.Getenv(lab.EnvToolsBin)
-	for _, b := range []string{"etcd", "kube-controller-manager", "kube-proxy", "kubectl"} {
+	for _, b := range []string{"etcd", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubectl"} {
 		if err := os.Symlink(filepath.Join(real, b), filepath.Join(bin, b)); err != nil {
 			t.Fatal(err)
 		}
