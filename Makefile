@@ -43,6 +43,7 @@ tools:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	cd images && $(GO) vet ./...
 
 # Unit tests (with -race) and lab tests, in one command. The lab tests run one package at a
 # time: a machine holds one lab.
@@ -50,6 +51,7 @@ test: deps vet unit lab-test
 
 unit:
 	pkgs=$(UNIT_PKGS) && if [ -n "$$pkgs" ]; then $(GO) test -race -count=1 $$pkgs; fi
+	cd images && $(GO) test -race -count=1 ./...
 
 lab-test: deps images lab-images
 	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin ONPREM_LB_IMAGES=$(abspath $(IMAGES_OUT)) ONPREM_LB_IMAGE_TAG=$(VERSION) $(GO) test -count=1 -p 1 -timeout 30m ./test/...
