@@ -134,6 +134,53 @@ func TestImagesAreReproducible(t *testing.T) {
 	}
 }
 
+// make push puts the images in a registry under the names they were built with. The registry
+// (crane's) listens on the loopback of a network namespace of the test's own.
+func TestPushToARegistry(t *testing.T) {
+	_, tag := built(t)
+	netns := newNetns(t)
+	inNetns := func(argv ...string) *exec.Cmd {
+		cmd := exec.Command("nsenter", append([]string{"--net=" + netns}, argv...)...)
+		cmd.Dir = repoRoot()
+		return cmd
+	}
+	if out, err := inNetns("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v\n%s", err, out)
+	}
+	crane, err := exec.Command(filepath.Join(repoRoot(), "test/tools/gotool.sh"), "crane").Output()
+	if err != nil {
+		t.Fatalf("test/tools/gotool.sh crane: %v", err)
+	}
+	const registry = "127.0.0.1:5000"
+	serve := inNetns(strings.TrimSpace(string(crane)), "registry", "serve", "--address", registry)
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		serve.Process.Kill()
+		serve.Wait()
+	})
+	out := t.TempDir()
+	push := inNetns("make", "-s", "push", "REGISTRY="+registry+"/onprem-lb", "IMAGES_OUT="+out)
+	if b, err := push.CombinedOutput(); err != nil {
+		t.Fatalf("make push: %v\n%s", err, b)
+	}
+	for _, name := range []string{"onprem-cloud-controller-manager", "onprem-speaker"} {
+		img, err := ReadArchive(filepath.Join(out, name+".tar"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := registry + "/onprem-lb/" + name + ":" + tag
+		got, err := inNetns(strings.TrimSpace(string(crane)), "digest", ref).Output()
+		if err != nil {
+			t.Fatalf("crane digest %s: %v", ref, err)
+		}
+		if strings.TrimSpace(string(got)) != img.Digest {
+			t.Errorf("%s in the registry: digest %s, built %s", ref, got, img.Digest)
+		}
+	}
+}
+
 func sum(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
