@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
+
+	"github.com/onprem-lb/onprem-lb/test/backend"
 )
 
 // The lab starts its helper program (Options.Helper) with these variables to give it a role.
@@ -21,19 +21,7 @@ const (
 )
 
 // Reply is what every lab backend answers: who answered and whom it saw.
-type Reply struct {
-	Pod    string `json:"pod"`    // namespace/name of the pod that answered
-	Client string `json:"client"` // the source address:port the backend saw
-}
-
-// ClientIP returns the address part of Client.
-func (r Reply) ClientIP() string {
-	host, _, err := net.SplitHostPort(r.Client)
-	if err != nil {
-		return r.Client
-	}
-	return host
-}
+type Reply = backend.Reply
 
 // RunHelper turns this process into a lab helper if the lab started it as one, and then never
 // returns. Programs used as Options.Helper (the lab CLI, test binaries) call it first thing.
@@ -42,65 +30,13 @@ func RunHelper() {
 	case "":
 		return
 	case helperBackend:
-		err := serveBackend(os.Getenv(podEnv))
+		err := backend.Serve(os.Getenv(podEnv))
 		fmt.Fprintln(os.Stderr, "backend:", err)
 		os.Exit(1)
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", helperEnv, os.Getenv(helperEnv))
 		os.Exit(2)
 	}
-}
-
-// serveBackend answers HTTP on HTTPPort, plain TCP on TCPPort and each UDP datagram on
-// UDPPort, over IPv4 and IPv6, with a Reply naming pod and the client address it saw. It returns only on error.
-func serveBackend(pod string) error {
-	reply := func(remote string) []byte {
-		b, _ := json.Marshal(Reply{Pod: pod, Client: remote})
-		return append(b, '\n')
-	}
-	tcp, err := net.Listen("tcp", ":"+strconv.Itoa(TCPPort))
-	if err != nil {
-		return err
-	}
-	httpLn, err := net.Listen("tcp", ":"+strconv.Itoa(HTTPPort))
-	if err != nil {
-		return err
-	}
-	udp, err := net.ListenPacket("udp", ":"+strconv.Itoa(UDPPort))
-	if err != nil {
-		return err
-	}
-	errc := make(chan error, 3)
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			_, from, err := udp.ReadFrom(buf)
-			if err != nil {
-				errc <- err
-				return
-			}
-			udp.WriteTo(reply(from.String()), from)
-		}
-	}()
-	go func() {
-		for {
-			c, err := tcp.Accept()
-			if err != nil {
-				errc <- err
-				return
-			}
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			c.Write(reply(c.RemoteAddr().String()))
-			c.Close()
-		}
-	}()
-	go func() {
-		errc <- http.Serve(httpLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			w.Write(reply(r.RemoteAddr))
-		}))
-	}()
-	return <-errc
 }
 
 // GetTCP connects to address from the network namespace ns and reads a backend's Reply.

@@ -11,13 +11,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/onprem-lb/onprem-lb/test/backend"
 )
 
-// Backend ports every lab pod serves.
+// Backend ports every lab pod serves (see package backend).
 const (
-	HTTPPort = 8080 // HTTP: any path answers with a Reply
-	TCPPort  = 9000 // plain TCP: a Reply line, then the connection closes
-	UDPPort  = 9001 // UDP: each datagram is answered with a Reply
+	HTTPPort = backend.HTTPPort
+	TCPPort  = backend.TCPPort
+	UDPPort  = backend.UDPPort
 )
 
 // PodOptions describe a pod to run.

@@ -1,0 +1,86 @@
+// Package backend is the program behind every lab pod: it answers HTTP, TCP and UDP with the
+// name of the pod that answered and the client address it saw, so a test sees where its
+// traffic went and whether the client address survived.
+package backend
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// The ports every backend serves.
+const (
+	HTTPPort = 8080 // HTTP: any path answers with a Reply
+	TCPPort  = 9000 // plain TCP: a Reply line, then the connection closes
+	UDPPort  = 9001 // UDP: each datagram is answered with a Reply
+)
+
+// Reply is what every lab backend answers: who answered and whom it saw.
+type Reply struct {
+	Pod    string `json:"pod"`    // namespace/name of the pod that answered
+	Client string `json:"client"` // the source address:port the backend saw
+}
+
+// ClientIP returns the address part of Client.
+func (r Reply) ClientIP() string {
+	host, _, err := net.SplitHostPort(r.Client)
+	if err != nil {
+		return r.Client
+	}
+	return host
+}
+
+// Serve answers HTTP on HTTPPort, plain TCP on TCPPort and each UDP datagram on
+// UDPPort, over IPv4 and IPv6, with a Reply naming pod and the client address it saw. It returns only on error.
+func Serve(pod string) error {
+	reply := func(remote string) []byte {
+		b, _ := json.Marshal(Reply{Pod: pod, Client: remote})
+		return append(b, '\n')
+	}
+	tcp, err := net.Listen("tcp", ":"+strconv.Itoa(TCPPort))
+	if err != nil {
+		return err
+	}
+	httpLn, err := net.Listen("tcp", ":"+strconv.Itoa(HTTPPort))
+	if err != nil {
+		return err
+	}
+	udp, err := net.ListenPacket("udp", ":"+strconv.Itoa(UDPPort))
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 3)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := udp.ReadFrom(buf)
+			if err != nil {
+				errc <- err
+				return
+			}
+			udp.WriteTo(reply(from.String()), from)
+		}
+	}()
+	go func() {
+		for {
+			c, err := tcp.Accept()
+			if err != nil {
+				errc <- err
+				return
+			}
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			c.Write(reply(c.RemoteAddr().String()))
+			c.Close()
+		}
+	}()
+	go func() {
+		errc <- http.Serve(httpLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(reply(r.RemoteAddr))
+		}))
+	}()
+	return <-errc
+}
