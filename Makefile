@@ -7,9 +7,16 @@ BIN   := bin
 TOOLS_BIN = $$(test/tools/build.sh)
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/test/')
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X k8s.io/component-base/version.gitVersion=v0.0.0-$(VERSION)
+LDFLAGS  := -X=k8s.io/component-base/version.gitVersion=v0.0.0-$(VERSION)
+# Images (make images): named $(REGISTRY)/NAME:$(VERSION), written as OCI archives to
+# $(IMAGES_OUT); the lab's own images (pause, backend) are onprem-lb.local/lab/NAME:$(VERSION).
+REGISTRY   ?= ghcr.io/onprem-lb
+IMAGES_OUT ?= $(BIN)/images
+IMAGES     := onprem-cloud-controller-manager onprem-speaker
+LAB_IMAGES := pause backend
+BUILD_IMAGES = GOFLAGS='-buildvcs=false "-ldflags=-s -w $(LDFLAGS)"' REGISTRY=$(REGISTRY) images/build.sh $(IMAGES_OUT) $(VERSION)
 
-.PHONY: all build tools deps test unit lab-test lab lab-down demo bench vet fmt clean
+.PHONY: all build tools deps images lab-images push test unit lab-test lab lab-down demo bench vet fmt clean
 
 all: build
 
@@ -19,12 +26,24 @@ build:
 deps:
 	test/deps.sh
 
+# OCI images without Docker: bases made from Debian packages, the programs put on them by ko.
+images:
+	$(BUILD_IMAGES) $(IMAGES)
+
+lab-images:
+	$(BUILD_IMAGES) $(LAB_IMAGES)
+
+# make push REGISTRY=registry.example.com/onprem-lb: the images, to any registry crane can log in to.
+push: images
+	images/push.sh $(IMAGES_OUT) $(IMAGES)
+
 tools:
 	test/tools/build.sh
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	cd images && $(GO) vet ./...
 
 # Unit tests (with -race) and lab tests, in one command. The lab tests run one package at a
 # time: a machine holds one lab.
@@ -32,9 +51,10 @@ test: deps vet unit lab-test
 
 unit:
 	pkgs=$(UNIT_PKGS) && if [ -n "$$pkgs" ]; then $(GO) test -race -count=1 $$pkgs; fi
+	cd images && $(GO) test -race -count=1 ./...
 
-lab-test: deps
-	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(GO) test -count=1 -p 1 -timeout 30m ./test/...
+lab-test: deps images lab-images
+	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin ONPREM_LB_IMAGES=$(abspath $(IMAGES_OUT)) ONPREM_LB_IMAGE_TAG=$(VERSION) $(GO) test -count=1 -p 1 -timeout 30m ./test/...
 
 # A lab that stays up: three Ready nodes with kube-proxy, a client on the LAN.
 lab: deps build
