@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,17 @@ var kcmControllers = []string{
 	"root-ca-certificate-publisher-controller",
 	"namespace-controller",
 	"garbage-collector-controller",
+}
+
+// kubeletControllers are the ones real nodes need on top: workloads (the install's Deployment
+// and DaemonSet) and the node lifecycle (NotReady taints when a node dies).
+var kubeletControllers = []string{
+	"deployment-controller",
+	"replicaset-controller",
+	"daemonset-controller",
+	"pod-garbage-collector-controller",
+	"node-lifecycle-controller",
+	"ttl-after-finished-controller",
 }
 
 func cidrList(prefixes []netip.Prefix) string {
@@ -97,10 +109,14 @@ func (l *Lab) startAPIServer(ctx context.Context) error {
 func (l *Lab) startControllerManager(ctx context.Context) error {
 	pki := l.pki.path
 	kubeconfig := pki("kube-controller-manager.kubeconfig")
+	controllers := kcmControllers
+	if l.opts.Kubelets {
+		controllers = append(slices.Clip(controllers), kubeletControllers...)
+	}
 	p, err := l.StartProcess(cpNS, "kube-controller-manager", nil, l.Bin("kube-controller-manager"),
 		"--kubeconfig="+kubeconfig,
 		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
-		"--controllers="+strings.Join(kcmControllers, ","),
+		"--controllers="+strings.Join(controllers, ","),
 		"--service-account-private-key-file="+pki("sa.key"), "--root-ca-file="+pki("ca.crt"),
 		"--use-service-account-credentials=true", "--leader-elect=false",
 		"--bind-address=127.0.0.1", "--secure-port=10257", "--cert-dir="+filepath.Join(l.opts.Dir, "kcm"),
