@@ -5,6 +5,8 @@ BIN   := bin
 # Lab binaries (etcd, kube-apiserver, kube-controller-manager, kube-proxy, kubectl) are built
 # once into a cache outside the work tree; test/tools/build.sh prints their directory.
 TOOLS_BIN = $$(test/tools/build.sh)
+# helm, pinned in test/tools/gotool.sh, installed once into the same cache.
+HELM      = $$(test/tools/gotool.sh helm)
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/test/')
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X=k8s.io/component-base/version.gitVersion=v0.0.0-$(VERSION)
@@ -16,7 +18,7 @@ IMAGES     := onprem-cloud-controller-manager onprem-speaker
 LAB_IMAGES := pause backend
 BUILD_IMAGES = GOFLAGS='-buildvcs=false "-ldflags=-s -w $(LDFLAGS)"' REGISTRY=$(REGISTRY) images/build.sh $(IMAGES_OUT) $(VERSION)
 
-.PHONY: all build tools deps images lab-images push test unit lab-test lab lab-down demo bench vet fmt clean
+.PHONY: all build tools deps images lab-images push test unit chart lab-test lab lab-down demo bench vet fmt clean
 
 all: build
 
@@ -47,14 +49,26 @@ vet:
 
 # Unit tests (with -race) and lab tests, in one command. The lab tests run one package at a
 # time: a machine holds one lab.
-test: deps vet unit lab-test
+test: deps vet unit chart lab-test
 
 unit:
 	pkgs=$(UNIT_PKGS) && if [ -n "$$pkgs" ]; then $(GO) test -race -count=1 $$pkgs; fi
 	cd images && $(GO) test -race -count=1 ./...
 
+# The Helm chart: helm lint --strict and helm template, with its defaults and with each
+# charts/onprem-lb/ci/*.yaml, for the oldest Kubernetes it supports (Chart.yaml kubeVersion).
+# test/chart (lab-test) checks what it renders.
+chart:
+	helm=$(HELM) && for values in "" charts/onprem-lb/ci/*.yaml; do \
+		args=$${values:+--values $$values}; \
+		$$helm lint --strict --kube-version 1.30.0 charts/onprem-lb $$args && \
+		$$helm template --kube-version 1.30.0 onprem-lb charts/onprem-lb $$args >/dev/null || exit 1; \
+	done
+
 lab-test: deps images lab-images
-	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin ONPREM_LB_IMAGES=$(abspath $(IMAGES_OUT)) ONPREM_LB_IMAGE_TAG=$(VERSION) $(GO) test -count=1 -p 1 -timeout 30m ./test/...
+	bin=$(TOOLS_BIN) && helm=$(HELM) && ONPREM_LB_TOOLS_BIN=$$bin ONPREM_LB_HELM=$$helm \
+		ONPREM_LB_IMAGES=$(abspath $(IMAGES_OUT)) ONPREM_LB_IMAGE_TAG=$(VERSION) \
+		$(GO) test -count=1 -p 1 -timeout 30m ./test/...
 
 # A lab that stays up: three Ready nodes with kube-proxy, a client on the LAN.
 lab: deps build
