@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -410,31 +409,7 @@ func requestsDuring(ctx context.Context, client *lab.Host, vip string, fn func()
 // requestsDuringBefore is requestsDuring calling before (if not nil) ahead of each request,
 // in the requesting goroutine, with the number of requests made so far.
 func requestsDuringBefore(ctx context.Context, client *lab.Host, vip string, before func(n int), fn func()) (failures []string, total int) {
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	began := time.Now()
-	wg.Go(func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			if before != nil {
-				before(total)
-			}
-			total++
-			if _, err := lab.GetHTTP(ctx, client.NS, vipURL(vip)); err != nil {
-				failures = append(failures, fmt.Sprintf("after %v: %v", time.Since(began).Round(time.Millisecond), err))
-			}
-		}
-	})
-	fn()
-	close(stop)
-	wg.Wait()
-	return failures, total
+	return lab.RequestsDuring(ctx, client.NS, vipURL(vip), before, fn)
 }
 
 // falseConditions records, from now until the returned function is called, the False

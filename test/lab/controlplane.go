@@ -31,6 +31,19 @@ var kcmControllers = []string{
 	"garbage-collector-controller",
 }
 
+// kubeletControllers are the ones real nodes need on top: workloads (the install's Deployment
+// and DaemonSet) and the node lifecycle: real nodes register with the not-ready taint
+// (admission plugin TaintNodesByCondition), which it lifts once the kubelet reports Ready and
+// puts back if it stops.
+var kubeletControllers = []string{
+	"deployment-controller",
+	"replicaset-controller",
+	"daemonset-controller",
+	"pod-garbage-collector-controller",
+	"node-lifecycle-controller",
+	"ttl-after-finished-controller",
+}
+
 func cidrList(prefixes []netip.Prefix) string {
 	s := make([]string, len(prefixes))
 	for i, p := range prefixes {
@@ -100,9 +113,7 @@ func (l *Lab) startControllerManager(ctx context.Context) error {
 	kubeconfig := pki("kube-controller-manager.kubeconfig")
 	controllers := kcmControllers
 	if l.opts.Kubelets {
-		// Real nodes register with the not-ready taint (admission plugin TaintNodesByCondition);
-		// this controller lifts it once the kubelet reports Ready, and puts it back if it stops.
-		controllers = append(slices.Clone(controllers), "node-lifecycle-controller")
+		controllers = append(slices.Clip(controllers), kubeletControllers...)
 	}
 	p, err := l.StartProcess(cpNS, "kube-controller-manager", nil, l.Bin("kube-controller-manager"),
 		"--kubeconfig="+kubeconfig,

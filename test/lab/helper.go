@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/onprem-lb/onprem-lb/test/backend"
@@ -85,4 +86,36 @@ func decodeReply(b []byte) (Reply, error) {
 		return Reply{}, fmt.Errorf("not a backend reply %q: %w", b, err)
 	}
 	return r, nil
+}
+
+// RequestsDuring sends HTTP GETs to url from the network namespace ns, one every 20 ms, while
+// fn runs, and returns the failed ones (when, relative to the start, and why) and how many were
+// sent. before, if not nil, runs ahead of each request in the requesting goroutine with the
+// number of requests sent so far.
+func RequestsDuring(ctx context.Context, ns, url string, before func(n int), fn func()) (failures []string, total int) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	began := time.Now()
+	wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if before != nil {
+				before(total)
+			}
+			total++
+			if _, err := GetHTTP(ctx, ns, url); err != nil {
+				failures = append(failures, fmt.Sprintf("after %v: %v", time.Since(began).Round(time.Millisecond), err))
+			}
+		}
+	})
+	fn()
+	close(stop)
+	wg.Wait()
+	return failures, total
 }

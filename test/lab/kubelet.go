@@ -311,6 +311,17 @@ func (n *Node) ctr(ctx context.Context, args ...string) (string, error) {
 	return run(ctx, "ctr", append([]string{"--address", n.inNode(containerdSocket), "--namespace", "k8s.io"}, args...)...)
 }
 
+// TagImage gives the image named from a second name, to, in every real node's containerd, as
+// if a new version had been pushed (with Options.Kubelets).
+func (l *Lab) TagImage(ctx context.Context, from, to string) error {
+	for _, n := range l.Nodes {
+		if out, err := n.ctr(ctx, "images", "tag", "--force", from, to); err != nil {
+			return fmt.Errorf("lab: %s: tag %s as %s: %w: %s", n.Name, from, to, err, out)
+		}
+	}
+	return nil
+}
+
 func (l *Lab) importImages(ctx context.Context, n *Node) error {
 	for _, img := range l.opts.Images {
 		if _, err := n.ctr(ctx, "images", "import", img); err != nil {

@@ -269,6 +269,9 @@ func (l *Lab) createNetwork(ctx context.Context) error {
 	if err := createHost(ctx, l.ControlPlane, false); err != nil {
 		return err
 	}
+	if err := routePods(ctx, l.ControlPlane, 0, len(l.Nodes)); err != nil {
+		return err
+	}
 	for _, n := range l.Nodes {
 		if err := createHost(ctx, n.Host, true); err != nil {
 			return err

@@ -152,8 +152,15 @@ func routeNode(ctx context.Context, i, nodes int) error {
 			return err
 		}
 	}
+	return routePods(ctx, h, i, nodes)
+}
+
+// routePods gives host h routes to the pods of every node but node skip (0: none), through
+// that node, as a cluster's pod network is routed: the control plane needs them to answer pods
+// (the API server behind the kubernetes Service, kubelet's probes aside).
+func routePods(ctx context.Context, h *Host, skip, nodes int) error {
 	for j := 1; j <= nodes; j++ {
-		if j == i {
+		if j == skip {
 			continue
 		}
 		peer := nodeHost(j)
