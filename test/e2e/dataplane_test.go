@@ -149,7 +149,7 @@ func TestIPTablesDataplane(t *testing.T) {
 
 	t.Run("healthCheckNodePort answers as kube-proxy does", func(t *testing.T) {
 		for node, want := range map[string]int{"node-2": 1, "node-1": 0} {
-			n := labNode(t, l, node)
+			n := labtest.Node(t, l, node)
 			url := fmt.Sprintf("http://%s/", net.JoinHostPort(n.IPv4.String(), strconv.Itoa(int(hcnp))))
 			status, body := waitHTTP(ctx, t, client, url)
 			wantStatus := http.StatusOK
@@ -361,7 +361,7 @@ func testKubeProxyMode(t *testing.T, mode string) {
 		return
 	}
 	t.Run("kube-proxy in IPVS mode: the speaker refuses, says why, installs nothing", func(t *testing.T) {
-		n := labNode(t, l, "node-3")
+		n := labtest.Node(t, l, "node-3")
 		sp.procs[n.Name].Stop(10 * time.Second)
 		if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.NS, filepath.Join(binDir, "onprem-speaker"), "--cleanup").CombinedOutput(); err != nil {
 			t.Fatalf("%s: onprem-speaker --cleanup: %v\n%s", n.Name, err, out)

@@ -22,6 +22,7 @@ import (
 	"github.com/onprem-lb/onprem-lb/speaker"
 	"github.com/onprem-lb/onprem-lb/test/demo"
 	"github.com/onprem-lb/onprem-lb/test/lab"
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // speakers runs onprem-speaker in every node namespace, as a DaemonSet pod with hostNetwork
@@ -87,18 +88,6 @@ func (s *speakers) startAll(ctx context.Context) {
 	for _, n := range s.l.Nodes {
 		s.start(ctx, n)
 	}
-}
-
-// node returns the lab node named name.
-func labNode(t testing.TB, l *lab.Lab, name string) *lab.Node {
-	t.Helper()
-	for _, n := range l.Nodes {
-		if n.Name == name {
-			return n
-		}
-	}
-	t.Fatalf("no lab node %q", name)
-	return nil
 }
 
 // macOf returns the MAC of eth0 of a lab host.
@@ -191,7 +180,7 @@ func announcer(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, ip, exce
 	if err != nil {
 		t.Fatalf("Service %s/%s: %s announced by %q, want another node than %q: %v\nevents: %s", ns, name, ip, node, except, err, events(ctx, l, ns, name))
 	}
-	return labNode(t, l, node)
+	return labtest.Node(t, l, node)
 }
 
 // waitGet requests url from host h until a backend answers (the service proxy may not have

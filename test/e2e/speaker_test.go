@@ -133,7 +133,7 @@ func TestSpeaker(t *testing.T) {
 		if got := announcer(ctx, t, l, ns, "local", vip, ""); got.Name != "node-3" {
 			t.Fatalf("announced by %s, want node-3 (the only endpoint)", got.Name)
 		}
-		waitAnswering(ctx, t, client, vip, macOf(ctx, t, labNode(t, l, "node-3").Host))
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, labtest.Node(t, l, "node-3").Host))
 		if r := waitGet(ctx, t, client, vipURL(vip)); r.Pod != ns+"/local-1" || r.ClientIP() != client.IPv4.String() {
 			t.Errorf("answered by %s seeing client %s, want %s/local-1 seeing %s", r.Pod, r.ClientIP(), ns, client.IPv4)
 		}
@@ -144,7 +144,7 @@ func TestSpeaker(t *testing.T) {
 		if got := announcer(ctx, t, l, ns, "local", vip, "node-3"); got.Name != "node-1" {
 			t.Errorf("after the endpoint moved, announced by %s, want node-1", got.Name)
 		}
-		waitAnswering(ctx, t, client, vip, macOf(ctx, t, labNode(t, l, "node-1").Host))
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, labtest.Node(t, l, "node-1").Host))
 		if r := waitGet(ctx, t, client, vipURL(vip)); r.Pod != ns+"/local-2" {
 			t.Errorf("answered by %s, want %s/local-2", r.Pod, ns)
 		}

@@ -73,7 +73,7 @@ func TestKubelets(t *testing.T) {
 					internal = append(internal, a.Address)
 				}
 			}
-			n := labNode(t, l, node.Name)
+			n := labtest.Node(t, l, node.Name)
 			if want := []string{n.IPv4.String(), n.IPv6.String()}; !slices.Equal(internal, want) {
 				t.Errorf("node %s: InternalIPs %v, want %v", node.Name, internal, want)
 			}
@@ -193,23 +193,7 @@ func TestKubeletFailsStart(t *testing.T) {
 	if labtest.Unavailable() != "" {
 		labtest.Start(t, lab.Options{Kubelets: true, Images: images}) // fails or skips with the reason
 	}
-	bin := t.TempDir()
-	real := os.Getenv(lab.EnvToolsBin)
-	entries, err := os.ReadDir(real)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() != "kubelet" {
-			if err := os.Symlink(filepath.Join(real, e.Name()), filepath.Join(bin, e.Name())); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	broken := "#!/bin/sh\necho 'cannot start: broken on purpose' >&2\nexit 3\n"
-	if err := os.WriteFile(filepath.Join(bin, "kubelet"), []byte(broken), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := binDirBreaking(t, "kubelet")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	l, err := lab.Start(ctx, lab.Options{BinDir: bin, Kubelets: true, Images: images, Logf: t.Logf})
@@ -305,17 +289,6 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
-}
-
-func labNode(t *testing.T, l *lab.Lab, name string) *lab.Node {
-	t.Helper()
-	for _, n := range l.Nodes {
-		if n.Name == name {
-			return n
-		}
-	}
-	t.Fatalf("no lab node %s", name)
-	return nil
 }
 
 // assertNothingLeft checks the machine holds nothing of a lab: no namespace, link, cgroup,

@@ -207,6 +207,16 @@ func (l *Lab) Stop() {
 	}
 }
 
+// Node returns the node named name, nil if there is none.
+func (l *Lab) Node(name string) *Node {
+	for _, n := range l.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
 // Dir returns the directory that holds the lab's files.
 func (l *Lab) Dir() string { return l.opts.Dir }
 

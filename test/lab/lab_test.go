@@ -147,21 +147,35 @@ func TestSmoke(t *testing.T) {
 
 // TestFailedStartLeavesNothing breaks kube-apiserver and checks that Start names the step
 // and removes what it had made.
+// binDirBreaking returns a directory of the lab binaries in which name only says "cannot
+// start: broken on purpose" and fails.
+func binDirBreaking(t *testing.T, name string) string {
+	t.Helper()
+	bin := t.TempDir()
+	real := os.Getenv(lab.EnvToolsBin)
+	entries, err := os.ReadDir(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != name {
+			if err := os.Symlink(filepath.Join(real, e.Name()), filepath.Join(bin, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	broken := "#!/bin/sh\necho 'cannot start: broken on purpose' >&2\nexit 3\n"
+	if err := os.WriteFile(filepath.Join(bin, name), []byte(broken), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 func TestFailedStartLeavesNothing(t *testing.T) {
 	if labtest.Unavailable() != "" {
 		labtest.Start(t, lab.Options{}) // fails or skips with the reason
 	}
-	bin := t.TempDir()
-	real := os.Getenv(lab.EnvToolsBin)
-	for _, b := range []string{"etcd", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubectl"} {
-		if err := os.Symlink(filepath.Join(real, b), filepath.Join(bin, b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	broken := "#!/bin/sh\necho 'cannot start: broken on purpose' >&2\nexit 3\n"
-	if err := os.WriteFile(filepath.Join(bin, "kube-apiserver"), []byte(broken), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := binDirBreaking(t, "kube-apiserver")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	l, err := lab.Start(ctx, lab.Options{BinDir: bin, Logf: t.Logf})

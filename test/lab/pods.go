@@ -49,12 +49,7 @@ func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
 // AddPod creates a pod on a node and returns once its backend answers and its Pod object is
 // Running (and Ready, unless NotReady is set).
 func (l *Lab) AddPod(ctx context.Context, o PodOptions) (*Pod, error) {
-	var node *Node
-	for _, n := range l.Nodes {
-		if n.Name == o.Node {
-			node = n
-		}
-	}
+	node := l.Node(o.Node)
 	if node == nil {
 		return nil, fmt.Errorf("lab: add pod %s/%s: no node %q", o.Namespace, o.Name, o.Node)
 	}

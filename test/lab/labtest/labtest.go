@@ -83,3 +83,13 @@ func NeedRoot(t testing.TB, tools ...string) {
 	}
 	t.Skipf("network namespace test: %s", reason)
 }
+
+// Node returns the lab node named name, and ends the test if there is none.
+func Node(t testing.TB, l *lab.Lab, name string) *lab.Node {
+	t.Helper()
+	n := l.Node(name)
+	if n == nil {
+		t.Fatalf("no lab node %q", name)
+	}
+	return n
+}
