@@ -74,10 +74,11 @@ lab-test: deps images lab-images
 lab: deps build
 	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(BIN)/lab up
 
-# The lab with onprem-lb deployed the way a user would, the example Services, traffic through
-# their IPs and a node killed; it stays up (make lab-down).
-demo: deps build
-	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(BIN)/lab demo
+# The lab with real nodes and onprem-lb installed the way a user would (our images,
+# kubectl apply -k), the example Services, traffic through their IPs and a node killed; it
+# stays up (make lab-down).
+demo: deps build images lab-images
+	bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin $(BIN)/lab demo --images $(IMAGES_OUT)
 
 lab-down: build
 	$(BIN)/lab down

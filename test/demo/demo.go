@@ -1,10 +1,11 @@
-// Package demo deploys onprem-lb into a running lab the way a user would, and shows what a
-// user checks first: the EXTERNAL-IPs, traffic through them, and a node dying. It is what
-// `make demo` runs, inside the process that keeps the lab up.
+// Package demo installs onprem-lb into a lab of real nodes the way a user would, and shows what
+// a user checks first: the pods, the EXTERNAL-IPs, traffic through them, and a node dying. It
+// is what `make demo` runs, inside the process that keeps the lab up.
 //
-// Our binaries run as the ServiceAccounts of manifests/ with the RBAC of manifests/, never as
-// admin; the pool file is the ConfigMap of manifests/ (examples/pools-basic.yaml), written to
-// a file as the kubelet would mount it; the Services are the files of examples/.
+// The images are the ones `make images` built, imported into every node; `kubectl apply -k`
+// installs manifests/ through an overlay that names them, as a user's overlay names the tag
+// they pushed; the kubelets run the CCM Deployment and the speaker DaemonSet with the pool
+// ConfigMap and the gossip Secret mounted; the Services are the files of examples/.
 package demo
 
 import (
@@ -17,7 +18,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -25,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	cloudproviderapi "k8s.io/cloud-provider/api"
 	"sigs.k8s.io/yaml"
 
 	"github.com/onprem-lb/onprem-lb/speaker"
@@ -39,8 +43,9 @@ const Namespace = "onprem-lb"
 type Options struct {
 	// Repo is the repository root: manifests/ and examples/ are read from it.
 	Repo string
-	// BinDir holds onprem-cloud-controller-manager and onprem-speaker.
-	BinDir string
+	// Images are the OCI archives the lab imported (lab.Options.Images): the onprem-lb images
+	// and the lab's backend image are found among them by name.
+	Images []string
 	// Report prints one step's progress.
 	Report func(format string, args ...any)
 }
@@ -51,14 +56,14 @@ var examples = []string{"service-cluster.yaml", "service-local.yaml", "service-d
 // Run deploys onprem-lb into l, creates the example Services and their pods, and shows them
 // working, step by step; an error names the step that failed. It leaves everything running.
 func Run(ctx context.Context, l *lab.Lab, o Options) error {
-	d := &demo{l: l, o: o, dir: filepath.Join(l.Dir(), "demo"), speakers: map[string]*lab.Process{}}
+	d := &demo{l: l, o: o, dir: filepath.Join(l.Dir(), "demo")}
 	steps := []struct {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"kubectl apply -k manifests/, and the gossip key Secret", d.install},
-		{"start onprem-cloud-controller-manager with its ServiceAccount", d.startCCM},
-		{"start onprem-speaker on every node with its ServiceAccount", d.startSpeakers},
+		{"kubectl apply -k manifests/ (an overlay naming this build's images), and the gossip key Secret", d.install},
+		{"wait for the CCM and speaker pods, and for our CCM to initialize every node", d.waitInstalled},
+		{"kubectl get pods -n onprem-lb -o wide; kubectl get nodes", d.getPods},
 		{"start pods (app=web on every node, app=dns)", d.startPods},
 		{"kubectl apply the example Services", d.applyExamples},
 		{"wait for every EXTERNAL-IP and its announcement", d.waitAnnounced},
@@ -85,11 +90,9 @@ func stepError(ctx context.Context, step int, name string, err error) error {
 }
 
 type demo struct {
-	l          *lab.Lab
-	o          Options
-	dir        string
-	pools, key string
-	speakers   map[string]*lab.Process
+	l   *lab.Lab
+	o   Options
+	dir string
 }
 
 func (d *demo) kubectl(ctx context.Context, args ...string) (string, error) {
@@ -101,12 +104,11 @@ func (d *demo) kubectl(ctx context.Context, args ...string) (string, error) {
 }
 
 func (d *demo) install(ctx context.Context) error {
-	if err := os.MkdirAll(d.dir, 0o700); err != nil {
+	overlay := filepath.Join(d.dir, "overlay")
+	if err := WriteOverlay(overlay, d.o.Repo, d.o.Images); err != nil {
 		return err
 	}
-	// What a user runs. The lab has no kubelet or scheduler: the Deployment and DaemonSet
-	// stay without pods, and the next steps run our binaries as their pods would.
-	out, err := d.kubectl(ctx, "apply", "-k", filepath.Join(d.o.Repo, "manifests"))
+	out, err := d.kubectl(ctx, "apply", "-k", overlay)
 	if err != nil {
 		return err
 	}
@@ -114,78 +116,129 @@ func (d *demo) install(ctx context.Context) error {
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	key := base64.StdEncoding.EncodeToString(raw)
-	if _, err := d.kubectl(ctx, "-n", Namespace, "create", "secret", "generic", "onprem-speaker-memberlist", "--from-literal=key="+key); err != nil {
-		return err
-	}
-	// The files the kubelet would mount from the ConfigMap and the Secret.
-	cm, err := d.l.Client.CoreV1().ConfigMaps(Namespace).Get(ctx, "onprem-lb-pools", metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	d.pools, d.key = filepath.Join(d.dir, "pools.yaml"), filepath.Join(d.dir, "memberlist-key")
-	if err := os.WriteFile(d.pools, []byte(cm.Data["pools.yaml"]), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(d.key, []byte(key), 0o600)
+	_, err = d.kubectl(ctx, "-n", Namespace, "create", "secret", "generic", "onprem-speaker-memberlist", "--from-literal=key="+key)
+	return err
 }
 
-func (d *demo) startCCM(ctx context.Context) error {
-	kubeconfig, err := d.l.ServiceAccountKubeconfig(ctx, Namespace, "onprem-cloud-controller-manager")
-	if err != nil {
-		return err
-	}
-	timings, err := ShippedLeaderElection(d.o.Repo)
-	if err != nil {
-		return err
-	}
-	p, err := d.l.StartProcess(d.l.ControlPlane.NS, "onprem-cloud-controller-manager", nil, filepath.Join(d.o.BinDir, "onprem-cloud-controller-manager"),
-		append([]string{"--cloud-provider=onprem", "--cloud-config=" + d.pools, "--kubeconfig=" + kubeconfig,
-			"--authentication-kubeconfig=" + kubeconfig, "--authorization-kubeconfig=" + kubeconfig,
-			"--leader-elect=true", "--leader-elect-resource-namespace=" + Namespace, "--leader-elect-resource-name=cloud-controller-manager",
-			"--use-service-account-credentials=false", "--concurrent-service-syncs=10",
-			"--secure-port=10258", "--bind-address=127.0.0.1"}, timings...)...)
-	if err != nil {
-		return err
-	}
-	return waitLog(ctx, p, "Successfully acquired lease")
-}
+// onprem-lb's two workloads (manifests/) and their images' repositories.
+const (
+	CCM     = "onprem-cloud-controller-manager"
+	Speaker = "onprem-speaker"
+)
 
-func (d *demo) startSpeakers(ctx context.Context) error {
-	kubeconfig, err := d.l.ServiceAccountKubeconfig(ctx, Namespace, "onprem-speaker")
+// WriteOverlay writes into dir a kustomization that installs manifests/ of repo with the
+// onprem-lb images found among archives (lab.ImageNamed), as a user's overlay names the
+// images they pushed.
+func WriteOverlay(dir, repo string, archives []string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(dir, filepath.Join(repo, "manifests"))
 	if err != nil {
 		return err
 	}
-	for _, n := range d.l.Nodes {
-		if err := d.startSpeaker(ctx, n, kubeconfig); err != nil {
+	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel + "\nimages:\n"
+	for _, name := range []string{CCM, Speaker} {
+		ref, err := lab.ImageNamed(archives, name)
+		if err != nil {
 			return err
 		}
+		i := strings.LastIndex(ref, ":")
+		k += fmt.Sprintf("  - name: ghcr.io/onprem-lb/%s\n    newName: %s\n    newTag: %s\n", name, ref[:i], ref[i+1:])
+	}
+	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644)
+}
+
+// waitInstalled waits until the rollouts are done and every node is initialized; on failure
+// it says what a user would look at: the pods' events and logs.
+func (d *demo) waitInstalled(ctx context.Context) error {
+	began := time.Now()
+	for _, w := range []string{"deployment/" + CCM, "daemonset/" + Speaker} {
+		if _, err := d.kubectl(ctx, "-n", Namespace, "rollout", "status", w, "--timeout=3m"); err != nil {
+			return fmt.Errorf("%w\n%s", err, d.diagnose(ctx))
+		}
+	}
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		nodes, err := d.l.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, n := range nodes.Items {
+			if n.Spec.ProviderID != "onprem://"+n.Name || slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == cloudproviderapi.TaintExternalCloudProvider }) {
+				return false, nil
+			}
+		}
+		return len(nodes.Items) > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("nodes not initialized by our CCM: %w\n%s", err, d.diagnose(ctx))
+	}
+	d.o.Report("    onprem-lb Ready and every node initialized %v after kubectl apply", time.Since(began).Round(10*time.Millisecond))
+	return nil
+}
+
+// diagnose returns the onprem-lb pods' state, events and last log lines.
+func (d *demo) diagnose(ctx context.Context) string {
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"-n", Namespace, "get", "pods", "-o", "wide"},
+		{"-n", Namespace, "describe", "pods"},
+		{"-n", Namespace, "logs", "-l", "app.kubernetes.io/name=" + CCM, "--tail=20", "--prefix"},
+		{"-n", Namespace, "logs", "-l", "app.kubernetes.io/name=" + Speaker, "--tail=20", "--prefix"},
+	} {
+		out, _ := d.l.Kubectl(ctx, args...)
+		fmt.Fprintf(&b, "$ kubectl %s\n%s\n", strings.Join(args, " "), out)
+	}
+	return b.String()
+}
+
+func (d *demo) getPods(ctx context.Context) error {
+	for _, args := range [][]string{{"get", "pods", "-n", Namespace, "-o", "wide"}, {"get", "nodes", "-o", "wide"}} {
+		out, err := d.kubectl(ctx, args...)
+		if err != nil {
+			return err
+		}
+		d.o.Report("    %s", strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n    "))
 	}
 	return nil
 }
 
-func (d *demo) startSpeaker(ctx context.Context, n *lab.Node, kubeconfig string) error {
-	name := "onprem-speaker-" + n.Name
-	if _, restart := d.speakers[n.Name]; restart {
-		name += "-restarted"
-	}
-	p, err := d.l.StartProcess(n.NS, name, nil, filepath.Join(d.o.BinDir, "onprem-speaker"),
-		"--config="+d.pools, "--node-name="+n.Name, "--kubeconfig="+kubeconfig,
-		"--memberlist-key-file="+d.key, "--metrics-bind-address="+n.IPv4.String()+":7472")
+// startPods runs the backend image in pods app=web, one on every node, and app=dns, and waits
+// until the kubelets report them Ready.
+func (d *demo) startPods(ctx context.Context) error {
+	image, err := lab.ImageNamed(d.o.Images, "backend")
 	if err != nil {
 		return err
 	}
-	d.speakers[n.Name] = p
-	return waitLog(ctx, p, "Membership converged")
-}
-
-func (d *demo) startPods(ctx context.Context) error {
+	pods := map[string]*corev1.Pod{}
 	for _, n := range d.l.Nodes {
-		if _, err := d.l.AddPod(ctx, lab.PodOptions{Namespace: "default", Name: "web-" + n.Name, Node: n.Name, Labels: map[string]string{"app": "web"}}); err != nil {
+		pods["web-"+n.Name] = backendPod("web-"+n.Name, "web", n.Name, image)
+	}
+	pods["dns-1"] = backendPod("dns-1", "dns", d.l.Nodes[0].Name, image)
+	for _, p := range pods {
+		if _, err := d.l.Client.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			return err
 		}
 	}
-	_, err := d.l.AddPod(ctx, lab.PodOptions{Namespace: "default", Name: "dns-1", Node: d.l.Nodes[0].Name, Labels: map[string]string{"app": "dns"}})
-	return err
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		for name := range pods {
+			p, err := d.l.Client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+			if err != nil || !lab.PodReady(p) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+func backendPod(name, app, node, image string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": app}},
+		Spec: corev1.PodSpec{
+			NodeSelector: map[string]string{corev1.LabelHostname: node},
+			Containers:   []corev1.Container{lab.BackendContainer(image)},
+		},
+	}
 }
 
 func (d *demo) applyExamples(ctx context.Context) error {
@@ -325,16 +378,17 @@ func (d *demo) killOwner(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("web's %s is not announced", vip)
 	}
-	var node *lab.Node
-	for _, n := range d.l.Nodes {
-		if n.Name == owner {
-			node = n
-		}
+	node := d.l.Node(owner)
+	pid, err := d.speakerPID(ctx, owner)
+	if err != nil {
+		return err
 	}
-	d.o.Report("    %s announces %s: killing its speaker (SIGKILL) and pulling its cable", owner, vip)
+	d.o.Report("    %s announces %s: killing its speaker container's process (pid %d, SIGKILL) and pulling its cable", owner, vip, pid)
 	client := d.l.Clients[0]
 	outage, err := Outage(ctx, client.NS, vip, func() error {
-		d.speakers[owner].Kill()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			return err
+		}
 		return lab.Unplug(ctx, node.Host)
 	})
 	if err != nil {
@@ -346,15 +400,26 @@ func (d *demo) killOwner(ctx context.Context) error {
 	}
 	next, _ := AnnouncedBy(svc, vip)
 	d.o.Report("    the client got answers again %v after the kill; %s now announces %s", outage.Round(time.Millisecond), next, vip)
-	d.o.Report("    bringing %s back (cable in, speaker restarted)", owner)
+	d.o.Report("    bringing %s back (cable in; the kubelet restarts the speaker)", owner)
 	if err := lab.Plug(ctx, node.Host); err != nil {
 		return err
 	}
-	kubeconfig, err := d.l.ServiceAccountKubeconfig(ctx, Namespace, "onprem-speaker")
+	_, err = d.kubectl(ctx, "-n", Namespace, "rollout", "status", "daemonset/"+Speaker, "--timeout=3m")
+	return err
+}
+
+// speakerPID returns the PID of the speaker container's process on node.
+func (d *demo) speakerPID(ctx context.Context, node string) (int, error) {
+	pods, err := d.l.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: "app.kubernetes.io/name=" + Speaker, FieldSelector: "spec.nodeName=" + node,
+	})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return d.startSpeaker(ctx, node, kubeconfig)
+	if len(pods.Items) != 1 || len(pods.Items[0].Status.ContainerStatuses) != 1 {
+		return 0, fmt.Errorf("want one speaker pod with one container on %s, have %d pods", node, len(pods.Items))
+	}
+	return d.l.ContainerPID(ctx, d.l.Node(node), pods.Items[0].Status.ContainerStatuses[0].ContainerID)
 }
 
 // Outage runs kill while it requests http://vip:80/ from namespace ns every 10 ms (each with a
@@ -375,25 +440,6 @@ func Outage(ctx context.Context, ns, vip string, kill func() error) (time.Durati
 		time.Sleep(10 * time.Millisecond)
 	}
 	return 0, fmt.Errorf("%s unreachable for 30 s after its owner died", vip)
-}
-
-// waitLog waits (30 s at most) until p's log contains want.
-func waitLog(ctx context.Context, p *lab.Process, want string) error {
-	ctx, cancel := context.WithTimeoutCause(ctx, 30*time.Second, fmt.Errorf("%s did not log %q within 30s", p.Name, want))
-	defer cancel()
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
-		if ended, err := p.Exited(); ended {
-			return false, fmt.Errorf("%s ended: %v", p.Name, err)
-		}
-		return strings.Contains(p.Tail(500), want), nil
-	})
-	if err != nil {
-		if cause := context.Cause(ctx); cause != nil {
-			err = cause
-		}
-		return fmt.Errorf("%s: waiting for %q: %w\n%s", p.Name, want, err, p.Tail(15))
-	}
-	return nil
 }
 
 // ShippedLeaderElection returns the leader-election timing flags that

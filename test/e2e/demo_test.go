@@ -10,13 +10,15 @@ import (
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
-// TestDemo runs what `make demo` runs, step by step: every step must succeed (IPs assigned
-// and announced, every web VIP answering the client, the VIP back after its node died).
+// TestDemo runs what `make demo` runs, step by step, with our images on real nodes: every step
+// must succeed (onprem-lb's pods Ready and the nodes initialized, IPs assigned and announced,
+// every web VIP answering the client, the VIP back after its node died).
 func TestDemo(t *testing.T) {
-	l := labtest.Start(t, lab.Options{})
+	images := labtest.Images(t)
+	l := labtest.Start(t, lab.Options{Kubelets: true, Images: images})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := demo.Run(ctx, l, demo.Options{Repo: repoPath(), BinDir: binDir, Report: t.Logf}); err != nil {
+	if err := demo.Run(ctx, l, demo.Options{Repo: repoPath(), Images: images, Report: t.Logf}); err != nil {
 		t.Fatal(err)
 	}
 }

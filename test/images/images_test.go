@@ -14,21 +14,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // The Makefile's lab-test passes the directory `make images` wrote and the tag it used.
-const (
-	envDir = "ONPREM_LB_IMAGES"
-	envTag = "ONPREM_LB_IMAGE_TAG"
-)
+const envTag = "ONPREM_LB_IMAGE_TAG"
 
 var names = []string{"onprem-cloud-controller-manager", "onprem-speaker", "pause", "backend"}
 
 func built(t *testing.T) (dir, tag string) {
 	t.Helper()
-	dir, tag = os.Getenv(envDir), os.Getenv(envTag)
+	dir, tag = os.Getenv(labtest.EnvImages), os.Getenv(envTag)
 	if dir == "" || tag == "" {
-		t.Fatalf("%s and %s are not set: run `make images` and then these tests through `make lab-test`", envDir, envTag)
+		t.Fatalf("%s and %s are not set: run `make images` and then these tests through `make lab-test`", labtest.EnvImages, envTag)
 	}
 	return dir, tag
 }

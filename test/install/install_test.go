@@ -6,7 +6,6 @@ package install
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,20 +22,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
+	"github.com/onprem-lb/onprem-lb/test/demo"
 	"github.com/onprem-lb/onprem-lb/test/lab"
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
-// The Makefile's lab-test passes the directory `make images` wrote and the tag it used.
-const (
-	envImages = "ONPREM_LB_IMAGES"
-	envTag    = "ONPREM_LB_IMAGE_TAG"
-)
-
 const (
 	system       = "onprem-lb" // the namespace of manifests/
-	ccm          = "onprem-cloud-controller-manager"
-	speaker      = "onprem-speaker"
+	ccm          = demo.CCM
+	speaker      = demo.Speaker
 	uninitTaint  = "node.cloudprovider.kubernetes.io/uninitialized"
 	appNamespace = "shop"
 	leaseName    = "cloud-controller-manager" // manifests/ccm-deployment.yaml
@@ -46,10 +40,14 @@ const (
 var webLabels = map[string]string{"app": "web"}
 
 func TestInstallWithKustomize(t *testing.T) {
-	archives, tag := builtImages(t)
+	archives := labtest.Images(t)
 	ctx, l := startLab(t, archives)
+	overlay := t.TempDir()
+	if err := demo.WriteOverlay(overlay, repoRoot(), archives); err != nil {
+		t.Fatal(err)
+	}
 	began := time.Now()
-	kubectl(ctx, t, l, "apply", "-k", overlay(t, tag))
+	kubectl(ctx, t, l, "apply", "-k", overlay)
 	kubectl(ctx, t, l, "-n", system, "create", "secret", "generic", "onprem-speaker-memberlist",
 		"--from-literal=key=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
 	waitRollouts(ctx, t, l)
@@ -98,7 +96,7 @@ func TestInstallWithKustomize(t *testing.T) {
 }
 
 func TestInstallWithHelm(t *testing.T) {
-	archives, tag := builtImages(t)
+	archives := labtest.Images(t)
 	helm := os.Getenv(envHelm)
 	if helm == "" {
 		t.Fatalf("%s is not set: run these tests through `make lab-test`", envHelm)
@@ -112,7 +110,8 @@ func TestInstallWithHelm(t *testing.T) {
 			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	helmRun("install", "onprem-lb", "charts/onprem-lb", "--set", "image.tag="+tag)
+	speakerRef := imageRef(t, archives, speaker)
+	helmRun("install", "onprem-lb", "charts/onprem-lb", "--set", "image.tag="+speakerRef[strings.LastIndex(speakerRef, ":")+1:])
 	waitRollouts(ctx, t, l)
 	checkInstalled(ctx, t, l, archives)
 
@@ -235,24 +234,6 @@ func leaderPod(ctx context.Context, t *testing.T, l *lab.Lab) string {
 	return pod
 }
 
-// builtImages returns the archives `make images` and `make lab-images` wrote, and their tag.
-func builtImages(t *testing.T) ([]string, string) {
-	t.Helper()
-	dir, tag := os.Getenv(envImages), os.Getenv(envTag)
-	if dir == "" || tag == "" {
-		t.Fatalf("%s and %s are not set: run these tests through `make lab-test`", envImages, envTag)
-	}
-	var archives []string
-	for _, name := range []string{ccm, speaker, "pause", "backend"} {
-		path := filepath.Join(dir, name+".tar")
-		if _, err := os.Stat(path); err != nil {
-			t.Fatalf("image %s: %v: run `make images lab-images`", name, err)
-		}
-		archives = append(archives, path)
-	}
-	return archives, tag
-}
-
 func imageRef(t *testing.T, archives []string, name string) string {
 	t.Helper()
 	ref, err := lab.ImageNamed(archives, name)
@@ -267,40 +248,11 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// overlay writes a kustomization that installs manifests/ with the images of this build, as
-// a user's overlay names the tag they pushed, and returns its directory.
-func overlay(t *testing.T, tag string) string {
-	t.Helper()
-	manifests := filepath.Join(repoRoot(), "manifests")
-	dir := t.TempDir()
-	rel, err := filepath.Rel(dir, manifests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - %s
-images:
-  - name: ghcr.io/onprem-lb/%s
-    newTag: %s
-  - name: ghcr.io/onprem-lb/%s
-    newTag: %s
-`, rel, ccm, tag, speaker, tag)
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // deployWeb runs 3 replicas of the backend, app=web, in appNamespace.
 func deployWeb(ctx context.Context, t *testing.T, l *lab.Lab, image string) {
 	t.Helper()
 	if _, err := l.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNamespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
-	}
-	field := func(path string) *corev1.EnvVarSource {
-		return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}
 	}
 	deploy := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
@@ -309,14 +261,7 @@ func deployWeb(ctx context.Context, t *testing.T, l *lab.Lab, image string) {
 			Selector: &metav1.LabelSelector{MatchLabels: webLabels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: webLabels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "web", Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
-					Env: []corev1.EnvVar{{Name: "POD_NAMESPACE", ValueFrom: field("metadata.namespace")}, {Name: "POD_NAME", ValueFrom: field("metadata.name")}},
-					ReadinessProbe: &corev1.Probe{
-						ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(lab.HTTPPort)}},
-						PeriodSeconds: 1,
-					},
-				}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{lab.BackendContainer(image)}},
 			},
 		},
 	}

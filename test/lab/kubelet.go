@@ -488,22 +488,32 @@ func processRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("pid %d: no VmRSS", pid)
 }
 
+// ContainerPID returns the PID, in the machine's PID namespace, of the first process of the
+// container containerID (as a Pod's status names it, containerd://...) on node n.
+func (l *Lab) ContainerPID(ctx context.Context, n *Node, containerID string) (int, error) {
+	id, ok := strings.CutPrefix(containerID, "containerd://")
+	if !ok {
+		return 0, fmt.Errorf("lab: container %q: not a containerd ID", containerID)
+	}
+	out, err := n.ctr(ctx, "tasks", "ls")
+	if err != nil {
+		return 0, fmt.Errorf("lab: container %s: %w", id, err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == id {
+			return strconv.Atoi(f[1])
+		}
+	}
+	return 0, fmt.Errorf("lab: container %s: no task on %s", id, n.Name)
+}
+
 // ContainerNetns returns the network namespace (a path for InNetns, DialContext) of a
 // container that runs on node n, given its ID as the Pod's status shows it
 // ("containerd://<id>"): a test dials from there as the pod's own process would.
 func (l *Lab) ContainerNetns(ctx context.Context, n *Node, containerID string) (string, error) {
-	id, ok := strings.CutPrefix(containerID, "containerd://")
-	if !ok {
-		return "", fmt.Errorf("lab: container %q: not a containerd ID", containerID)
-	}
-	out, err := n.ctr(ctx, "tasks", "ls")
+	pid, err := l.ContainerPID(ctx, n, containerID)
 	if err != nil {
-		return "", fmt.Errorf("lab: container %s: %w", id, err)
+		return "", err
 	}
-	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == id {
-			return "/proc/" + f[1] + "/ns/net", nil
-		}
-	}
-	return "", fmt.Errorf("lab: container %s: no task on %s", id, n.Name)
+	return fmt.Sprintf("/proc/%d/ns/net", pid), nil
 }

@@ -1,7 +1,6 @@
 package lab_test
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
@@ -18,17 +17,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
 	"github.com/onprem-lb/onprem-lb/test/lab"
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
-
-// envImages names the directory of the OCI archives `make images` builds (the Makefile sets
-// it; default: bin/images of this repository).
-const envImages = "ONPREM_LB_IMAGES"
 
 // uninitializedTaint is what a kubelet started with --cloud-provider=external puts on its Node
 // until a cloud provider initializes it.
@@ -43,7 +37,7 @@ var kubeletSysctls = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel
 // node, and ClusterIPs through kube-proxy; the API server reaches the kubelets; and Stop
 // leaves no process, mount, namespace, cgroup, file or changed kernel setting behind.
 func TestKubelets(t *testing.T) {
-	images := imageArchives(t)
+	images := labtest.Images(t)
 	sysctlsBefore := readSysctls(t)
 	began := time.Now()
 	l := labtest.Start(t, lab.Options{Kubelets: true, Images: images})
@@ -189,7 +183,7 @@ func TestKubelets(t *testing.T) {
 // TestKubeletFailsStart breaks the kubelet and checks that Start names the step and the node,
 // and leaves nothing behind.
 func TestKubeletFailsStart(t *testing.T) {
-	images := imageArchives(t)
+	images := labtest.Images(t)
 	if labtest.Unavailable() != "" {
 		labtest.Start(t, lab.Options{Kubelets: true, Images: images}) // fails or skips with the reason
 	}
@@ -212,17 +206,6 @@ func TestKubeletFailsStart(t *testing.T) {
 	}
 }
 
-// imageArchives returns the OCI archives `make images` built.
-func imageArchives(t *testing.T) []string {
-	t.Helper()
-	dir := cmp.Or(os.Getenv(envImages), "../../bin/images")
-	archives, err := filepath.Glob(filepath.Join(dir, "*.tar"))
-	if err != nil || len(archives) == 0 {
-		t.Fatalf("no image archives in %s (%v): run `make images` first, or set %s", dir, err, envImages)
-	}
-	return archives
-}
-
 // backendPod is a pod of the backend image pinned to a node by the scheduler (nodeSelector),
 // tolerating the uninitialized taint; with hostNetwork it runs in the node's network
 // namespace with NET_RAW and NET_ADMIN, as the speaker does.
@@ -235,6 +218,8 @@ func backendPod(ns, node, image string, hostNetwork bool) *corev1.Pod {
 			Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_RAW", "NET_ADMIN"},
 		}}
 	}
+	backend := lab.BackendContainer(image)
+	backend.SecurityContext = sc
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: corev1.PodSpec{
@@ -243,22 +228,7 @@ func backendPod(ns, node, image string, hostNetwork bool) *corev1.Pod {
 			Tolerations:                   []corev1.Toleration{{Key: uninitializedTaint, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
 			AutomountServiceAccountToken:  ptr.To(false),
 			TerminationGracePeriodSeconds: ptr.To[int64](0),
-			Containers: []corev1.Container{{
-				Name: "backend", Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
-				Env: []corev1.EnvVar{ // the backend image names its replies after the pod
-					{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-				},
-				SecurityContext: sc,
-				Ports: []corev1.ContainerPort{
-					{Name: "http", ContainerPort: lab.HTTPPort, Protocol: corev1.ProtocolTCP},
-					{Name: "tcp", ContainerPort: lab.TCPPort, Protocol: corev1.ProtocolTCP},
-				},
-				ReadinessProbe: &corev1.Probe{
-					ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("tcp")}},
-					PeriodSeconds: 1,
-				},
-			}},
+			Containers:                    []corev1.Container{backend},
 		},
 	}
 }
@@ -273,22 +243,13 @@ func waitPodReady(ctx context.Context, t *testing.T, l *lab.Lab, ns, name string
 			return false, nil
 		}
 		pod = p
-		return p.Status.Phase == corev1.PodRunning && podReady(p), nil
+		return p.Status.Phase == corev1.PodRunning && lab.PodReady(p), nil
 	})
 	if err != nil {
 		describe, _ := l.Kubectl(ctx, "describe", "pod", "-n", ns, name)
 		t.Fatalf("pod %s/%s never became Ready: %v\n%s", ns, name, err, describe)
 	}
 	return pod
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // assertNothingLeft checks the machine holds nothing of a lab: no namespace, link, cgroup,

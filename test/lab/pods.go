@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"github.com/onprem-lb/onprem-lb/test/backend"
@@ -21,6 +22,37 @@ const (
 	TCPPort  = backend.TCPPort
 	UDPPort  = backend.UDPPort
 )
+
+// BackendContainer is the container of a real pod (Options.Kubelets) that runs the backend
+// image: it names its replies after its pod (downward API) and is ready once it accepts TCP.
+func BackendContainer(image string) corev1.Container {
+	field := func(path string) *corev1.EnvVarSource {
+		return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}
+	}
+	return corev1.Container{
+		Name: "backend", Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
+		Env: []corev1.EnvVar{{Name: "POD_NAMESPACE", ValueFrom: field("metadata.namespace")}, {Name: "POD_NAME", ValueFrom: field("metadata.name")}},
+		Ports: []corev1.ContainerPort{
+			{Name: "http", ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP},
+			{Name: "tcp", ContainerPort: TCPPort, Protocol: corev1.ProtocolTCP},
+			{Name: "udp", ContainerPort: UDPPort, Protocol: corev1.ProtocolUDP},
+		},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("tcp")}},
+			PeriodSeconds: 1,
+		},
+	}
+}
+
+// PodReady says whether the pod's Ready condition is True.
+func PodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
 
 // PodOptions describe a pod to run.
 type PodOptions struct {

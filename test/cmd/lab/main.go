@@ -2,7 +2,7 @@
 //
 //	lab up [--nodes 3] [--clients 1] [--no-kube-proxy]   start a lab that stays up
 //	       [--kubelets [--images bin/images]]           with real nodes (kubelet, containerd)
-//	lab demo                                            the same, with onprem-lb deployed into it
+//	lab demo [--images bin/images]                      with real nodes and onprem-lb installed
 //	lab down                                            stop it and remove all it made
 package main
 
@@ -34,6 +34,9 @@ func main() {
 		os.Exit(2)
 	}
 	fs.Parse(os.Args[2:])
+	if os.Args[1] == "demo" || o.Demo {
+		o.Lab.Kubelets = true // onprem-lb runs as pods, from our images
+	}
 	if o.Lab.Kubelets {
 		o.Lab.Images, _ = filepath.Glob(filepath.Join(*images, "*.tar")) // the pattern is valid
 	}

@@ -158,7 +158,7 @@ func serve(o Options) error {
 	}
 	defer l.Stop()
 	if o.Demo {
-		if err := runDemo(ctx, l, report); err != nil {
+		if err := runDemo(ctx, l, o.Lab.Images, report); err != nil {
 			report("%v", err)
 			return err
 		}
@@ -174,18 +174,14 @@ func serve(o Options) error {
 	return ctx.Err()
 }
 
-// runDemo deploys onprem-lb into l: the binaries next to this program, manifests/ and
+// runDemo installs onprem-lb into l from the images the lab imported, with manifests/ and
 // examples/ from the working directory (the repository root, as make runs it).
-func runDemo(ctx context.Context, l *lab.Lab, report func(string, ...any)) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
+func runDemo(ctx context.Context, l *lab.Lab, images []string, report func(string, ...any)) error {
 	repo, err := os.Getwd()
 	if err != nil {
 		return err
 	}
-	return demo.Run(ctx, l, demo.Options{Repo: repo, BinDir: filepath.Dir(exe), Report: report})
+	return demo.Run(ctx, l, demo.Options{Repo: repo, Images: images, Report: report})
 }
 
 // signalContext is cancelled by SIGTERM or SIGINT, with the signal as its cause

@@ -93,3 +93,18 @@ func Node(t testing.TB, l *lab.Lab, name string) *lab.Node {
 	}
 	return n
 }
+
+// EnvImages names the directory of the OCI archives `make images lab-images` wrote; make
+// lab-test sets it.
+const EnvImages = "ONPREM_LB_IMAGES"
+
+// Images returns the OCI archives in $ONPREM_LB_IMAGES, and ends the test if there are none.
+func Images(t testing.TB) []string {
+	t.Helper()
+	dir := os.Getenv(EnvImages)
+	archives, err := filepath.Glob(filepath.Join(dir, "*.tar"))
+	if dir == "" || err != nil || len(archives) == 0 {
+		t.Fatalf("no image archives in %s=%q (%v): run `make images lab-images`, or the tests through `make lab-test`", EnvImages, dir, err)
+	}
+	return archives
+}
