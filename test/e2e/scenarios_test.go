@@ -195,7 +195,7 @@ func TestScenarios(t *testing.T) {
 			waitLogged(ctx, t, p, "Attempting to acquire leader lease")
 			return p
 		}
-		replica("onprem-ccm-replica", "10259")
+		replica("onprem-ccm-replica", "10268") // 10259 is kube-scheduler's
 		var outages []time.Duration
 		for run := range 3 {
 			leader := leaderOf(ctx, t, ports)
