@@ -124,7 +124,7 @@ func TestInstallWithKustomize(t *testing.T) {
 
 	t.Run("a bad pool file stops only the speaker that restarts with it, and says why", func(t *testing.T) {
 		good := poolFile(ctx, t, l)
-		owner := announcer(ctx, t, l, "web")
+		owner := announcer(ctx, t, l, "web", ip)
 		var victim *corev1.Pod
 		failures, _ := lab.RequestsDuring(ctx, l.Clients[0].NS, "http://"+ip+"/", nil, func() {
 			setPoolFile(ctx, t, l, "pools:\n  - name: lan\n    addresses: [not-an-address]\n")
@@ -299,8 +299,8 @@ func speakerPods(ctx context.Context, t *testing.T, l *lab.Lab) []corev1.Pod {
 	return pods.Items
 }
 
-// announcer returns the node that announces Service name's IPv4, from its condition.
-func announcer(ctx context.Context, t *testing.T, l *lab.Lab, name string) string {
+// announcer returns the node that announces Service name's IP ip, from its condition.
+func announcer(ctx context.Context, t *testing.T, l *lab.Lab, name, ip string) string {
 	t.Helper()
 	var node string
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -308,16 +308,12 @@ func announcer(ctx context.Context, t *testing.T, l *lab.Lab, name string) strin
 		if err != nil {
 			return false, nil
 		}
-		for _, c := range svc.Status.Conditions {
-			if c.Type == "onprem-lb.io/AnnouncedIPv4" && c.Status == metav1.ConditionTrue {
-				_, rest, _ := strings.Cut(c.Message, " by node ")
-				node, _, _ = strings.Cut(rest, " ")
-			}
-		}
-		return node != "", nil
+		var ok bool
+		node, ok = demo.AnnouncedBy(svc, ip)
+		return ok, nil
 	})
 	if err != nil {
-		t.Fatalf("Service %s: no node announces its IPv4: %v", name, err)
+		t.Fatalf("Service %s: no node announces %s: %v", name, ip, err)
 	}
 	return node
 }
