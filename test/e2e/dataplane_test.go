@@ -347,10 +347,11 @@ func testKubeProxyMode(t *testing.T, mode string) {
 				}
 			}
 		}
-		// The manifest README's uninstall applies is one the API server takes (the lab has
-		// no kubelet to run it: the command it runs is the one above).
-		if out, err := l.Kubectl(ctx, "apply", "--dry-run=server", "-f", repoPath("manifests", "cleanup", "speaker-cleanup.yaml")); err != nil {
-			t.Errorf("manifests/cleanup/speaker-cleanup.yaml: %v\n%s", err, out)
+		// What the README's uninstall applies (kubectl apply -k manifests/cleanup) is one the
+		// API server takes (this lab has no kubelet to run it: the command it runs is the one
+		// above).
+		if out, err := l.Kubectl(ctx, "apply", "--dry-run=server", "-k", repoPath("manifests", "cleanup")); err != nil {
+			t.Errorf("kubectl apply -k manifests/cleanup: %v\n%s", err, out)
 		}
 		// kube-proxy still serves the VIP on a node it reaches (ARP is gone with the
 		// speakers): from node-1 itself.
