@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // The objects the tests look into.
@@ -229,7 +230,7 @@ speaker:
 // TestPoolFilesAreValues: every pool file of examples/ is a values file, and the pods get
 // that pool file: it parses to the same config, with no warning.
 func TestPoolFilesAreValues(t *testing.T) {
-	files, err := filepath.Glob(repoPath("examples", "pools-*.yaml"))
+	files, err := filepath.Glob(labtest.RepoPath("examples", "pools-*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples/pools-*.yaml: %v", err)
 	}

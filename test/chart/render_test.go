@@ -9,12 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // Environment variables naming the tools; `make lab-test` sets both.
@@ -36,12 +37,6 @@ const (
 // objects are rendered Kubernetes objects, decoded from YAML (numbers are float64), by
 // key: "Kind namespace/name", or "Kind name" for cluster-scoped objects.
 type objects map[string]map[string]any
-
-// repoPath returns a path inside the repository.
-func repoPath(parts ...string) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(append([]string{filepath.Dir(file), "..", ".."}, parts...)...)
-}
 
 // tool returns the path of a tool from the environment, or fails the test saying how to
 // get it.
@@ -66,7 +61,7 @@ func kubectlBin(t *testing.T) string {
 // (--set, -f). The error holds helm's stderr.
 func helmTemplate(t *testing.T, args ...string) ([]byte, error) {
 	t.Helper()
-	cmd := exec.Command(helmBin(t), append([]string{"template", "--kube-version", kubeVersion, "onprem-lb", repoPath("charts", "onprem-lb")}, args...)...)
+	cmd := exec.Command(helmBin(t), append([]string{"template", "--kube-version", kubeVersion, "onprem-lb", labtest.RepoPath("charts", "onprem-lb")}, args...)...)
 	// No helm state outside the test: it reads and writes nothing under $HOME.
 	dir := t.TempDir()
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+dir, "HELM_CONFIG_HOME="+dir, "HELM_DATA_HOME="+dir)
@@ -92,7 +87,7 @@ func render(t *testing.T, args ...string) objects {
 // kustomize renders a kustomization directory of the repository with kubectl kustomize.
 func kustomize(t *testing.T, dir ...string) objects {
 	t.Helper()
-	path := repoPath(dir...)
+	path := labtest.RepoPath(dir...)
 	out, err := exec.Command(kubectlBin(t), "kustomize", path).Output()
 	if err != nil {
 		var exit *exec.ExitError

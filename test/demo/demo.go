@@ -143,8 +143,8 @@ func WriteOverlay(dir, repo string, archives []string) error {
 		if err != nil {
 			return err
 		}
-		i := strings.LastIndex(ref, ":")
-		k += fmt.Sprintf("  - name: ghcr.io/onprem-lb/%s\n    newName: %s\n    newTag: %s\n", name, ref[:i], ref[i+1:])
+		repo, tag := lab.SplitImageRef(ref)
+		k += fmt.Sprintf("  - name: ghcr.io/onprem-lb/%s\n    newName: %s\n    newTag: %s\n", name, repo, tag)
 	}
 	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644)
 }
@@ -163,18 +163,20 @@ func (d *demo) waitInstalled(ctx context.Context) error {
 		if err != nil {
 			return false, nil
 		}
-		for _, n := range nodes.Items {
-			if n.Spec.ProviderID != "onprem://"+n.Name || slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == cloudproviderapi.TaintExternalCloudProvider }) {
-				return false, nil
-			}
-		}
-		return len(nodes.Items) > 0, nil
+		return len(nodes.Items) > 0 && !slices.ContainsFunc(nodes.Items, func(n corev1.Node) bool { return !Initialized(&n) }), nil
 	})
 	if err != nil {
 		return fmt.Errorf("nodes not initialized by our CCM: %w\n%s", err, d.diagnose(ctx))
 	}
 	d.o.Report("    onprem-lb Ready and every node initialized %v after kubectl apply", time.Since(began).Round(10*time.Millisecond))
 	return nil
+}
+
+// Initialized says whether our CCM has initialized node n: providerID onprem://<name>, and
+// no uninitialized taint left from a kubelet started with --cloud-provider=external.
+func Initialized(n *corev1.Node) bool {
+	return n.Spec.ProviderID == "onprem://"+n.Name &&
+		!slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == cloudproviderapi.TaintExternalCloudProvider })
 }
 
 // diagnose returns the onprem-lb pods' state, events and last log lines.

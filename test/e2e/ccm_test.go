@@ -57,7 +57,7 @@ func newCCM(ctx context.Context, t testing.TB, l *lab.Lab, pools string) *ccm {
 // kubeconfig of the ServiceAccount name in the onprem-lb namespace, as its pod would have.
 func serviceAccount(ctx context.Context, t testing.TB, l *lab.Lab, rbac, name string) string {
 	t.Helper()
-	if out, err := l.Kubectl(ctx, "apply", "-f", repoPath("manifests", "namespace.yaml"), "-f", repoPath("manifests", rbac)); err != nil {
+	if out, err := l.Kubectl(ctx, "apply", "-f", labtest.RepoPath("manifests", "namespace.yaml"), "-f", labtest.RepoPath("manifests", rbac)); err != nil {
 		t.Fatalf("apply manifests: %v\n%s", err, out)
 	}
 	kubeconfig, err := l.ServiceAccountKubeconfig(ctx, ccmNamespace, name)
@@ -83,7 +83,7 @@ func (c *ccm) args() []string {
 // manifests/ccm-deployment.yaml, so that the lab measures what users run.
 func shippedLeaderElection(t testing.TB) []string {
 	t.Helper()
-	flags, err := demo.ShippedLeaderElection(repoPath())
+	flags, err := demo.ShippedLeaderElection(labtest.RepoPath())
 	if err != nil {
 		t.Fatal(err)
 	}

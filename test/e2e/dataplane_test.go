@@ -88,7 +88,7 @@ func TestIPTablesDataplane(t *testing.T) {
 		}
 		before[n.Name] = iptablesSave(ctx, t, n.Host)
 	}
-	pools, err := os.ReadFile(repoPath("examples", "pools-iptables.yaml"))
+	pools, err := os.ReadFile(labtest.RepoPath("examples", "pools-iptables.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func testKubeProxyMode(t *testing.T, mode string) {
 		// What the README's uninstall applies (kubectl apply -k manifests/cleanup) is one the
 		// API server takes (this lab has no kubelet to run it: the command it runs is the one
 		// above).
-		if out, err := l.Kubectl(ctx, "apply", "--dry-run=server", "-k", repoPath("manifests", "cleanup")); err != nil {
+		if out, err := l.Kubectl(ctx, "apply", "--dry-run=server", "-k", labtest.RepoPath("manifests", "cleanup")); err != nil {
 			t.Errorf("kubectl apply -k manifests/cleanup: %v\n%s", err, out)
 		}
 		// kube-proxy still serves the VIP on a node it reaches (ARP is gone with the

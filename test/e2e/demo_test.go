@@ -18,7 +18,7 @@ func TestDemo(t *testing.T) {
 	l := labtest.Start(t, lab.Options{Kubelets: true, Images: images})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := demo.Run(ctx, l, demo.Options{Repo: repoPath(), Images: images, Report: t.Logf}); err != nil {
+	if err := demo.Run(ctx, l, demo.Options{Repo: labtest.RepoPath(), Images: images, Report: t.Logf}); err != nil {
 		t.Fatal(err)
 	}
 }

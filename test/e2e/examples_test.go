@@ -6,12 +6,14 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // TestExamples applies every example Service with kubectl, against the CCM running the
 // example pool file of manifests/, and checks what each example promises.
 func TestExamples(t *testing.T) {
-	pools, err := os.ReadFile(repoPath("examples", "pools-basic.yaml"))
+	pools, err := os.ReadFile(labtest.RepoPath("examples", "pools-basic.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +22,7 @@ func TestExamples(t *testing.T) {
 	const ns = "examples"
 	createNamespace(ctx, t, l, ns)
 	for _, f := range []string{"service-pinned-ip.yaml", "service-cluster.yaml", "service-local.yaml", "service-dual-stack.yaml", "service-shared-ip.yaml"} {
-		if out, err := l.Kubectl(ctx, "apply", "-n", ns, "-f", repoPath("examples", f)); err != nil {
+		if out, err := l.Kubectl(ctx, "apply", "-n", ns, "-f", labtest.RepoPath("examples", f)); err != nil {
 			t.Fatalf("kubectl apply %s: %v\n%s", f, err, out)
 		}
 	}

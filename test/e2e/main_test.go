@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/onprem-lb/onprem-lb/test/lab"
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // binDir holds onprem-lb's binaries, built once for the whole package.
@@ -28,20 +27,12 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
 	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
+	build.Dir, build.Stdout, build.Stderr = labtest.RepoPath(), os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build onprem-lb binaries:", err)
 		return 1
 	}
 	binDir = dir
 	return m.Run()
-}
-
-// repoPath returns a path inside the repository.
-func repoPath(parts ...string) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(append([]string{filepath.Dir(file), "..", ".."}, parts...)...)
 }

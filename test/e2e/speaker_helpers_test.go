@@ -43,7 +43,7 @@ func newSpeakers(ctx context.Context, t testing.TB, l *lab.Lab, pools string) *s
 	t.Helper()
 	kubeconfig := serviceAccount(ctx, t, l, "speaker-rbac.yaml", "onprem-speaker")
 	// The speaker runs under its admission policy, as installed.
-	if out, err := l.Kubectl(ctx, "apply", "-f", repoPath("manifests", "speaker-admission.yaml")); err != nil {
+	if out, err := l.Kubectl(ctx, "apply", "-f", labtest.RepoPath("manifests", "speaker-admission.yaml")); err != nil {
 		t.Fatalf("apply manifests: %v\n%s", err, out)
 	}
 	key := make([]byte, 32)

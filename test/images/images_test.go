@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -121,7 +120,7 @@ func TestImagesAreReproducible(t *testing.T) {
 	dir, _ := built(t)
 	again := t.TempDir()
 	cmd := exec.Command("make", "-s", "images", "IMAGES_OUT="+again)
-	cmd.Dir = repoRoot()
+	cmd.Dir = labtest.RepoPath()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make images again: %v\n%s", err, out)
 	}
@@ -140,13 +139,13 @@ func TestPushToARegistry(t *testing.T) {
 	netns := newNetns(t)
 	inNetns := func(argv ...string) *exec.Cmd {
 		cmd := exec.Command("nsenter", append([]string{"--net=" + netns}, argv...)...)
-		cmd.Dir = repoRoot()
+		cmd.Dir = labtest.RepoPath()
 		return cmd
 	}
 	if out, err := inNetns("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("lo up: %v\n%s", err, out)
 	}
-	crane, err := exec.Command(filepath.Join(repoRoot(), "test/tools/gotool.sh"), "crane").Output()
+	crane, err := exec.Command(filepath.Join(labtest.RepoPath(), "test/tools/gotool.sh"), "crane").Output()
 	if err != nil {
 		t.Fatalf("test/tools/gotool.sh crane: %v", err)
 	}
@@ -188,11 +187,6 @@ func sum(t *testing.T, path string) string {
 	}
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // newNetns returns the path of a network namespace that lives as long as the test: that of a

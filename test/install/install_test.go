@@ -8,9 +8,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -32,7 +30,6 @@ const (
 	system       = "onprem-lb" // the namespace of manifests/
 	ccm          = demo.CCM
 	speaker      = demo.Speaker
-	uninitTaint  = "node.cloudprovider.kubernetes.io/uninitialized"
 	appNamespace = "shop"
 	leaseName    = "cloud-controller-manager" // manifests/ccm-deployment.yaml
 	envHelm      = "ONPREM_LB_HELM"
@@ -44,7 +41,7 @@ func TestInstallWithKustomize(t *testing.T) {
 	archives := labtest.Images(t)
 	ctx, l := startLab(t, archives)
 	overlay := t.TempDir()
-	if err := demo.WriteOverlay(overlay, repoRoot(), archives); err != nil {
+	if err := demo.WriteOverlay(overlay, labtest.RepoPath(), archives); err != nil {
 		t.Fatal(err)
 	}
 	began := time.Now()
@@ -162,13 +159,13 @@ func TestInstallWithHelm(t *testing.T) {
 	helmRun := func(args ...string) {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, helm, append(args, "--kubeconfig", l.Kubeconfig)...)
-		cmd.Dir = repoRoot()
+		cmd.Dir = labtest.RepoPath()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	speakerRef := imageRef(t, archives, speaker)
-	helmRun("install", "onprem-lb", "charts/onprem-lb", "--set", "image.tag="+speakerRef[strings.LastIndex(speakerRef, ":")+1:])
+	_, tag := lab.SplitImageRef(imageRef(t, archives, speaker))
+	helmRun("install", "onprem-lb", "charts/onprem-lb", "--set", "image.tag="+tag)
 	waitRollouts(ctx, t, l)
 	checkInstalled(ctx, t, l, archives)
 
@@ -228,13 +225,7 @@ func checkInstalled(ctx context.Context, t *testing.T, l *lab.Lab, archives []st
 			if err != nil {
 				return false, nil
 			}
-			for _, n := range nodes.Items {
-				tainted := slices.ContainsFunc(n.Spec.Taints, func(tt corev1.Taint) bool { return tt.Key == uninitTaint })
-				if tainted || n.Spec.ProviderID != "onprem://"+n.Name {
-					return false, nil
-				}
-			}
-			return len(nodes.Items) == len(l.Nodes), nil
+			return len(nodes.Items) == len(l.Nodes) && !slices.ContainsFunc(nodes.Items, func(n corev1.Node) bool { return !demo.Initialized(&n) }), nil
 		})
 		if err != nil {
 			out, _ := l.Kubectl(ctx, "get", "nodes", "-o", "custom-columns=NAME:.metadata.name,PROVIDER:.spec.providerID,TAINTS:.spec.taints")
@@ -400,11 +391,6 @@ func imageRef(t *testing.T, archives []string, name string) string {
 		t.Fatal(err)
 	}
 	return ref
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // deployWeb runs 3 replicas of the backend, app=web, in appNamespace.

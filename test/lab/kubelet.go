@@ -380,14 +380,20 @@ func (l *Lab) setPodCIDRs(ctx context.Context, n *Node) error {
 }
 
 // pickImage returns the one image among names whose repository's last path element is base.
+// SplitImageRef splits an image reference into its repository and its tag ("" without one),
+// dropping a digest; a registry's port is not a tag.
+func SplitImageRef(ref string) (repo, tag string) {
+	repo, _, _ = strings.Cut(ref, "@")
+	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+		return repo[:i], repo[i+1:]
+	}
+	return repo, ""
+}
+
 func pickImage(names []string, base string) (string, error) {
 	var found []string
 	for _, name := range names {
-		repo, _, _ := strings.Cut(name, "@") // drop a digest, then a tag
-		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-			repo = repo[:i]
-		}
-		if path.Base(repo) == base {
+		if repo, _ := SplitImageRef(name); path.Base(repo) == base {
 			found = append(found, name)
 		}
 	}

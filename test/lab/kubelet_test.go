@@ -206,3 +206,15 @@ func TestKubeletConfig(t *testing.T) {
 		t.Errorf("kubelet configuration (-want +got):\n%s", diff)
 	}
 }
+
+func TestSplitImageRef(t *testing.T) {
+	for _, c := range []struct{ ref, repo, tag string }{
+		{"ghcr.io/onprem-lb/onprem-speaker:v0.1.0", "ghcr.io/onprem-lb/onprem-speaker", "v0.1.0"},
+		{"127.0.0.1:5000/onprem-lb/onprem-speaker", "127.0.0.1:5000/onprem-lb/onprem-speaker", ""},
+		{"127.0.0.1:5000/x:abc-dirty@sha256:00ff", "127.0.0.1:5000/x", "abc-dirty"},
+	} {
+		if repo, tag := SplitImageRef(c.ref); repo != c.repo || tag != c.tag {
+			t.Errorf("SplitImageRef(%q) = %q, %q; want %q, %q", c.ref, repo, tag, c.repo, c.tag)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -107,4 +108,10 @@ func Images(t testing.TB) []string {
 		t.Fatalf("no image archives in %s=%q (%v): run `make images lab-images`, or the tests through `make lab-test`", EnvImages, dir, err)
 	}
 	return archives
+}
+
+// RepoPath returns a path inside the repository (the root with no parts).
+func RepoPath(parts ...string) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(append([]string{filepath.Dir(file), "..", "..", ".."}, parts...)...)
 }
