@@ -5,18 +5,26 @@ package backend
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 )
 
 // The ports every backend serves.
 const (
-	HTTPPort = 8080 // HTTP: any path answers with a Reply
+	HTTPPort = 8080 // HTTP: any path but ReadyPath answers with a Reply
 	TCPPort  = 9000 // plain TCP: a Reply line, then the connection closes
 	UDPPort  = 9001 // UDP: each datagram is answered with a Reply
 )
+
+// ReadyPath, on HTTPPort, is the backend's readiness: GET answers 200 while it is ready and
+// 503 once a PUT of "false" made it unready (a PUT of "true" makes it ready again), so that a
+// test turns a real pod unready through its kubelet's readiness probe.
+const ReadyPath = "/readyz"
 
 // Reply is what every lab backend answers: who answered and whom it saw.
 type Reply struct {
@@ -76,11 +84,27 @@ func Serve(pod string) error {
 			c.Close()
 		}
 	}()
-	go func() {
-		errc <- http.Serve(httpLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			w.Write(reply(r.RemoteAddr))
-		}))
-	}()
+	var ready atomic.Bool
+	ready.Store(true)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+ReadyPath, func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		}
+	})
+	mux.HandleFunc("PUT "+ReadyPath, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 16))
+		v, err := strconv.ParseBool(strings.TrimSpace(string(body)))
+		if err != nil {
+			http.Error(w, `want "true" or "false"`, http.StatusBadRequest)
+			return
+		}
+		ready.Store(v)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(reply(r.RemoteAddr))
+	})
+	go func() { errc <- http.Serve(httpLn, mux) }()
 	return <-errc
 }

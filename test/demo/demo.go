@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -130,21 +131,38 @@ const (
 // onprem-lb images found among archives (lab.ImageNamed), as a user's overlay names the
 // images they pushed.
 func WriteOverlay(dir, repo string, archives []string) error {
+	return writeOverlay(dir, filepath.Join(repo, "manifests"), archives, map[string]string{
+		"ghcr.io/onprem-lb/" + CCM: CCM, "ghcr.io/onprem-lb/" + Speaker: Speaker,
+	})
+}
+
+// WriteCleanupOverlay writes into dir a kustomization of manifests/cleanup of repo (the
+// README's uninstall step) with the speaker and pause images found among archives, as a user
+// whose nodes pull from a mirror names them.
+func WriteCleanupOverlay(dir, repo string, archives []string) error {
+	return writeOverlay(dir, filepath.Join(repo, "manifests", "cleanup"), archives, map[string]string{
+		"ghcr.io/onprem-lb/" + Speaker: Speaker, "registry.k8s.io/pause": "pause",
+	})
+}
+
+// writeOverlay writes into dir a kustomization of base that replaces each image named in
+// images by the image among archives whose repository ends in the name it maps to.
+func writeOverlay(dir, base string, archives []string, images map[string]string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	rel, err := filepath.Rel(dir, filepath.Join(repo, "manifests"))
+	rel, err := filepath.Rel(dir, base)
 	if err != nil {
 		return err
 	}
 	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel + "\nimages:\n"
-	for _, name := range []string{CCM, Speaker} {
-		ref, err := lab.ImageNamed(archives, name)
+	for _, from := range slices.Sorted(maps.Keys(images)) {
+		ref, err := lab.ImageNamed(archives, images[from])
 		if err != nil {
 			return err
 		}
 		repo, tag := lab.SplitImageRef(ref)
-		k += fmt.Sprintf("  - name: ghcr.io/onprem-lb/%s\n    newName: %s\n    newTag: %s\n", name, repo, tag)
+		k += fmt.Sprintf("  - name: %s\n    newName: %s\n    newTag: %s\n", from, repo, tag)
 	}
 	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644)
 }
@@ -155,7 +173,7 @@ func (d *demo) waitInstalled(ctx context.Context) error {
 	began := time.Now()
 	for _, w := range []string{"deployment/" + CCM, "daemonset/" + Speaker} {
 		if _, err := d.kubectl(ctx, "-n", Namespace, "rollout", "status", w, "--timeout=3m"); err != nil {
-			return fmt.Errorf("%w\n%s", err, d.diagnose(ctx))
+			return fmt.Errorf("%w\n%s", err, Diagnose(ctx, d.l))
 		}
 	}
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -166,7 +184,7 @@ func (d *demo) waitInstalled(ctx context.Context) error {
 		return len(nodes.Items) > 0 && !slices.ContainsFunc(nodes.Items, func(n corev1.Node) bool { return !Initialized(&n) }), nil
 	})
 	if err != nil {
-		return fmt.Errorf("nodes not initialized by our CCM: %w\n%s", err, d.diagnose(ctx))
+		return fmt.Errorf("nodes not initialized by our CCM: %w\n%s", err, Diagnose(ctx, d.l))
 	}
 	d.o.Report("    onprem-lb Ready and every node initialized %v after kubectl apply", time.Since(began).Round(10*time.Millisecond))
 	return nil
@@ -179,8 +197,44 @@ func Initialized(n *corev1.Node) bool {
 		!slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == cloudproviderapi.TaintExternalCloudProvider })
 }
 
-// diagnose returns the onprem-lb pods' state, events and last log lines.
-func (d *demo) diagnose(ctx context.Context) string {
+// CrashMessage waits until a container of workload's pods (CCM or Speaker) on node ("": on
+// any node) has exited with an error, and returns what kubectl describe pod shows of it: its
+// termination message, the last lines of its log (terminationMessagePolicy
+// FallbackToLogsOnError).
+func CrashMessage(ctx context.Context, l *lab.Lab, workload, node string) (string, error) {
+	opts := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + workload}
+	if node != "" {
+		opts.FieldSelector = "spec.nodeName=" + node
+	}
+	var msg string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := l.Client.CoreV1().Pods(Namespace).List(ctx, opts)
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil || len(p.Status.ContainerStatuses) == 0 {
+				continue
+			}
+			cs := p.Status.ContainerStatuses[0]
+			for _, st := range []corev1.ContainerState{cs.State, cs.LastTerminationState} {
+				if st.Terminated != nil && st.Terminated.ExitCode != 0 {
+					msg = st.Terminated.Message
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("no %s pod on %q exited with an error: %w", workload, node, err)
+	}
+	return msg, nil
+}
+
+// Diagnose returns the onprem-lb pods' state, events and last log lines: what a user looks
+// at when something does not work.
+func Diagnose(ctx context.Context, l *lab.Lab) string {
 	var b strings.Builder
 	for _, args := range [][]string{
 		{"-n", Namespace, "get", "pods", "-o", "wide"},
@@ -188,7 +242,7 @@ func (d *demo) diagnose(ctx context.Context) string {
 		{"-n", Namespace, "logs", "-l", "app.kubernetes.io/name=" + CCM, "--tail=20", "--prefix"},
 		{"-n", Namespace, "logs", "-l", "app.kubernetes.io/name=" + Speaker, "--tail=20", "--prefix"},
 	} {
-		out, _ := d.l.Kubectl(ctx, args...)
+		out, _ := l.Kubectl(ctx, args...)
 		fmt.Fprintf(&b, "$ kubectl %s\n%s\n", strings.Join(args, " "), out)
 	}
 	return b.String()
@@ -214,9 +268,9 @@ func (d *demo) startPods(ctx context.Context) error {
 	}
 	pods := map[string]*corev1.Pod{}
 	for _, n := range d.l.Nodes {
-		pods["web-"+n.Name] = backendPod("web-"+n.Name, "web", n.Name, image)
+		pods["web-"+n.Name] = BackendPod("web-"+n.Name, "web", n.Name, image)
 	}
-	pods["dns-1"] = backendPod("dns-1", "dns", d.l.Nodes[0].Name, image)
+	pods["dns-1"] = BackendPod("dns-1", "dns", d.l.Nodes[0].Name, image)
 	for _, p := range pods {
 		if _, err := d.l.Client.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			return err
@@ -233,7 +287,8 @@ func (d *demo) startPods(ctx context.Context) error {
 	})
 }
 
-func backendPod(name, app, node, image string) *corev1.Pod {
+// BackendPod is pod name, labelled app=app, that runs the backend image on node.
+func BackendPod(name, app, node, image string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": app}},
 		Spec: corev1.PodSpec{

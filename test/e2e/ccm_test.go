@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,57 +28,8 @@ import (
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
-// ccm runs onprem-cloud-controller-manager in the control-plane namespace as the
-// ServiceAccount of manifests/, with the RBAC of manifests/.
-type ccm struct {
-	t          testing.TB
-	l          *lab.Lab
-	kubeconfig string
-	pools      string // pool file path
-	proc       *lab.Process
-	runs       int
-}
-
-const ccmNamespace = "onprem-lb"
-
-func newCCM(ctx context.Context, t testing.TB, l *lab.Lab, pools string) *ccm {
-	t.Helper()
-	kubeconfig := serviceAccount(ctx, t, l, "ccm-rbac.yaml", "onprem-cloud-controller-manager")
-	path := filepath.Join(t.TempDir(), "pools.yaml")
-	if err := os.WriteFile(path, []byte(pools), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return &ccm{t: t, l: l, kubeconfig: kubeconfig, pools: path}
-}
-
-// serviceAccount applies manifests/namespace.yaml and manifests/<rbac>, and returns a
-// kubeconfig of the ServiceAccount name in the onprem-lb namespace, as its pod would have.
-func serviceAccount(ctx context.Context, t testing.TB, l *lab.Lab, rbac, name string) string {
-	t.Helper()
-	if out, err := l.Kubectl(ctx, "apply", "-f", labtest.RepoPath("manifests", "namespace.yaml"), "-f", labtest.RepoPath("manifests", rbac)); err != nil {
-		t.Fatalf("apply manifests: %v\n%s", err, out)
-	}
-	kubeconfig, err := l.ServiceAccountKubeconfig(ctx, ccmNamespace, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kubeconfig
-}
-
-func (c *ccm) args() []string {
-	return slices.Concat([]string{
-		"--cloud-provider=onprem", "--cloud-config=" + c.pools,
-		"--kubeconfig=" + c.kubeconfig,
-		"--authentication-kubeconfig=" + c.kubeconfig, "--authorization-kubeconfig=" + c.kubeconfig,
-		"--leader-elect=true", "--leader-elect-resource-namespace=" + ccmNamespace,
-		"--use-service-account-credentials=false",
-		"--concurrent-service-syncs=10", "--kube-api-qps=500", "--kube-api-burst=1000",
-		"--secure-port=10258", "--bind-address=127.0.0.1",
-	}, shippedLeaderElection(c.t))
-}
-
 // shippedLeaderElection returns the leader-election timing flags of
-// manifests/ccm-deployment.yaml, so that the lab measures what users run.
+// manifests/ccm-deployment.yaml, which the lab's CCM pods run with.
 func shippedLeaderElection(t testing.TB) []string {
 	t.Helper()
 	flags, err := demo.ShippedLeaderElection(labtest.RepoPath())
@@ -88,31 +37,6 @@ func shippedLeaderElection(t testing.TB) []string {
 		t.Fatal(err)
 	}
 	return flags
-}
-
-// start runs the CCM and waits until it leads.
-func (c *ccm) start(ctx context.Context) {
-	c.t.Helper()
-	c.runs++
-	p, err := c.l.StartProcess(c.l.ControlPlane.NS, fmt.Sprintf("onprem-ccm-%d", c.runs), nil, filepath.Join(binDir, "onprem-cloud-controller-manager"), c.args()...)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.proc = p
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		if ended, err := p.Exited(); ended {
-			return false, fmt.Errorf("ended: %v\n%s", err, p.Tail(20))
-		}
-		return strings.Contains(p.Tail(500), "Successfully acquired lease"), nil
-	})
-	if err != nil {
-		c.t.Fatalf("CCM never led: %v\n%s", err, p.Tail(20))
-	}
-}
-
-// stop ends the CCM gracefully and releases nothing else.
-func (c *ccm) stop() {
-	c.proc.Stop(10 * time.Second)
 }
 
 func lbService(ns, name string, mutate ...func(*corev1.Service)) *corev1.Service {
@@ -256,35 +180,31 @@ pools:
     addresses: [198.18.64.0/18]
 `
 
-// startCCM starts a lab and the CCM with the pool file pools, and returns a context that
-// ends with the test.
-func startCCM(t testing.TB, pools string) (context.Context, *lab.Lab, *ccm) {
-	l := labtest.Start(t, lab.Options{NoKubeProxy: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	t.Cleanup(cancel)
-	c := newCCM(ctx, t, l, pools)
-	return ctx, l, c
+// startCCM starts a lab of real nodes without kube-proxy and installs onprem-lb with the pool
+// file pools (the CCM leads; no speaker runs), and returns a context that ends with the test.
+func startCCM(t testing.TB, pools string) (context.Context, *lab.Lab, *onprem) {
+	ctx, l, archives := startLab(t, lab.Options{NoKubeProxy: true})
+	o := install(ctx, t, l, archives, pools)
+	o.waitLeader(ctx, "")
+	return ctx, l, o
 }
 
 func TestCCM(t *testing.T) {
-	ctx, l, c := startCCM(t, testPools)
+	ctx, l, archives := startLab(t, lab.Options{NoKubeProxy: true})
+	bad := "pools:\n  - name: a\n    addresses: [198.18.0.10-198.18.0.20]\n  - name: b\n    addresses: [198.18.0.15/32]\n"
+	c := install(ctx, t, l, archives, bad)
 
-	t.Run("a bad pool file at start exits non-zero with file, field and reason", func(t *testing.T) {
-		bad := filepath.Join(t.TempDir(), "bad.yaml")
-		os.WriteFile(bad, []byte("pools:\n  - name: a\n    addresses: [198.18.0.10-198.18.0.20]\n  - name: b\n    addresses: [198.18.0.15/32]\n"), 0o644)
-		args := append(slices.DeleteFunc(c.args(), func(a string) bool { return strings.HasPrefix(a, "--cloud-config=") }), "--cloud-config="+bad)
-		out, err := exec.CommandContext(ctx, filepath.Join(binDir, "onprem-cloud-controller-manager"), args...).CombinedOutput()
-		if err == nil {
-			t.Fatalf("started with overlapping pools:\n%s", out)
-		}
-		for _, want := range []string{bad, "pools[1]", "overlap"} {
-			if !strings.Contains(string(out), want) {
-				t.Errorf("output does not say %q:\n%s", want, lastLines(string(out), 10))
+	t.Run("a bad pool file at start: the CCM pods exit and say file, field and reason in kubectl describe pod", func(t *testing.T) {
+		for _, want := range []string{"/etc/onprem-lb/pools.yaml", "pools[1]", "overlap"} {
+			if msg := c.ccmCrash(ctx); !strings.Contains(msg, want) {
+				t.Errorf("the CCM's termination message does not say %q:\n%s", want, lastLines(msg, 10))
 			}
 		}
 	})
-
-	c.start(ctx)
+	// Fixed, and the pods restarted rather than left to their crash-loop back-off.
+	c.setPools(ctx, testPools)
+	c.kubectl(ctx, "-n", system, "rollout", "restart", "deployment/"+demo.CCM)
+	c.waitLeader(ctx, "")
 	const ns = "ccm"
 	createNamespace(ctx, t, l, ns)
 
@@ -388,8 +308,7 @@ func TestCCM(t *testing.T) {
 
 	t.Run("restarting the CCM changes no IP", func(t *testing.T) {
 		before := allIngress(ctx, t, l)
-		c.stop()
-		c.start(ctx)
+		c.restartCCM(ctx)
 		create(ctx, t, l, lbService(ns, "after-restart"))
 		fresh := waitIngress(ctx, t, l, ns, "after-restart", 1)[0].IP
 		after := allIngress(ctx, t, l)
@@ -429,9 +348,7 @@ func TestCCM(t *testing.T) {
 
 	t.Run("a bad pool file at reload changes nothing and is counted", func(t *testing.T) {
 		before := allIngress(ctx, t, l)
-		if err := os.WriteFile(c.pools, []byte("pools: [ {name: broken"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		c.setPools(ctx, "pools: [ {name: broken")
 		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
 			return metricValue(c.metrics(ctx), `onprem_lb_config_reloads_total{result="failure"}`) >= 1, nil
 		})
@@ -454,9 +371,7 @@ func TestCCM(t *testing.T) {
 	t.Run("editing the pool file moves only the IPs it no longer allows, with a Warning", func(t *testing.T) {
 		before := allIngress(ctx, t, l)
 		moved := strings.Replace(testPools, "198.18.1.10-198.18.1.11", "198.18.1.20-198.18.1.21", 1)
-		if err := os.WriteFile(c.pools, []byte(moved), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		c.setPools(ctx, moved)
 		for _, name := range []string{"tiny-2", "tiny-3"} {
 			waitEvent(ctx, t, l, ns, name, "Warning IPMoved: The pool file no longer allows 198.18.1.1")
 			err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -479,24 +394,25 @@ func TestCCM(t *testing.T) {
 	})
 }
 
-// metrics returns the CCM's /metrics, fetched from its secure port as the lab admin.
-func (c *ccm) metrics(ctx context.Context) string {
-	c.t.Helper()
-	tlsConfig, err := rest.TLSConfigFor(c.l.Config)
+// metrics returns the leading CCM's /metrics, fetched from its secure port as the lab admin.
+func (o *onprem) metrics(ctx context.Context) string {
+	o.t.Helper()
+	tlsConfig, err := rest.TLSConfigFor(o.l.Config)
 	if err != nil {
-		c.t.Fatal(err)
+		o.t.Fatal(err)
 	}
 	tlsConfig.InsecureSkipVerify = true // the CCM serves a self-signed certificate
-	hc := lab.HTTPClient(c.l.ControlPlane.NS, 5*time.Second)
+	hc := lab.HTTPClient(o.l.ControlPlane.NS, 5*time.Second)
 	hc.Transport.(*http.Transport).TLSClientConfig = tlsConfig
-	resp, err := hc.Get("https://127.0.0.1:10258/metrics")
+	leader := o.waitLeader(ctx, "")
+	resp, err := hc.Get("https://" + net.JoinHostPort(leader.Status.PodIP, "10258") + "/metrics")
 	if err != nil {
-		c.t.Fatal(err)
+		o.t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		c.t.Fatalf("GET /metrics: %s: %s", resp.Status, body)
+		o.t.Fatalf("GET /metrics: %s: %s", resp.Status, body)
 	}
 	return string(body)
 }

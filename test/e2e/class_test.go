@@ -12,8 +12,7 @@ import (
 // TestLoadBalancerClass runs the CCM with a loadBalancerClass: Services of that class are
 // served by its own controller (finalizer, status, release), the others are left alone.
 func TestLoadBalancerClass(t *testing.T) {
-	ctx, l, c := startCCM(t, testPools+"loadBalancerClass: onprem-lb.io/l2\n")
-	c.start(ctx)
+	ctx, l, _ := startCCM(t, testPools+"loadBalancerClass: onprem-lb.io/l2\n")
 	const ns = "class"
 	createNamespace(ctx, t, l, ns)
 	ours := func(s *corev1.Service) { s.Spec.LoadBalancerClass = ptr.To("onprem-lb.io/l2") }

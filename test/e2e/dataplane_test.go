@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -27,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/onprem-lb/onprem-lb/speaker"
+	"github.com/onprem-lb/onprem-lb/test/demo"
 	"github.com/onprem-lb/onprem-lb/test/lab"
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
@@ -54,16 +53,14 @@ func TestHealthGating(t *testing.T) {
 	})
 
 	t.Run("a Local Service whose pod turns unready is withdrawn from that node", func(t *testing.T) {
-		pods := map[string]*lab.Pod{}
+		pods := map[string]*corev1.Pod{}
 		for _, node := range []string{"node-1", "node-2"} {
 			pods[node] = addPod(ctx, t, l, ns, "loc-"+node, node, "loc")
 		}
 		create(ctx, t, l, lbService(ns, "loc", localService))
 		vip := waitIngress(ctx, t, l, ns, "loc", 1)[0].IP
 		owner := announcer(ctx, t, l, ns, "loc", vip, "")
-		if err := l.SetPodReady(ctx, pods[owner.Name], false); err != nil {
-			t.Fatal(err)
-		}
+		setReady(ctx, t, l, pods[owner.Name], false)
 		next := announcer(ctx, t, l, ns, "loc", vip, owner.Name)
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
 		if r := waitGet(ctx, t, client, vipURL(vip)); r.Pod != ns+"/loc-"+next.Name {
@@ -78,9 +75,7 @@ var foreignRule = []string{"-t", "nat", "-I", "PREROUTING", "-s", "198.18.0.250/
 // TestIPTablesDataplane: without kube-proxy, with dataplane iptables, the speaker forwards
 // VIP traffic itself.
 func TestIPTablesDataplane(t *testing.T) {
-	l := labtest.Start(t, lab.Options{NoKubeProxy: true, Clients: 2})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	t.Cleanup(cancel)
+	ctx, l, archives := startLab(t, lab.Options{NoKubeProxy: true, Clients: 2})
 	before := map[string]string{}
 	for _, n := range l.Nodes {
 		if _, err := n.Exec(ctx, append([]string{"iptables"}, foreignRule...)...); err != nil {
@@ -92,10 +87,9 @@ func TestIPTablesDataplane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newCCM(ctx, t, l, string(pools))
-	c.start(ctx)
-	sp := newSpeakers(ctx, t, l, c.pools)
-	sp.startAll(ctx)
+	sp := install(ctx, t, l, archives, string(pools))
+	sp.waitLeader(ctx, "")
+	sp.startSpeakers(ctx)
 	client, outsider := l.Clients[0], l.Clients[1]
 	const ns = "iptables"
 	podsOnEveryNode(ctx, t, l, ns, "web")
@@ -190,30 +184,27 @@ func TestIPTablesDataplane(t *testing.T) {
 		vip := waitIngress(ctx, t, l, ns, "udp", 1)[0].IP
 		announcer(ctx, t, l, ns, "udp", vip, "")
 		flow := newUDPFlow(ctx, t, client, net.JoinHostPort(vip, "53"))
-		flow.waitPod(t, old.Key(), 15*time.Second)
+		flow.waitPod(t, podKey(old), 15*time.Second)
 		next := addPod(ctx, t, l, ns, "udp-2", "node-2", "udp")
-		if err := l.DeletePod(ctx, old); err != nil {
-			t.Fatal(err)
-		}
+		deletePod(ctx, t, l, old)
 		deleted := time.Now()
-		flow.waitPod(t, next.Key(), 10*time.Second)
+		flow.waitPod(t, podKey(next), 10*time.Second)
 		took := time.Since(deleted)
-		t.Logf("the flow reached %s %v after %s was deleted", next.Key(), took.Round(time.Millisecond), old.Key())
+		t.Logf("the flow reached %s %v after %s was deleted", podKey(next), took.Round(time.Millisecond), podKey(old))
 		if took > time.Second {
 			t.Errorf("the flow took %v to reach the new pod, want at most 1 s", took.Round(time.Millisecond))
 		}
 	})
 
-	t.Run("--cleanup leaves iptables as before the speaker started, foreign rule included", func(t *testing.T) {
+	t.Run("the uninstall's cleanup leaves iptables as before the speaker started, foreign rule included", func(t *testing.T) {
 		for _, n := range l.Nodes {
 			if !strings.Contains(iptablesSave(ctx, t, n.Host), "not onprem-lb") {
 				t.Errorf("%s: the foreign rule is gone while the speaker runs", n.Name)
 			}
-			sp.procs[n.Name].Stop(10 * time.Second)
-			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.NS, filepath.Join(binDir, "onprem-speaker"), "--cleanup").CombinedOutput()
-			if err != nil {
-				t.Fatalf("%s: onprem-speaker --cleanup: %v\n%s", n.Name, err, out)
-			}
+			sp.stopSpeaker(ctx, n)
+		}
+		sp.cleanup(ctx, l.Nodes...)
+		for _, n := range l.Nodes {
 			if diff := cmp.Diff(before[n.Name], iptablesSave(ctx, t, n.Host)); diff != "" {
 				t.Errorf("%s: iptables-save after --cleanup (-before +after):\n%s", n.Name, diff)
 			}
@@ -332,13 +323,12 @@ func testKubeProxyMode(t *testing.T, mode string) {
 		waitRefused(ctx, t, client, net.JoinHostPort(vip, "80"))
 	})
 
-	t.Run("--cleanup removes the guard and leaves kube-proxy's rules", func(t *testing.T) {
+	t.Run("the uninstall's cleanup (kubectl apply -k manifests/cleanup) removes the guard and leaves kube-proxy's rules", func(t *testing.T) {
 		for _, n := range l.Nodes {
-			sp.procs[n.Name].Stop(10 * time.Second)
-			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.NS, filepath.Join(binDir, "onprem-speaker"), "--cleanup").CombinedOutput()
-			if err != nil {
-				t.Fatalf("%s: onprem-speaker --cleanup: %v\n%s", n.Name, err, out)
-			}
+			sp.stopSpeaker(ctx, n)
+		}
+		sp.cleanup(ctx, l.Nodes...)
+		for _, n := range l.Nodes {
 			for _, save := range []string{"iptables-legacy-save", "iptables-nft-save", "ip6tables-legacy-save", "ip6tables-nft-save"} {
 				if out, err := n.Exec(ctx, save); err != nil {
 					t.Fatal(err)
@@ -346,12 +336,6 @@ func testKubeProxyMode(t *testing.T, mode string) {
 					t.Errorf("%s: %s after --cleanup still has ONPREM-LB:\n%s", n.Name, save, out)
 				}
 			}
-		}
-		// What the README's uninstall applies (kubectl apply -k manifests/cleanup) is one the
-		// API server takes (this lab has no kubelet to run it: the command it runs is the one
-		// above).
-		if out, err := l.Kubectl(ctx, "apply", "--dry-run=server", "-k", labtest.RepoPath("manifests", "cleanup")); err != nil {
-			t.Errorf("kubectl apply -k manifests/cleanup: %v\n%s", err, out)
 		}
 		// kube-proxy still serves the VIP on a node it reaches (ARP is gone with the
 		// speakers): from node-1 itself.
@@ -363,12 +347,12 @@ func testKubeProxyMode(t *testing.T, mode string) {
 	}
 	t.Run("kube-proxy in IPVS mode: the speaker refuses, says why, installs nothing", func(t *testing.T) {
 		n := labtest.Node(t, l, "node-3")
-		sp.procs[n.Name].Stop(10 * time.Second)
-		if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.NS, filepath.Join(binDir, "onprem-speaker"), "--cleanup").CombinedOutput(); err != nil {
-			t.Fatalf("%s: onprem-speaker --cleanup: %v\n%s", n.Name, err, out)
+		if len(sp.pods(ctx, demo.Speaker, n.Name)) > 0 {
+			sp.stopSpeaker(ctx, n)
+			sp.cleanup(ctx, n)
 		}
 		fakeIPVSKubeProxy(t, l, n)
-		sp.startUntil(ctx, n, "Not serving any LoadBalancer IP from this node")
+		sp.startSpeaker(ctx, n, "Not serving any LoadBalancer IP from this node")
 		want := "kube-proxy runs in IPVS mode, which dataplane kube-proxy does not support"
 		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
 			list, err := l.Client.CoreV1().Events("").List(ctx, metav1.ListOptions{
@@ -390,12 +374,13 @@ func testKubeProxyMode(t *testing.T, mode string) {
 		}
 		// The speaker stays up; nothing of it reaches iptables (a guard would drop every
 		// IPVS VIP), and it announces nothing.
-		sp.procs[n.Name].Stop(10 * time.Second)
+		log := sp.speakerLog(ctx, n)
+		sp.stopSpeaker(ctx, n)
 		if save := iptablesSave(ctx, t, n.Host); strings.Contains(save, "ONPREM-LB") {
 			t.Errorf("%s: the refusing speaker installed chains:\n%s", n.Name, save)
 		}
-		if tail := sp.procs[n.Name].Tail(500); strings.Contains(tail, "Membership converged") {
-			t.Errorf("%s: the refusing speaker joined membership:\n%s", n.Name, tail)
+		if strings.Contains(log, "Membership converged") {
+			t.Errorf("%s: the refusing speaker joined membership:\n%s", n.Name, lastLines(log, 20))
 		}
 	})
 }

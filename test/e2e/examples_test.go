@@ -17,8 +17,7 @@ func TestExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, l, c := startCCM(t, string(pools))
-	c.start(ctx)
+	ctx, l, _ := startCCM(t, string(pools))
 	const ns = "examples"
 	createNamespace(ctx, t, l, ns)
 	for _, f := range []string{"service-pinned-ip.yaml", "service-cluster.yaml", "service-local.yaml", "service-dual-stack.yaml", "service-shared-ip.yaml"} {

@@ -4,11 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/onprem-lb/onprem-lb/test/demo"
 	"github.com/onprem-lb/onprem-lb/test/lab"
 )
 
@@ -119,9 +119,7 @@ func TestScenarios(t *testing.T) {
 		vip := waitIngress(ctx, t, l, ns, "tiny-2", 1)[0].IP
 		owner := announcer(ctx, t, l, ns, "tiny-2", vip, "")
 		edited := strings.Replace(scenarioPools, "198.18.0.230-198.18.0.230", "198.18.0.231-198.18.0.231", 1)
-		if err := os.WriteFile(sp.pools, []byte(edited), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		sp.setPools(ctx, edited)
 		waitEvent(ctx, t, l, ns, "tiny-2", "Warning IPMoved: The pool file no longer allows "+vip)
 		moved := waitIngressIs(ctx, t, l, ns, "tiny-2", "198.18.0.231")
 		waitAnswering(ctx, t, client, moved, macOf(ctx, t, announcer(ctx, t, l, ns, "tiny-2", moved, "").Host))
@@ -140,24 +138,17 @@ func TestScenarios(t *testing.T) {
 		before := allIngress(ctx, t, l)
 		vip := before[ns+"/pinned"][0]
 		owner := announcer(ctx, t, l, ns, "pinned", vip, "")
-		current, err := os.ReadFile(sp.pools)
-		if err != nil {
-			t.Fatal(err)
-		}
+		current := sp.pools(ctx)
 		failures, total := requestsDuring(ctx, client, vip, func() {
-			if err := os.WriteFile(sp.pools, append(slices.Clip(current), "loadBalancerClass: example.com/other\n"...), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			waitLogged(ctx, t, sp.ccm.proc, "is ignored until restart")
-			for _, p := range sp.procs {
-				waitLogged(ctx, t, p, "is ignored until restart")
+			sp.setPools(ctx, current+"loadBalancerClass: example.com/other\n")
+			sp.waitLogged(ctx, sp.waitLeader(ctx, "").Name, "is ignored until restart")
+			for _, p := range sp.pods(ctx, demo.Speaker, "") {
+				sp.waitLogged(ctx, p.Name, "is ignored until restart")
 			}
 			// Still serving Services without a class, new ones included.
 			create(ctx, t, l, lbService(ns, "after-class-edit", app))
 			waitGet(ctx, t, client, vipURL(waitIngress(ctx, t, l, ns, "after-class-edit", 1)[0].IP))
-			if err := os.WriteFile(sp.pools, current, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			sp.setPools(ctx, current)
 		})
 		if len(failures) != 0 {
 			t.Errorf("%d of %d requests failed while the class changed in the pool file:\n%s", len(failures), total, strings.Join(failures, "\n"))
@@ -175,32 +166,14 @@ func TestScenarios(t *testing.T) {
 
 	t.Run("CCM leader killed with two replicas: no IP changes, traffic keeps flowing, a new leader serves", func(t *testing.T) {
 		before := allIngress(ctx, t, l)
-		// Replicas run beside each other as two pods would on their own IPs: each on its own
-		// port; a replacement takes the port of the replica it replaces.
-		ports := map[*lab.Process]string{sp.ccm.proc: "10258"}
-		replica := func(name, port string) *lab.Process {
-			t.Helper()
-			args := slices.Clone(sp.ccm.args())
-			for i, a := range args {
-				if strings.HasPrefix(a, "--secure-port=") {
-					args[i] = "--secure-port=" + port
-				}
-			}
-			p, err := l.StartProcess(l.ControlPlane.NS, name, nil, filepath.Join(binDir, "onprem-cloud-controller-manager"), args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Stop(10 * time.Second) })
-			ports[p] = port
-			waitLogged(ctx, t, p, "Attempting to acquire leader lease")
-			return p
-		}
-		replica("onprem-ccm-replica", "10268") // 10259 is kube-scheduler's
 		var outages []time.Duration
 		for run := range 3 {
-			leader := leaderOf(ctx, t, ports)
+			leader := sp.waitLeader(ctx, "")
+			pid := containerPID(ctx, t, l, leader)
 			failures, total := requestsDuring(ctx, client, before[ns+"/pinned"][0], func() {
-				leader.Kill()
+				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
 				killed := time.Now()
 				name := fmt.Sprintf("after-leader-kill-%d", run)
 				create(ctx, t, l, lbService(ns, name, app))
@@ -210,31 +183,28 @@ func TestScenarios(t *testing.T) {
 			if len(failures) != 0 {
 				t.Errorf("%d of %d requests failed during the leader change:\n%s", len(failures), total, strings.Join(failures, "\n"))
 			}
-			port := ports[leader]
-			delete(ports, leader)
-			replica(fmt.Sprintf("onprem-ccm-replica-%d", run), port)
+			// The kubelet restarts the killed container; both replicas run again.
+			sp.kubectl(ctx, "-n", system, "rollout", "status", "deployment/"+demo.CCM, "--timeout=2m")
 		}
 		sorted := slices.Sorted(slices.Values(outages))
-		t.Logf("CCM leader SIGKILLed, 2 replicas, %v: a new Service got its IP after %v (median %v)",
+		t.Logf("CCM leader container SIGKILLed, 2 replicas, %v: a new Service got its IP after %v (median %v)",
 			shippedLeaderElection(t), outages, sorted[len(sorted)/2].Round(100*time.Millisecond))
 
-		// A graceful stop (a rollout) gives the lease up: the other replica leads without
-		// waiting for it to expire.
+		// Deleting the leading pod (as a rollout does) stops it gracefully: it gives the
+		// lease up and the other replica leads without waiting for it to expire.
 		var handovers []time.Duration
 		for run := range 3 {
-			leader := leaderOf(ctx, t, ports)
+			leader := sp.waitLeader(ctx, "")
 			stopped := time.Now()
-			leader.Stop(10 * time.Second)
+			sp.kubectl(ctx, "-n", system, "delete", "pod", leader.Name, "--wait=false")
 			name := fmt.Sprintf("after-leader-stop-%d", run)
 			create(ctx, t, l, lbService(ns, name, app))
 			waitIngress(ctx, t, l, ns, name, 1)
 			handovers = append(handovers, time.Since(stopped))
-			port := ports[leader]
-			delete(ports, leader)
-			replica(fmt.Sprintf("onprem-ccm-replica-stop-%d", run), port)
+			sp.kubectl(ctx, "-n", system, "rollout", "status", "deployment/"+demo.CCM, "--timeout=2m")
 		}
 		sorted = slices.Sorted(slices.Values(handovers))
-		t.Logf("CCM leader stopped gracefully (SIGTERM), 2 replicas: a new Service got its IP after %v (median %v)",
+		t.Logf("CCM leader pod deleted (SIGTERM), 2 replicas: a new Service got its IP after %v (median %v)",
 			handovers, sorted[len(sorted)/2].Round(100*time.Millisecond))
 		after := allIngress(ctx, t, l)
 		for svc, ips := range before {
@@ -243,37 +213,6 @@ func TestScenarios(t *testing.T) {
 			}
 		}
 	})
-}
-
-// leaderOf returns the live replica that logged it leads; another replica may have led
-// before it and been killed.
-func leaderOf(ctx context.Context, t testing.TB, replicas map[*lab.Process]string) *lab.Process {
-	t.Helper()
-	var leader *lab.Process
-	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		for p := range replicas {
-			if ended, _ := p.Exited(); !ended && strings.Contains(p.Tail(2000), "Successfully acquired lease") {
-				leader = p
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
-		t.Fatalf("no CCM replica leads: %v", err)
-	}
-	return leader
-}
-
-// waitLogged waits until p's log has want.
-func waitLogged(ctx context.Context, t testing.TB, p *lab.Process, want string) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		return strings.Contains(p.Tail(2000), want), nil
-	})
-	if err != nil {
-		t.Fatalf("%s never logged %q: %v\n%s", p.Name, want, err, p.Tail(20))
-	}
 }
 
 // waitIngressIs waits until the Service's only ingress IP is want, and returns it.

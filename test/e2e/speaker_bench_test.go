@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,11 +20,12 @@ import (
 
 // BenchmarkSpeakerFailover measures, in the lab with kube-proxy and three speakers (run with
 // -benchtime 1x; each run reports its own figures):
-//   - hard-outage-ms: the owner of a VIP dies hard (speaker SIGKILL and its link down) →
-//     the client's next successful request through the VIP; median of 5 kills. The client
+//   - hard-outage-ms: the owner of a VIP dies hard (everything on the node frozen, its
+//     cable pulled) → the client's next successful request through the VIP; median of 5
+//     kills. The client
 //     sends a request (new TCP connection, 100 ms timeout) every 10 ms.
-//   - graceful-failed-requests: requests that failed while the owner's speaker stopped on
-//     SIGTERM and handed over, summed over 3 handovers (target 0)
+//   - graceful-failed-requests: requests that failed while the owner's speaker pod was
+//     deleted (SIGTERM) and handed over, summed over 3 handovers (target 0)
 //   - arp-after-status-ms: IP in the Service's status (seen through a watch) → the VIP
 //     answers ARP; median of 20 Services
 //   - proxy-down-withdraw-ms: kube-proxy on the owner stopped → another node answers ARP for
@@ -48,17 +45,14 @@ func BenchmarkSpeakerFailover(b *testing.B) {
 			owner := stableOwner(ctx, b, l, arpc, ns, "web", vip)
 			waitGet(ctx, b, client, vipURL(vip))
 			d, err := demo.Outage(ctx, client.NS, vip, func() error {
-				sp.procs[owner.Name].Kill()
-				return lab.Unplug(ctx, owner.Host)
+				killNode(ctx, b, l, owner)
+				return nil
 			})
 			if err != nil {
 				b.Fatal(err)
 			}
 			outages = append(outages, d)
-			if err := lab.Plug(ctx, owner.Host); err != nil {
-				b.Fatal(err)
-			}
-			sp.start(ctx, owner)
+			reviveNode(ctx, b, l, owner)
 		}
 		b.ReportMetric(medianMS(outages), "hard-outage-ms")
 
@@ -67,14 +61,14 @@ func BenchmarkSpeakerFailover(b *testing.B) {
 			owner := stableOwner(ctx, b, l, arpc, ns, "web", vip)
 			waitGet(ctx, b, client, vipURL(vip))
 			f, _ := requestsDuring(ctx, client, vip, func() {
-				sp.procs[owner.Name].Stop(10 * time.Second)
+				sp.stopSpeaker(ctx, owner)
 				time.Sleep(2 * time.Second)
 			})
 			for _, e := range f {
 				b.Logf("handover from %s: request failed %s", owner.Name, e)
 			}
 			failed += len(f)
-			sp.start(ctx, owner)
+			sp.startSpeaker(ctx, owner, "Membership converged")
 		}
 		b.ReportMetric(float64(failed), "graceful-failed-requests")
 
@@ -185,7 +179,15 @@ func BenchmarkSpeaker10k(b *testing.B) {
 		slices.Sort(samples)
 		b.ReportMetric(float64(samples[len(samples)/2].Microseconds()), "reply-us")
 		b.ReportMetric(float64(samples[len(samples)*99/100].Microseconds()), "reply-p99-us")
-		b.ReportMetric(rssMiB(b, sp.procs["node-1"].PID()), "rss-mib")
+		pods := sp.pods(ctx, demo.Speaker, "node-1")
+		if len(pods) != 1 {
+			b.Fatalf("%d speaker pods on node-1, want 1", len(pods))
+		}
+		rss, err := lab.ProcessRSS(containerPID(ctx, b, l, &pods[0]))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(rss)/(1<<20), "rss-mib")
 	}
 }
 
@@ -260,25 +262,4 @@ func arpAfterStatus(ctx context.Context, b testing.TB, l *lab.Lab, c *arp.Client
 func medianMS(samples []time.Duration) float64 {
 	slices.Sort(samples)
 	return float64(samples[len(samples)/2].Microseconds()) / 1000
-}
-
-// rssMiB returns the resident memory of process pid, in MiB.
-func rssMiB(b testing.TB, pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return float64(kb) / 1024
-		}
-	}
-	b.Fatalf("no VmRSS for pid %d", pid)
-	return 0
 }

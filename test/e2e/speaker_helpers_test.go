@@ -2,12 +2,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -24,71 +20,6 @@ import (
 	"github.com/onprem-lb/onprem-lb/test/lab"
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
-
-// speakers runs onprem-speaker in every node namespace, as a DaemonSet pod with hostNetwork
-// would: the ServiceAccount and RBAC of manifests/, the CCM's pool file, a gossip key file
-// as the Secret mounts it.
-type speakers struct {
-	t          testing.TB
-	l          *lab.Lab
-	kubeconfig string
-	pools      string
-	keyFile    string
-	procs      map[string]*lab.Process // by node name
-	runs       int
-	ccm        *ccm // the CCM startSpeakers started, if any
-}
-
-func newSpeakers(ctx context.Context, t testing.TB, l *lab.Lab, pools string) *speakers {
-	t.Helper()
-	kubeconfig := serviceAccount(ctx, t, l, "speaker-rbac.yaml", "onprem-speaker")
-	// The speaker runs under its admission policy, as installed.
-	if out, err := l.Kubectl(ctx, "apply", "-f", labtest.RepoPath("manifests", "speaker-admission.yaml")); err != nil {
-		t.Fatalf("apply manifests: %v\n%s", err, out)
-	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	keyFile := filepath.Join(t.TempDir(), "memberlist-key")
-	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &speakers{t: t, l: l, kubeconfig: kubeconfig, pools: pools, keyFile: keyFile, procs: map[string]*lab.Process{}}
-}
-
-// start runs the speaker of node n and waits until it has converged and announces.
-func (s *speakers) start(ctx context.Context, n *lab.Node) {
-	s.t.Helper()
-	s.startUntil(ctx, n, "Membership converged")
-}
-
-// startUntil runs the speaker of node n and waits until its log shows logged.
-func (s *speakers) startUntil(ctx context.Context, n *lab.Node, logged string) {
-	s.t.Helper()
-	s.runs++
-	p, err := s.l.StartProcess(n.NS, fmt.Sprintf("onprem-speaker-%s-%d", n.Name, s.runs), nil, filepath.Join(binDir, "onprem-speaker"),
-		"--config="+s.pools, "--node-name="+n.Name, "--kubeconfig="+s.kubeconfig,
-		"--memberlist-key-file="+s.keyFile, "--metrics-bind-address="+n.IPv4.String()+":7472", "-v=2")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.procs[n.Name] = p
-	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		if ended, err := p.Exited(); ended {
-			return false, fmt.Errorf("ended: %v", err)
-		}
-		return strings.Contains(p.Tail(500), logged), nil
-	})
-	if err != nil {
-		s.t.Fatalf("speaker on %s never logged %q: %v\n%s", n.Name, logged, err, p.Tail(20))
-	}
-}
-
-func (s *speakers) startAll(ctx context.Context) {
-	s.t.Helper()
-	for _, n := range s.l.Nodes {
-		s.start(ctx, n)
-	}
-}
 
 // macOf returns the MAC of eth0 of a lab host.
 func macOf(ctx context.Context, t testing.TB, h *lab.Host) string {

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/onprem-lb/onprem-lb/speaker"
+	"github.com/onprem-lb/onprem-lb/test/demo"
 	"github.com/onprem-lb/onprem-lb/test/lab"
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
@@ -35,27 +36,14 @@ pools:
     addresses: [198.18.0.230-198.18.0.239]
 `
 
-// startSpeakers starts a lab (opts), the CCM with the pool file pools and a speaker on every
-// node.
-func startSpeakers(t testing.TB, opts lab.Options, pools string) (context.Context, *lab.Lab, *speakers) {
-	l := labtest.Start(t, opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	t.Cleanup(cancel)
-	c := newCCM(ctx, t, l, pools)
-	c.start(ctx)
-	s := newSpeakers(ctx, t, l, c.pools)
-	s.ccm = c
-	s.startAll(ctx)
-	return ctx, l, s
-}
-
-func addPod(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, node, app string) *lab.Pod {
-	t.Helper()
-	p, err := l.AddPod(ctx, lab.PodOptions{Namespace: ns, Name: name, Node: node, Labels: map[string]string{"app": app}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+// startSpeakers starts a lab of real nodes (opts), installs onprem-lb with the pool file
+// pools, and waits until the CCM leads and a speaker runs on every node.
+func startSpeakers(t testing.TB, opts lab.Options, pools string) (context.Context, *lab.Lab, *onprem) {
+	ctx, l, archives := startLab(t, opts)
+	o := install(ctx, t, l, archives, pools)
+	o.waitLeader(ctx, "")
+	o.startSpeakers(ctx)
+	return ctx, l, o
 }
 
 // podsOnEveryNode creates namespace ns and, on every node, a pod <app>-<node> labelled
@@ -76,7 +64,7 @@ func TestSpeaker(t *testing.T) {
 	client := l.Clients[0]
 	const ns = "speaker"
 	createNamespace(ctx, t, l, ns)
-	webPods := map[string]*lab.Pod{ // by node
+	webPods := map[string]*corev1.Pod{ // by node
 		"node-1": addPod(ctx, t, l, ns, "web-1", "node-1", "web"),
 		"node-2": addPod(ctx, t, l, ns, "web-2", "node-2", "web"),
 	}
@@ -137,9 +125,7 @@ func TestSpeaker(t *testing.T) {
 		if r := waitGet(ctx, t, client, vipURL(vip)); r.Pod != ns+"/local-1" || r.ClientIP() != client.IPv4.String() {
 			t.Errorf("answered by %s seeing client %s, want %s/local-1 seeing %s", r.Pod, r.ClientIP(), ns, client.IPv4)
 		}
-		if err := l.DeletePod(ctx, p); err != nil {
-			t.Fatal(err)
-		}
+		deletePod(ctx, t, l, p)
 		addPod(ctx, t, l, ns, "local-2", "node-1", "local")
 		if got := announcer(ctx, t, l, ns, "local", vip, "node-3"); got.Name != "node-1" {
 			t.Errorf("after the endpoint moved, announced by %s, want node-1", got.Name)
@@ -166,12 +152,13 @@ func TestSpeaker(t *testing.T) {
 				t.Errorf("ip neigh flush to %s: %v: %s", vip, err, out)
 			}
 		}
+		var ended *corev1.ContainerStateTerminated
 		failures, total := requestsDuringBefore(ctx, client, vip, flush, func() {
-			sp.procs[owner.Name].Stop(10 * time.Second)
+			ended = sp.stopSpeaker(ctx, owner)
 			time.Sleep(time.Second) // requests go on after the old owner is gone
 		})
-		if ended, err := sp.procs[owner.Name].Exited(); !ended || err != nil {
-			t.Errorf("speaker on %s: ended %v, err %v; want a clean exit on SIGTERM", owner.Name, ended, err)
+		if ended == nil || ended.ExitCode != 0 {
+			t.Errorf("speaker on %s ended %+v; want a clean exit (0) on SIGTERM", owner.Name, ended)
 		}
 		if len(failures) != 0 {
 			t.Errorf("%d of %d requests failed during the handover:\n%s", len(failures), total, strings.Join(failures, "\n"))
@@ -184,37 +171,26 @@ func TestSpeaker(t *testing.T) {
 		if evs := events(ctx, l, ns, "web"); strings.Contains(evs, speaker.EventIPConflict) {
 			t.Errorf("%s event during the handover:\n%s", speaker.EventIPConflict, evs)
 		}
-		sp.start(ctx, owner)
+		sp.startSpeaker(ctx, owner, "Membership converged")
 		conditionMovesBack(ctx, t, l, ns, "web", vip, owner, next)
 	})
 
-	t.Run("the owner's node dying (SIGKILL, link down) moves the VIP", func(t *testing.T) {
+	t.Run("the owner's node dying (everything on it frozen, cable pulled) moves the VIP", func(t *testing.T) {
 		vip := vips[0]
 		owner := announcer(ctx, t, l, ns, "web", vip, "")
-		sp.procs[owner.Name].Kill()
-		if err := lab.Unplug(ctx, owner.Host); err != nil {
-			t.Fatal(err)
+		killNode(ctx, t, l, owner)
+		// The dead node's pod stays Ready until the node lifecycle controller gives up on
+		// the node (40 s): take it out of the endpoints at once, as it would, else half the
+		// requests go on to an unreachable pod.
+		if p := webPods[owner.Name]; p != nil {
+			markNotReady(ctx, t, l, p)
 		}
-		// The lab has no node lifecycle controller: mark the dead node's pod not ready as
-		// it would, else half the requests go on to an unreachable pod.
-		setReady := func(ready bool) {
-			if p := webPods[owner.Name]; p != nil {
-				if err := l.SetPodReady(ctx, p, ready); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		setReady(false)
 		began := time.Now()
 		next := announcer(ctx, t, l, ns, "web", vip, owner.Name)
 		waitAnswering(ctx, t, client, vip, macOf(ctx, t, next.Host))
 		t.Logf("VIP %s moved from %s to %s in %v (bounded by the poll)", vip, owner.Name, next.Name, time.Since(began).Round(time.Millisecond))
 		waitGet(ctx, t, client, vipURL(vip))
-		if err := lab.Plug(ctx, owner.Host); err != nil {
-			t.Fatal(err)
-		}
-		setReady(true)
-		sp.start(ctx, owner)
+		reviveNode(ctx, t, l, owner)
 		conditionMovesBack(ctx, t, l, ns, "web", vip, owner, next)
 	})
 
@@ -241,7 +217,7 @@ func TestSpeaker(t *testing.T) {
 	})
 
 	t.Run("the speaker's ServiceAccount may change only the onprem-lb.io conditions of a Service (admission policy)", func(t *testing.T) {
-		testSpeakerAdmission(ctx, t, l, sp, ns, "web")
+		testSpeakerAdmission(ctx, t, l, ns, "web")
 	})
 
 	t.Run("a VIP a foreign host already uses is reported and not fought", func(t *testing.T) {
@@ -343,15 +319,20 @@ func testConditionsFollowTheService(ctx context.Context, t *testing.T, l *lab.La
 // testSpeakerAdmission checks, against the real API server, what the speaker's
 // ServiceAccount may write on a Service's status under manifests/speaker-admission.yaml,
 // and that the CCM's is not concerned.
-func testSpeakerAdmission(ctx context.Context, t *testing.T, l *lab.Lab, sp *speakers, ns, name string) {
-	clientOf := func(kubeconfig string) kubernetes.Interface {
+func testSpeakerAdmission(ctx context.Context, t *testing.T, l *lab.Lab, ns, name string) {
+	// As the pods' ServiceAccounts of manifests/.
+	clientOf := func(serviceAccount string) kubernetes.Interface {
+		kubeconfig, err := l.ServiceAccountKubeconfig(ctx, system, serviceAccount)
+		if err != nil {
+			t.Fatal(err)
+		}
 		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return kubernetes.NewForConfigOrDie(cfg)
 	}
-	speakerSA, ccmSA := clientOf(sp.kubeconfig), clientOf(sp.ccm.kubeconfig)
+	speakerSA, ccmSA := clientOf(demo.Speaker), clientOf(demo.CCM)
 	patch := func(c kubernetes.Interface, typ types.PatchType, body string) error {
 		_, err := c.CoreV1().Services(ns).Patch(ctx, name, typ, []byte(body), metav1.PatchOptions{}, "status")
 		return err

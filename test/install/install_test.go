@@ -332,24 +332,9 @@ func waitLogged(ctx context.Context, t *testing.T, l *lab.Lab, line string) {
 // kubectl describe pod shows of it (its termination message: the last lines of its log).
 func crashMessage(ctx context.Context, t *testing.T, l *lab.Lab, node string) string {
 	t.Helper()
-	var msg string
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		for _, p := range speakerPods(ctx, t, l) {
-			if p.Spec.NodeName != node || p.DeletionTimestamp != nil || len(p.Status.ContainerStatuses) == 0 {
-				continue
-			}
-			cs := p.Status.ContainerStatuses[0]
-			for _, st := range []corev1.ContainerState{cs.State, cs.LastTerminationState} {
-				if st.Terminated != nil && st.Terminated.ExitCode != 0 {
-					msg = st.Terminated.Message
-					return true, nil
-				}
-			}
-		}
-		return false, nil
-	})
+	msg, err := demo.CrashMessage(ctx, l, speaker, node)
 	if err != nil {
-		t.Fatalf("the speaker on %s did not exit with an error: %v", node, err)
+		t.Fatal(err)
 	}
 	return msg
 }

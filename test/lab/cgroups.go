@@ -132,6 +132,10 @@ func removeLabCgroups(ctx context.Context) error {
 	if err != nil || len(dirs) == 0 {
 		return err
 	}
+	// A frozen cgroup (FreezeNode) holds its SIGKILLs until it thaws.
+	for _, dir := range dirs {
+		setFreezerState(dir, thawed) // a cgroup of another hierarchy has no freezer.state
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	// Kill until none is left: a process may fork while its siblings die.
@@ -152,4 +156,30 @@ func removeLabCgroups(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// States of a cgroup v1 freezer.
+const (
+	frozen = "FROZEN"
+	thawed = "THAWED"
+)
+
+// setFreezerState sets the freezer state of cgroup dir (in the freezer hierarchy) and waits
+// until the kernel reports it: freezing takes until every task has stopped.
+func setFreezerState(dir, state string) error {
+	file := filepath.Join(dir, "freezer.state")
+	if err := os.WriteFile(file, []byte(state), 0o644); err != nil {
+		return err
+	}
+	for range 500 {
+		got, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(got)) == state {
+			return nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: still not %s after 1 s", file, state)
 }

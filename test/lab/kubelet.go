@@ -11,9 +11,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -129,7 +131,7 @@ func (l *Lab) writeNodeConfig(n *Node) error {
 	if _, err := l.pki.writeKubeconfig(user, apiServer(), "system:node:"+n.Name, []string{"system:nodes"}); err != nil {
 		return err
 	}
-	kubelet, err := yaml.Marshal(kubeletConfig(n, l.pki.path))
+	kubelet, err := yaml.Marshal(kubeletConfig(n, l.pki.path, l.opts.KubeletSyncFrequency))
 	if err != nil {
 		return err
 	}
@@ -153,8 +155,9 @@ func (l *Lab) writeNodeConfig(n *Node) error {
 	return nil
 }
 
-// kubeletConfig is node n's KubeletConfiguration; pki gives the path of a lab PKI file.
-func kubeletConfig(n *Node, pki func(string) string) *kubeletv1beta1.KubeletConfiguration {
+// kubeletConfig is node n's KubeletConfiguration; pki gives the path of a lab PKI file; a
+// syncFrequency of 0 keeps the kubelet's default.
+func kubeletConfig(n *Node, pki func(string) string, syncFrequency time.Duration) *kubeletv1beta1.KubeletConfiguration {
 	// "0%" turns a threshold off: nothing is evicted because the machine is busy.
 	noEviction := map[string]string{}
 	for _, signal := range []string{"memory.available", "nodefs.available", "nodefs.inodesFree", "imagefs.available", "imagefs.inodesFree"} {
@@ -187,6 +190,8 @@ func kubeletConfig(n *Node, pki func(string) string) *kubeletv1beta1.KubeletConf
 		ImageGCHighThresholdPercent: ptr.To[int32](100),
 		ImageGCLowThresholdPercent:  ptr.To[int32](99),
 		EvictionHard:                noEviction,
+
+		SyncFrequency: metav1.Duration{Duration: syncFrequency},
 	}
 }
 
@@ -470,7 +475,7 @@ func (l *Lab) NodeMemory(n *Node) (int64, error) {
 	}
 	var total int64
 	for _, pid := range cgroupProcs([]string{filepath.Join(mounts[0], nodeCgroup(n))}) {
-		rss, err := processRSS(pid)
+		rss, err := ProcessRSS(pid)
 		if err != nil {
 			return 0, fmt.Errorf("lab: memory of %s: %w", n.Name, err)
 		}
@@ -479,8 +484,8 @@ func (l *Lab) NodeMemory(n *Node) (int64, error) {
 	return total, nil
 }
 
-// processRSS returns a process's resident memory in bytes (VmRSS of /proc/<pid>/status).
-func processRSS(pid int) (int64, error) {
+// ProcessRSS returns a process's resident memory in bytes (VmRSS of /proc/<pid>/status).
+func ProcessRSS(pid int) (int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -492,6 +497,38 @@ func processRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("pid %d: no VmRSS", pid)
+}
+
+// FreezeNode stops real node n (Options.Kubelets) dead, as a hung or powered-off machine
+// stops: its cgroup is frozen (containerd, kubelet, every container) and its kube-proxy is
+// stopped (SIGSTOP). Nothing of it runs until ThawNode; with Unplug it is a dead node.
+func (l *Lab) FreezeNode(n *Node) error { return l.freeze(n, frozen, syscall.SIGSTOP) }
+
+// ThawNode lets a node FreezeNode froze go on where it stopped.
+func (l *Lab) ThawNode(n *Node) error { return l.freeze(n, thawed, syscall.SIGCONT) }
+
+func (l *Lab) freeze(n *Node, state string, kubeProxy syscall.Signal) error {
+	if n.Kubelet == nil {
+		return fmt.Errorf("lab: freeze %s: not a real node (Options.Kubelets)", n.Name)
+	}
+	mounts, _, err := cgroupMounts()
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(mounts, func(m string) bool {
+		_, err := os.Stat(filepath.Join(m, nodeCgroup(n), "freezer.state"))
+		return err == nil
+	})
+	if i < 0 {
+		return fmt.Errorf("lab: freeze %s: no freezer cgroup", n.Name)
+	}
+	if err := setFreezerState(filepath.Join(mounts[i], nodeCgroup(n)), state); err != nil {
+		return fmt.Errorf("lab: freeze %s: %w", n.Name, err)
+	}
+	if n.KubeProxy != nil {
+		return n.KubeProxy.Signal(kubeProxy)
+	}
+	return nil
 }
 
 // ContainerPID returns the PID, in the machine's PID namespace, of the first process of the

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -182,7 +183,7 @@ func TestCNIConfig(t *testing.T) {
 // of the node's own, the containerd socket, lab TLS, and no image GC or eviction.
 func TestKubeletConfig(t *testing.T) {
 	n := &Node{Host: nodeHost(1), Index: 1}
-	c := kubeletConfig(n, func(name string) string { return "/pki/" + name })
+	c := kubeletConfig(n, func(name string) string { return "/pki/" + name }, 5*time.Second)
 	got := map[string]string{
 		"failCgroupV1":   strconv.FormatBool(*c.FailCgroupV1),
 		"cgroupDriver":   c.CgroupDriver,
@@ -195,12 +196,13 @@ func TestKubeletConfig(t *testing.T) {
 		"failSwapOn":     strconv.FormatBool(*c.FailSwapOn),
 		"memoryEviction": c.EvictionHard["memory.available"],
 		"diskEviction":   c.EvictionHard["nodefs.available"],
+		"syncFrequency":  c.SyncFrequency.Duration.String(),
 	}
 	want := map[string]string{
 		"failCgroupV1": "false", "cgroupDriver": "cgroupfs", "cgroupRoot": "/olb-node-1",
 		"runtime": "unix:///run/containerd/containerd.sock", "clientCA": "/pki/ca.crt", "anonymous": "false",
 		"tlsCert": "/pki/kubelet-node-1.crt", "imageGCHigh": "100", "failSwapOn": "false",
-		"memoryEviction": "0%", "diskEviction": "0%",
+		"memoryEviction": "0%", "diskEviction": "0%", "syncFrequency": "5s",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("kubelet configuration (-want +got):\n%s", diff)

@@ -44,6 +44,9 @@ type Options struct {
 	// nothing is pulled, so pods use imagePullPolicy IfNotPresent (or Never). Exactly one
 	// of them must be a "pause" image (e.g. example.org/lab/pause:v1): the pod sandbox.
 	Images []string
+	// KubeletSyncFrequency is how often a kubelet syncs each pod, which bounds how long an
+	// edited ConfigMap takes to reach the pods' mounted files (default: the kubelet's, 1 min).
+	KubeletSyncFrequency time.Duration
 	// Helper is the program that runs pod backends; it must call RunHelper first thing in
 	// main (default: this program).
 	Helper string

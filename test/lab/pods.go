@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,7 +26,8 @@ const (
 )
 
 // BackendContainer is the container of a real pod (Options.Kubelets) that runs the backend
-// image: it names its replies after its pod (downward API) and is ready once it accepts TCP.
+// image: it names its replies after its pod (downward API) and is ready while its
+// backend.ReadyPath says so (SetBackendReady).
 func BackendContainer(image string) corev1.Container {
 	field := func(path string) *corev1.EnvVarSource {
 		return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}
@@ -38,10 +41,32 @@ func BackendContainer(image string) corev1.Container {
 			{Name: "udp", ContainerPort: UDPPort, Protocol: corev1.ProtocolUDP},
 		},
 		ReadinessProbe: &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("tcp")}},
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: backend.ReadyPath, Port: intstr.FromString("http")}},
 			PeriodSeconds: 1,
 		},
 	}
+}
+
+// SetBackendReady makes a real pod that runs BackendContainer pass (ready) or fail its
+// readiness probe from now on; its kubelet then reports it, within a probe period.
+func (l *Lab) SetBackendReady(ctx context.Context, p *corev1.Pod, ready bool) error {
+	if p.Status.PodIP == "" {
+		return fmt.Errorf("lab: pod %s/%s has no IP", p.Namespace, p.Name)
+	}
+	url := "http://" + net.JoinHostPort(p.Status.PodIP, strconv.Itoa(HTTPPort)) + backend.ReadyPath
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, strings.NewReader(strconv.FormatBool(ready)))
+	if err != nil {
+		return err
+	}
+	resp, err := HTTPClient(l.ControlPlane.NS, 5*time.Second).Do(req)
+	if err != nil {
+		return fmt.Errorf("lab: pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("lab: pod %s/%s: PUT %s: %s", p.Namespace, p.Name, url, resp.Status)
+	}
+	return nil
 }
 
 // PodReady says whether the pod's Ready condition is True.
