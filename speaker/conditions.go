@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -128,6 +129,17 @@ func conditionOf(node string, coordinator bool, svc *corev1.Service, ip netip.Ad
 		return cond, false
 	}
 	return cond, true
+}
+
+// AnnouncedBy returns the node that announces ip, as svc's condition (conditionOf) says.
+func AnnouncedBy(svc *corev1.Service, ip netip.Addr) (string, bool) {
+	c := meta.FindStatusCondition(svc.Status.Conditions, ConditionType(ip))
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != ReasonAnnounced || !strings.HasPrefix(c.Message, ip.String()+" ") {
+		return "", false
+	}
+	_, after, _ := strings.Cut(c.Message, " by node ")
+	node, _, _ := strings.Cut(after, " ")
+	return node, node != ""
 }
 
 // conditionPatch returns what must change in existing for it to say what set and remove

@@ -427,3 +427,24 @@ func TestDeletedServiceForgetsBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestAnnouncedByReadsTheCondition(t *testing.T) {
+	ip := netip.MustParseAddr("2001:db8:18::200")
+	svc := svcWith("web", false, ip.String())
+	a := &Assignment{IP: ip, Owner: "node-2"}
+	cond, ok := conditionOf("node-2", false, svc, ip, a, map[netip.Addr]announceState{ip: {iface: "eth0"}})
+	if !ok {
+		t.Fatal("no condition for an announced IP")
+	}
+	svc.Status.Conditions = []metav1.Condition{cond}
+	if node, ok := AnnouncedBy(svc, ip); node != "node-2" || !ok {
+		t.Errorf("AnnouncedBy = %q, %v; want node-2, true", node, ok)
+	}
+	if node, ok := AnnouncedBy(svc, netip.MustParseAddr("2001:db8:18::201")); ok {
+		t.Errorf("AnnouncedBy of another IP of the family = %q, want none", node)
+	}
+	svc.Status.Conditions[0].Status, svc.Status.Conditions[0].Reason = metav1.ConditionFalse, ReasonIPConflict
+	if node, ok := AnnouncedBy(svc, ip); ok {
+		t.Errorf("AnnouncedBy of an IP in conflict = %q, want none", node)
+	}
+}

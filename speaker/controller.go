@@ -42,6 +42,7 @@ const (
 type members interface {
 	Members() []membership.Member
 	Changed() <-chan struct{}
+	LeftGracefully(name string, within time.Duration) bool
 }
 
 // announcer is what the controller needs of l2.Announcer.
@@ -51,6 +52,7 @@ type announcer interface {
 
 // forwarder is what the controller needs of dataplane.Dataplane.
 type forwarder interface {
+	SetHandovers(h dataplane.Handovers)
 	Sync(services []dataplane.Service) error
 }
 
@@ -68,6 +70,11 @@ type prober interface {
 
 // resyncPeriod is how often the controller recomputes ownership whatever happened.
 const resyncPeriod = 30 * time.Second
+
+// handoverWindow is how long, after a node left gracefully, the VIPs taken over from it keep
+// forwarding their open connections to it (see dataplane.Handover); from a node that is still
+// a member (the VIP moved for another reason) they do as long as this node owns the VIP.
+const handoverWindow = 2 * time.Minute
 
 // controller computes which VIPs this node owns from the informers and the members, hands
 // them to the announcer, and reports on the Services (events, conditions).
@@ -105,6 +112,8 @@ type controller struct {
 	// coordinator is true when this node is the live member with the lowest name: it writes
 	// the conditions of the VIPs nobody may announce.
 	coordinator bool
+	// handovers are the VIPs this node took over from a node still up, by VIP: the node.
+	handovers map[netip.Addr]string
 
 	// forwardingHealthy is false while the last iptables sync failed.
 	forwardingHealthy atomic.Bool
@@ -255,8 +264,55 @@ func (c *controller) sync() {
 	assignments, skipped := Assign(in)
 	c.mu.Lock()
 	step := computeSync(c.node, in.Members, c.current, assignments, skipped, c.skipped)
+	step.handovers = nextHandovers(c.node, assignments, c.handovers, c.previousOwner, c.upForHandover(in.Members))
 	c.mu.Unlock()
 	c.apply(in, svcs, step)
+}
+
+// previousOwner returns the node that owned ip before this sync assigned a: the last
+// assignment's owner, or, for an IP this speaker has not assigned yet (it just started), the
+// node the Service's condition names. c.mu is held.
+func (c *controller) previousOwner(ip netip.Addr, a *Assignment) string {
+	if old := c.current[ip]; old != nil {
+		return old.Owner
+	}
+	for _, key := range a.Services {
+		if svc, err := c.services.Services(key.Namespace).Get(key.Name); err == nil {
+			if node, ok := AnnouncedBy(svc, ip); ok {
+				return node
+			}
+		}
+	}
+	return ""
+}
+
+// upForHandover returns whether a node, given the live members, may still hold open
+// connections of a VIP it owned: it is a member, or left gracefully within handoverWindow.
+func (c *controller) upForHandover(members []string) func(node string) bool {
+	return func(node string) bool {
+		return slices.Contains(members, node) || c.members.LeftGracefully(node, handoverWindow)
+	}
+}
+
+// nextHandovers returns the handovers of node after a sync that assigned assignments: those
+// it had for VIPs it still owns from a node still up, and one for each VIP it took over from
+// another node (previousOwner) that is up (not one that died: its connections died with it,
+// and a reset from here tells their clients sooner than silence).
+func nextHandovers(node string, assignments map[netip.Addr]*Assignment, had map[netip.Addr]string, previousOwner func(netip.Addr, *Assignment) string, up func(node string) bool) map[netip.Addr]string {
+	next := map[netip.Addr]string{}
+	for ip, a := range assignments {
+		if a.Owner != node {
+			continue
+		}
+		from, ok := had[ip]
+		if !ok {
+			from = previousOwner(ip, a)
+		}
+		if from != "" && from != node && up(from) {
+			next[ip] = from
+		}
+	}
+	return next
 }
 
 // inputs reads what ownership depends on: the live members (and the MACs they publish,
@@ -313,6 +369,8 @@ type syncStep struct {
 	// skipped are the skipped VIPs, fresh those not reported by the previous sync.
 	skipped map[Skipped]bool
 	fresh   []Skipped
+	// handovers are the VIPs this node took over from a node still up (nextHandovers).
+	handovers map[netip.Addr]string
 }
 
 // computeSync returns what node does after a sync that assigned assignments and skipped
@@ -369,12 +427,21 @@ func (c *controller) apply(in Inputs, svcs []*corev1.Service, st syncStep) {
 	becameCoordinator := st.coordinator && !c.coordinator
 	c.coordinator = st.coordinator
 	c.skipped = st.skipped
+	for ip, from := range st.handovers {
+		if c.handovers[ip] != from {
+			klog.V(2).InfoS("Forwarding the open connections of a VIP taken over to its previous owner", "ip", ip, "node", from)
+			// The window of a node that left ends without a sync of its own.
+			time.AfterFunc(handoverWindow+time.Second, c.kick)
+		}
+	}
+	c.handovers = st.handovers
 	c.mu.Unlock()
 
 	// The assignments are current before the announcer can report on them (its events name
 	// the Services of each VIP). With dataplane iptables the rules must be in place before
 	// the VIP is announced; with kube-proxy the guard is not worth delaying the announcement
 	// by an iptables-restore.
+	c.forward.SetHandovers(c.handoversOf(st.handovers, in.Nodes))
 	if in.Config.Dataplane == config.DataplaneIPTables {
 		c.syncForwarding(in.Config, svcs)
 		c.announce.Sync(st.desired)
@@ -386,6 +453,7 @@ func (c *controller) apply(in Inputs, svcs []*corev1.Service, st syncStep) {
 	c.metrics.members.Set(float64(len(in.Members)))
 	c.metrics.owned.Set(float64(len(st.desired)))
 	c.metrics.ownershipChanges.Add(float64(st.changes))
+	c.metrics.handovers.Set(float64(len(st.handovers)))
 	if st.changes > 0 {
 		klog.V(2).InfoS("Ownership changed", "node", c.node, "owned", len(st.desired), "changes", st.changes, "members", len(in.Members))
 	}
@@ -420,6 +488,25 @@ func (c *controller) syncForwarding(cfg *config.Config, svcs []*corev1.Service) 
 		return
 	}
 	c.forwardingHealthy.Store(true)
+}
+
+// handoversOf returns what the dataplane needs of the handovers: each VIP with its previous
+// owner's InternalIP of the VIP's family (none: not forwarded), and the MACs of the peers.
+func (c *controller) handoversOf(handovers map[netip.Addr]string, nodes map[string]*corev1.Node) dataplane.Handovers {
+	var h dataplane.Handovers
+	for ip, from := range handovers {
+		if n := nodes[from]; n != nil {
+			if to, ok := nodeIP(n, ip.Is4()); ok {
+				h.VIPs = append(h.VIPs, dataplane.Handover{VIP: ip, To: to})
+			}
+		}
+	}
+	for mac := range *c.peerMACs.Load() {
+		if hw, err := net.ParseMAC(mac); err == nil {
+			h.Peers = append(h.Peers, hw)
+		}
+	}
+	return h
 }
 
 // endpoints returns the EndpointSlices of a Service from the informer cache.

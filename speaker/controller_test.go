@@ -30,6 +30,7 @@ import (
 type fakeMembers struct {
 	mu    sync.Mutex
 	names []string
+	left  map[string]bool // LeftGracefully
 }
 
 func (f *fakeMembers) set(names ...string) {
@@ -51,6 +52,12 @@ func (f *fakeMembers) Members() []membership.Member {
 }
 func (f *fakeMembers) Changed() <-chan struct{} { return nil }
 
+func (f *fakeMembers) LeftGracefully(name string, _ time.Duration) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.left[name]
+}
+
 type fakeAnnouncer struct {
 	mu      sync.Mutex
 	desired map[netip.Addr]l2.Target
@@ -62,9 +69,13 @@ func (f *fakeAnnouncer) Sync(d map[netip.Addr]l2.Target) {
 	f.desired = d
 }
 
-type fakeForwarder struct{ services []dataplane.Service }
+type fakeForwarder struct {
+	services  []dataplane.Service
+	handovers dataplane.Handovers
+}
 
-func (f *fakeForwarder) Sync(s []dataplane.Service) error { f.services = s; return nil }
+func (f *fakeForwarder) SetHandovers(h dataplane.Handovers) { f.handovers = h }
+func (f *fakeForwarder) Sync(s []dataplane.Service) error   { f.services = s; return nil }
 
 type fakeHCNP struct{}
 
@@ -173,6 +184,30 @@ func TestControllerSyncAnnouncesOwnedVIPsAndReports(t *testing.T) {
 	if len(ann.desired) != len(svcs) {
 		t.Errorf("after node-2 left, node-1 announces %d VIPs, want all %d", len(ann.desired), len(svcs))
 	}
+	if len(fwd.handovers.VIPs) != 0 {
+		t.Errorf("VIPs taken from a dead node forward their connections to it: %v", fwd.handovers.VIPs)
+	}
+
+	// node-2 comes back, then stops gracefully: node-1 takes its VIPs again, and their open
+	// connections go on to node-2 (the same when a VIP moves back to a node that rejoins).
+	members.set("node-1", "node-2")
+	c.sync()
+	members.mu.Lock()
+	members.names, members.left = []string{"node-1"}, map[string]bool{"node-2": true}
+	members.mu.Unlock()
+	c.sync()
+	var want2 []dataplane.Handover
+	for _, s := range svcs {
+		if ip := netip.MustParseAddr(s.Status.LoadBalancer.Ingress[0].IP); Owner(ip, []string{"node-1", "node-2"}) == "node-2" {
+			want2 = append(want2, dataplane.Handover{VIP: ip, To: netip.MustParseAddr("198.18.0.12")})
+		}
+	}
+	byVIP := func(a, b dataplane.Handover) int { return a.VIP.Compare(b.VIP) }
+	slices.SortFunc(fwd.handovers.VIPs, byVIP)
+	slices.SortFunc(want2, byVIP)
+	if diff := cmp.Diff(want2, fwd.handovers.VIPs, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("handovers after node-2 left gracefully (-want +got):\n%s", diff)
+	}
 }
 
 func TestComputeSync(t *testing.T) {
@@ -216,5 +251,46 @@ func TestComputeSync(t *testing.T) {
 	}
 	if diff := cmp.Diff(before, previous, cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
 		t.Errorf("previous modified (-before +after):\n%s", diff)
+	}
+}
+
+func TestNextHandovers(t *testing.T) {
+	vip, other := netip.MustParseAddr("198.18.0.200"), netip.MustParseAddr("198.18.0.201")
+	owned := func(owner string) map[netip.Addr]*Assignment {
+		return map[netip.Addr]*Assignment{vip: {Owner: owner}, other: {Owner: "node-3"}}
+	}
+	up := func(nodes ...string) func(string) bool {
+		return func(n string) bool { return slices.Contains(nodes, n) }
+	}
+	was := func(node string) func(netip.Addr, *Assignment) string {
+		return func(ip netip.Addr, _ *Assignment) string {
+			if ip == vip {
+				return node
+			}
+			return "node-3"
+		}
+	}
+	for _, tt := range []struct {
+		name     string
+		assigned map[netip.Addr]*Assignment
+		had      map[netip.Addr]string
+		previous func(netip.Addr, *Assignment) string
+		up       func(string) bool
+		want     map[netip.Addr]string
+	}{
+		{"taken from a node still up", owned("node-1"), nil, was("node-2"), up("node-2"), map[netip.Addr]string{vip: "node-2"}},
+		{"taken from a node that died", owned("node-1"), nil, was("node-2"), up(), map[netip.Addr]string{}},
+		{"not taken: owned before", owned("node-1"), nil, was("node-1"), up("node-1", "node-2"), map[netip.Addr]string{}},
+		{"new IP, nobody owned it", owned("node-1"), nil, was(""), up("node-2"), map[netip.Addr]string{}},
+		{"kept while the node is up", owned("node-1"), map[netip.Addr]string{vip: "node-2"}, was("node-1"), up("node-2"), map[netip.Addr]string{vip: "node-2"}},
+		{"over once the node is gone", owned("node-1"), map[netip.Addr]string{vip: "node-2"}, was("node-1"), up(), map[netip.Addr]string{}},
+		{"over once the VIP moved on", owned("node-3"), map[netip.Addr]string{vip: "node-2"}, was("node-1"), up("node-2"), map[netip.Addr]string{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := nextHandovers("node-1", tt.assigned, tt.had, tt.previous, tt.up)
+			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Errorf("handovers (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

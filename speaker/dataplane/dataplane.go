@@ -45,6 +45,7 @@ type Dataplane struct {
 
 	mu          sync.Mutex
 	desired     []Service
+	handovers   Handovers
 	haveDesired bool
 	// forwarded is what the last successful Sync programmed: the UDP flows to clear
 	// are those it forwarded and the next successful Sync no longer does.
@@ -140,6 +141,14 @@ func (d *Dataplane) Sync(services []Service) error {
 	return nil
 }
 
+// SetHandovers sets the VIPs whose connections are forwarded to their previous owner (see
+// Handover); the next Sync programs them, replacing the last set.
+func (d *Dataplane) SetHandovers(h Handovers) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.handovers = Handovers{VIPs: slices.Clone(h.VIPs), Peers: slices.Clone(h.Peers)}
+}
+
 // Run resyncs every Options.Resync until ctx is done: it checks the kernel
 // against the last state given to Sync and repairs what drifted (chains
 // flushed, changed or deleted by hand, jump rules removed). It does nothing
@@ -231,7 +240,7 @@ func (d *Dataplane) syncFamily(ctx context.Context, f Family, resync bool) error
 		}
 		st.based = true
 	}
-	want := buildRulesCached(d.desired, f, genConfig{mark: d.mark, randomFully: tables.HasRandomFully()}, st.cache)
+	want := buildRulesCached(d.desired, f, genConfig{mark: d.mark, randomFully: tables.HasRandomFully(), handovers: d.handovers}, st.cache)
 	dl := diffRules(st.applied, want, false)
 	if !dl.empty() {
 		input := restoreInput(dl, want)
@@ -334,6 +343,7 @@ var jumps = []struct {
 	{tableFilter, "FORWARD", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}},
 	{tableFilter, "OUTPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain}},
 	{tableMangle, "POSTROUTING", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP guard", "-j", guardChain}},
+	{tableMangle, "PREROUTING", []string{"-p", "tcp", "!", "--syn", "-m", "conntrack", "--ctstate", "NEW,INVALID", "-m", "comment", "--comment", "onprem-lb handover", "-j", handoverChain}},
 }
 
 // ensureBase creates the base chains (if missing) and the jump rules to

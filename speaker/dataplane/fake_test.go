@@ -29,7 +29,7 @@ func newFakeKernel() *fakeKernel {
 	k := &fakeKernel{}
 	for i := range k.fams {
 		t := &fakeTables{k: k, chains: map[chainKey][]string{}}
-		for _, c := range []chainKey{{"nat", "PREROUTING"}, {"nat", "INPUT"}, {"nat", "OUTPUT"}, {"nat", "POSTROUTING"}, {"filter", "INPUT"}, {"filter", "FORWARD"}, {"filter", "OUTPUT"}, {"mangle", "POSTROUTING"}} {
+		for _, c := range []chainKey{{"nat", "PREROUTING"}, {"nat", "INPUT"}, {"nat", "OUTPUT"}, {"nat", "POSTROUTING"}, {"filter", "INPUT"}, {"filter", "FORWARD"}, {"filter", "OUTPUT"}, {"mangle", "PREROUTING"}, {"mangle", "POSTROUTING"}} {
 			t.order = append(t.order, c)
 			t.chains[c] = []string{}
 		}

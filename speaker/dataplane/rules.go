@@ -24,6 +24,7 @@ const (
 	postroutingChain = chainPrefix + "POSTROUTING" // nat, from POSTROUTING
 	firewallChain    = chainPrefix + "FIREWALL"    // filter, from INPUT, FORWARD and OUTPUT
 	guardChain       = chainPrefix + "GUARD"       // mangle, from POSTROUTING
+	handoverChain    = chainPrefix + "HANDOVER"    // mangle, from PREROUTING
 
 	vipsShardPrefix  = chainPrefix + "VIPS-"  // nat, one per last byte of the VIPs
 	fwShardPrefix    = chainPrefix + "FW-"    // filter, one per last byte of the VIPs
@@ -61,6 +62,7 @@ type ruleset map[chainKey]string
 type genConfig struct {
 	mark        uint32 // the masquerade mark bit
 	randomFully bool   // MASQUERADE --random-fully is supported
+	handovers   Handovers
 }
 
 // baseChains are the chains a family has as soon as it is in use, even
@@ -71,6 +73,7 @@ var baseChains = []chainKey{
 	{tableNAT, postroutingChain},
 	{tableFilter, firewallChain},
 	{tableMangle, guardChain},
+	{tableMangle, handoverChain},
 }
 
 // buildRulesCached computes the content of every chain of family f for services.
@@ -105,6 +108,13 @@ var baseChains = []chainKey{
 // (kube-proxy's REJECT of a Service without endpoints, in iptables filter or in
 // its own nftables table at filter priority) comes first; and before conntrack
 // confirms the connection, so a dropped first packet leaves no entry behind.
+//
+// Layout (mangle): handovers. ONPREM-LB-HANDOVER, from PREROUTING for TCP packets
+// that are not a SYN and belong to no connection this node knows (conntrack NEW, as a
+// mid-stream pickup, or INVALID), sends those to a handed-over VIP to the previous
+// owner (TEE: an untracked copy, routed to it as gateway) and drops the original
+// before nat could DNAT it to an endpoint that would reset the connection. What a
+// peer node sent is left alone.
 //
 // Sharding keeps the chains a one-Service change rewrites small (tens of
 // rules for 10,000 VIPs) and the per-packet walk short.
@@ -196,7 +206,35 @@ func buildRulesCached(services []Service, f Family, cfg genConfig, cache *ruleCa
 	rs[chainKey{tableNAT, servicesChain}] = nat.String()
 	rs[chainKey{tableFilter, firewallChain}] = filter.String()
 	rs[chainKey{tableMangle, guardChain}] = guard.String()
+	rs[chainKey{tableMangle, handoverChain}] = handoverRules(cfg.handovers, f)
 	return rs
+}
+
+// handoverRules is the content of ONPREM-LB-HANDOVER for family f: nothing without a
+// handover of that family, else a RETURN for each peer MAC, then for each VIP a TEE to
+// its previous owner and a DROP, in VIP order.
+func handoverRules(h Handovers, f Family) string {
+	vips := slices.DeleteFunc(slices.Clone(h.VIPs), func(v Handover) bool { return !f.has(v.VIP) || !f.has(v.To) })
+	if len(vips) == 0 {
+		return ""
+	}
+	slices.SortFunc(vips, func(a, b Handover) int { return a.VIP.Compare(b.VIP) })
+	vips = slices.CompactFunc(vips, func(a, b Handover) bool { return a.VIP == b.VIP })
+	var b strings.Builder
+	peers := make([]string, len(h.Peers))
+	for i, mac := range h.Peers {
+		peers[i] = mac.String()
+	}
+	slices.Sort(peers)
+	for _, mac := range slices.Compact(peers) {
+		b.WriteString("-A " + handoverChain + " -m mac --mac-source " + mac + " -j RETURN\n")
+	}
+	for _, v := range vips {
+		dst := " -d " + hostPrefix(v.VIP)
+		b.WriteString("-A " + handoverChain + dst + " -m comment --comment \"to the previous owner\" -j TEE --gateway " + v.To.String() + "\n")
+		b.WriteString("-A " + handoverChain + dst + " -j DROP\n")
+	}
+	return b.String()
 }
 
 // svcOut is what one Service contributes to the rules of a family.

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -215,8 +216,10 @@ func TestBuildRules(t *testing.T) {
 			got := buildRules(tt.services, tt.family, genConfig{mark: 0x2000})
 			delete(got, chainKey{tableNAT, markMasqChain})
 			delete(got, chainKey{tableNAT, postroutingChain})
-			if got[chainKey{tableMangle, guardChain}] == "" {
-				delete(got, chainKey{tableMangle, guardChain})
+			for _, k := range []chainKey{{tableMangle, guardChain}, {tableMangle, handoverChain}} {
+				if got[k] == "" {
+					delete(got, k)
+				}
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("buildRules (-want +got):\n%s", diff)
@@ -372,4 +375,43 @@ func TestBuildRulesCache(t *testing.T) {
 // buildRules builds the rules without a cache.
 func buildRules(services []Service, f Family, cfg genConfig) ruleset {
 	return buildRulesCached(services, f, cfg, nil)
+}
+
+func TestBuildRulesHandover(t *testing.T) {
+	peerA, _ := net.ParseMAC("02:00:00:00:00:0b")
+	peerB, _ := net.ParseMAC("02:00:00:00:00:0a")
+	h := Handovers{
+		VIPs: []Handover{
+			{VIP: addr("198.18.0.20"), To: addr("198.18.0.12")},
+			{VIP: addr("198.18.0.10"), To: addr("198.18.0.11")},
+			{VIP: addr("2001:db8::10"), To: addr("2001:db8::11")},
+			{VIP: addr("198.18.0.30"), To: addr("2001:db8::11")}, // no address of its family: not forwarded
+		},
+		Peers: []net.HardwareAddr{peerA, peerB, peerA},
+	}
+	for _, tt := range []struct {
+		family Family
+		want   string
+	}{
+		{IPv4, rules(
+			"-A ONPREM-LB-HANDOVER -m mac --mac-source 02:00:00:00:00:0a -j RETURN",
+			"-A ONPREM-LB-HANDOVER -m mac --mac-source 02:00:00:00:00:0b -j RETURN",
+			`-A ONPREM-LB-HANDOVER -d 198.18.0.10/32 -m comment --comment "to the previous owner" -j TEE --gateway 198.18.0.11`,
+			"-A ONPREM-LB-HANDOVER -d 198.18.0.10/32 -j DROP",
+			`-A ONPREM-LB-HANDOVER -d 198.18.0.20/32 -m comment --comment "to the previous owner" -j TEE --gateway 198.18.0.12`,
+			"-A ONPREM-LB-HANDOVER -d 198.18.0.20/32 -j DROP")},
+		{IPv6, rules(
+			"-A ONPREM-LB-HANDOVER -m mac --mac-source 02:00:00:00:00:0a -j RETURN",
+			"-A ONPREM-LB-HANDOVER -m mac --mac-source 02:00:00:00:00:0b -j RETURN",
+			`-A ONPREM-LB-HANDOVER -d 2001:db8::10/128 -m comment --comment "to the previous owner" -j TEE --gateway 2001:db8::11`,
+			"-A ONPREM-LB-HANDOVER -d 2001:db8::10/128 -j DROP")},
+	} {
+		got := buildRules(nil, tt.family, genConfig{mark: 0x2000, handovers: h})[chainKey{tableMangle, handoverChain}]
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("%s: ONPREM-LB-HANDOVER (-want +got):\n%s", tt.family, diff)
+		}
+	}
+	if got := buildRules(nil, IPv4, genConfig{mark: 0x2000, handovers: Handovers{Peers: h.Peers}})[chainKey{tableMangle, handoverChain}]; got != "" {
+		t.Errorf("without handovers, ONPREM-LB-HANDOVER has rules:\n%s", got)
+	}
 }

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"net"
 	"net/netip"
 	"time"
 )
@@ -52,6 +53,24 @@ type Service struct {
 	// answered itself (e.g. rejected) is dropped silently. A connection tried before the proxy programs a new VIP then leaves no
 	// conntrack entry behind, so the client's retransmission gets through once it has.
 	ProxiedElsewhere bool
+}
+
+// Handover is a VIP this node took over from a node that is still up (it left gracefully, or
+// the VIP moved for another reason than its death) and still holds the VIP's open
+// connections: their packets, which the clients now send here, are forwarded to it, so those
+// connections survive the move instead of being reset by an endpoint that never saw them.
+type Handover struct {
+	VIP netip.Addr
+	// To is the previous owner's address on the segment, of VIP's family.
+	To netip.Addr
+}
+
+// Handovers are the VIPs whose connections SetHandovers forwards.
+type Handovers struct {
+	VIPs []Handover
+	// Peers are the MAC addresses of the other nodes: what they send is never forwarded, so
+	// two nodes that briefly both hold a handover of a VIP cannot bounce a packet between them.
+	Peers []net.HardwareAddr
 }
 
 // Family is an IP family: IPv4 (iptables) or IPv6 (ip6tables).

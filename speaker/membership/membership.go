@@ -117,11 +117,48 @@ func (m *Membership) record(n *memberlist.Node, alive bool) {
 	m.viewMu.Lock()
 	if alive {
 		m.view[n.Name] = viewOf(n)
+		delete(m.departed, n.Name)
 	} else {
 		delete(m.view, n.Name)
 	}
 	m.viewMu.Unlock()
 	m.signal()
+}
+
+// leavingMsg, followed by its name, is what a member sends every other one just before it
+// leaves (memberlist's own leave message does not reach the event delegate as such: a member
+// that left and one declared dead both arrive as NotifyLeave, with the same node state).
+const leavingMsg = "onprem-lb/leaving\x00"
+
+// LeftGracefully reports whether member name said it was leaving (Leave: a speaker
+// stopping) within the last d, is gone, and has not come back since; a member that died, or
+// whose message was lost, did not.
+func (m *Membership) LeftGracefully(name string, d time.Duration) bool {
+	m.viewMu.Lock()
+	defer m.viewMu.Unlock()
+	at, ok := m.departed[name]
+	_, alive := m.view[name]
+	return ok && !alive && time.Since(at) <= d
+}
+
+// sayLeaving sends every other member the leaving message (best effort, UDP), just
+// before this one leaves.
+func (m *Membership) sayLeaving(ml *memberlist.Memberlist) {
+	msg := []byte(leavingMsg + m.cfg.Name)
+	for _, n := range ml.Members() {
+		if n.Name != m.cfg.Name {
+			if err := ml.SendBestEffort(n, msg); err != nil {
+				m.logger.V(2).Info("Telling a member this one leaves", "member", n.Name, "err", err)
+			}
+		}
+	}
+}
+
+// leaving records that member name announced its leave.
+func (m *Membership) leaving(name string) {
+	m.viewMu.Lock()
+	m.departed[name] = time.Now()
+	m.viewMu.Unlock()
 }
 
 // Membership tells who is alive among the speakers. Create it with New,
@@ -145,8 +182,9 @@ type Membership struct {
 	// viewMu guards view, the live members by name, copied by the event
 	// delegate. Memberlist's own Members returns pointers into nodes it
 	// rewrites (address, meta) under its lock, so reading those races.
-	viewMu sync.Mutex
-	view   map[string]viewed
+	viewMu   sync.Mutex
+	view     map[string]viewed
+	departed map[string]time.Time // members that left gracefully, when; not dead ones
 	// lifeMu serializes Leave and Shutdown (memberlist panics on Leave
 	// after Shutdown) and guards shutdown.
 	lifeMu   sync.Mutex
@@ -212,6 +250,7 @@ func New(cfg Config) (*Membership, error) {
 		logger:    logger,
 		changed:   make(chan struct{}, 1),
 		view:      map[string]viewed{},
+		departed:  map[string]time.Time{},
 		converged: make(chan struct{}),
 	}
 	m.peers = func() []netip.AddrPort { return withPort(cfg.Peers, cfg.Port) }
@@ -407,6 +446,7 @@ func (m *Membership) stop(ml *memberlist.Memberlist) {
 	defer m.lifeMu.Unlock()
 	if !m.left.Load() && !m.hardStop.Load() {
 		m.left.Store(true)
+		m.sayLeaving(ml)
 		if err := ml.Leave(leaveTimeout); err != nil {
 			m.logger.Error(err, "Leaving the membership timed out; peers will notice by failure detection", "timeout", leaveTimeout)
 		}
@@ -419,7 +459,8 @@ func (m *Membership) stop(ml *memberlist.Memberlist) {
 }
 
 // Leave leaves the membership gracefully: it tells the other members, which
-// drop this member at once rather than after failure detection, and waits
+// drop this member at once rather than after failure detection (and, unless the
+// message is lost, know it left: LeftGracefully), and waits
 // up to timeout (≤ 0: one second) for the message to go out. It is safe to
 // call while Run runs, before ctx is cancelled; Run then only shuts down,
 // and stops re-joining. A second Leave does nothing. It fails with
@@ -439,6 +480,7 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	}
 	m.left.Store(true)
 	start := time.Now()
+	m.sayLeaving(ml)
 	if err := ml.Leave(timeout); err != nil {
 		return fmt.Errorf("membership: leave within %v: %w", timeout, err)
 	}
@@ -547,7 +589,13 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	d.m.markConverged("state exchanged with a peer")
 }
 
-func (*delegate) NotifyMsg([]byte)                           {}
+// NotifyMsg takes the leaving message of a member.
+func (d *delegate) NotifyMsg(msg []byte) {
+	if name, ok := bytes.CutPrefix(msg, []byte(leavingMsg)); ok && len(name) > 0 {
+		d.m.leaving(string(name))
+	}
+}
+
 func (*delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
 // stateMarker is the user state of a push/pull: its presence is what makes

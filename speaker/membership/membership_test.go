@@ -287,6 +287,14 @@ func TestLeaveIsSeenAtOnce(t *testing.T) {
 	if got := names(leaver.Members()); slices.Contains(got, leaver.name) {
 		t.Errorf("after Leave, the leaver's Members() = %v, want without itself", got)
 	}
+	for _, m := range ms[:2] {
+		if !m.LeftGracefully(leaver.name, time.Minute) {
+			t.Errorf("%s: LeftGracefully(%s) = false after it left", m.name, leaver.name)
+		}
+		if m.LeftGracefully(leaver.name, 0) {
+			t.Errorf("%s: LeftGracefully(%s, 0) = true, want false once the window is over", m.name, leaver.name)
+		}
+	}
 	if err := leaver.Leave(time.Second); err != nil {
 		t.Errorf("second Leave() = %v, want nil", err)
 	}
@@ -308,6 +316,9 @@ func TestStopLeavesGracefully(t *testing.T) {
 		if d := waitMembers(t, m, []string{"node-1", "node-2"}, 5*time.Second).Sub(start); d > 500*time.Millisecond {
 			t.Errorf("%s saw the stopped member go after %v, want < 500ms", m.name, d)
 		}
+		if !m.LeftGracefully("node-3", time.Minute) {
+			t.Errorf("%s: LeftGracefully(node-3) = false after it stopped", m.name)
+		}
 	}
 }
 
@@ -318,6 +329,9 @@ func TestHardKilledMemberIsDeclaredDead(t *testing.T) {
 	for _, m := range ms[:2] {
 		d := waitMembers(t, m, []string{"node-1", "node-2"}, 5*time.Second).Sub(start)
 		t.Logf("%s declared node-3 dead after %v", m.name, d)
+		if m.LeftGracefully("node-3", time.Minute) {
+			t.Errorf("%s: LeftGracefully(node-3) = true for a member that died", m.name)
+		}
 	}
 }
 

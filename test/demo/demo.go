@@ -26,7 +26,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	cloudproviderapi "k8s.io/cloud-provider/api"
@@ -360,13 +359,7 @@ func AnnouncedBy(svc *corev1.Service, ip string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	c := meta.FindStatusCondition(svc.Status.Conditions, speaker.ConditionType(addr))
-	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != speaker.ReasonAnnounced || !strings.Contains(c.Message, ip+" ") {
-		return "", false
-	}
-	_, after, _ := strings.Cut(c.Message, "by node ")
-	node, _, _ := strings.Cut(after, " ")
-	return node, node != ""
+	return speaker.AnnouncedBy(svc, addr)
 }
 
 func (d *demo) getServices(ctx context.Context) error {

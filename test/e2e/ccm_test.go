@@ -124,10 +124,11 @@ func events(ctx context.Context, l *lab.Lab, ns, name string) string {
 	return strings.Join(lines, "\n")
 }
 
-// waitEvent waits for an event of the Service whose "Type Reason: message" line contains want.
+// waitEvent waits for an event of the Service whose "Type Reason: message" line contains want
+// (a minute at most: an edit of the pool ConfigMap takes seconds to reach the pods).
 func waitEvent(ctx context.Context, t testing.TB, l *lab.Lab, ns, name, want string) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		return strings.Contains(events(ctx, l, ns, name), want), nil
 	})
 	if err != nil {
@@ -349,7 +350,7 @@ func TestCCM(t *testing.T) {
 	t.Run("a bad pool file at reload changes nothing and is counted", func(t *testing.T) {
 		before := allIngress(ctx, t, l)
 		c.setPools(ctx, "pools: [ {name: broken")
-		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 			return metricValue(c.metrics(ctx), `onprem_lb_config_reloads_total{result="failure"}`) >= 1, nil
 		})
 		if err != nil {
