@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -140,4 +145,44 @@ func waitGet(ctx context.Context, t testing.TB, h *lab.Host, url string) lab.Rep
 // localService is externalTrafficPolicy Local.
 func localService(svc *corev1.Service) {
 	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+}
+
+// keepAlive is one TCP connection to port 80 of a VIP that carries HTTP requests one after
+// the other, as a client's connection pool does.
+type keepAlive struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// dialKeepAlive opens a keepAlive connection from host h to vip:80.
+func dialKeepAlive(ctx context.Context, t testing.TB, h *lab.Host, vip string) *keepAlive {
+	t.Helper()
+	conn, err := lab.DialContext(ctx, h.NS, "tcp", net.JoinHostPort(vip, "80"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &keepAlive{conn: conn, r: bufio.NewReader(conn)}
+}
+
+// get sends one request on the connection and returns the reply (an error fails t and
+// returns no reply); when says when, for the failure message.
+func (k *keepAlive) get(t testing.TB, when string) lab.Reply {
+	t.Helper()
+	k.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req, _ := http.NewRequest(http.MethodGet, "http://"+k.conn.RemoteAddr().String()+"/", nil)
+	var r lab.Reply
+	err := req.Write(k.conn)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = http.ReadResponse(k.r, req); err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&r)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	if err != nil {
+		t.Errorf("GET on the connection %s → %s open since before, %s: %v", k.conn.LocalAddr(), k.conn.RemoteAddr(), when, err)
+	}
+	return r
 }

@@ -136,10 +136,14 @@ func TestSpeaker(t *testing.T) {
 		}
 	})
 
-	t.Run("SIGTERM hands the VIP over with no failed request, no conflict, the client's ARP entry flushed", func(t *testing.T) {
+	t.Run("SIGTERM hands the VIP over with no failed request, no conflict, the client's ARP entry flushed, open connections kept", func(t *testing.T) {
 		vip := vips[0]
 		owner := announcer(ctx, t, l, ns, "web", vip, "")
 		conditions := falseConditions(ctx, t, l, ns, "web")
+		// A connection open across the handover and back: its requests reach the pod it
+		// reached first, through the node that held it, whoever answers ARP now.
+		open := dialKeepAlive(ctx, t, client, vip)
+		pod := open.get(t, "before the handover").Pod
 		// The client forgets who answers the VIP before every tenth request (every ~200 ms),
 		// during the handover and after the old owner is gone: only a node that announces
 		// the VIP answers. (Between requests: a flush during a request's own resolution
@@ -171,8 +175,15 @@ func TestSpeaker(t *testing.T) {
 		if evs := events(ctx, l, ns, "web"); strings.Contains(evs, speaker.EventIPConflict) {
 			t.Errorf("%s event during the handover:\n%s", speaker.EventIPConflict, evs)
 		}
+		if r := open.get(t, "after the handover to "+next.Name); r.Pod != pod {
+			t.Errorf("the open connection reached %s after the handover, %s before", r.Pod, pod)
+		}
 		sp.startSpeaker(ctx, owner, "Membership converged")
 		conditionMovesBack(ctx, t, l, ns, "web", vip, owner, next)
+		waitAnswering(ctx, t, client, vip, macOf(ctx, t, owner.Host))
+		if r := open.get(t, "after the VIP moved back to "+owner.Name); r.Pod != pod {
+			t.Errorf("the open connection reached %s after the VIP moved back, %s before", r.Pod, pod)
+		}
 	})
 
 	t.Run("the owner's node dying (everything on it frozen, cable pulled) moves the VIP", func(t *testing.T) {
