@@ -196,6 +196,26 @@ func TestIPTablesDataplane(t *testing.T) {
 		}
 	})
 
+	t.Run("a speaker stopping and coming back moves each VIP with its open connections kept", func(t *testing.T) {
+		for _, in := range ingress {
+			owner := announcer(ctx, t, l, ns, "web", in.IP, "")
+			open := dialKeepAlive(ctx, t, client, in.IP)
+			pod := open.get(t, "before the handover").Pod
+			sp.stopSpeaker(ctx, owner)
+			next := announcer(ctx, t, l, ns, "web", in.IP, owner.Name)
+			waitAnswering(ctx, t, client, in.IP, macOf(ctx, t, next.Host))
+			if r := open.get(t, "after the handover to "+next.Name); r.Pod != pod {
+				t.Errorf("%s: the open connection reached %q after the handover, %s before", in.IP, r.Pod, pod)
+			}
+			sp.startSpeaker(ctx, owner, "Membership converged")
+			conditionMovesBack(ctx, t, l, ns, "web", in.IP, owner, next)
+			waitAnswering(ctx, t, client, in.IP, macOf(ctx, t, owner.Host))
+			if r := open.get(t, "after the VIP moved back to "+owner.Name); r.Pod != pod {
+				t.Errorf("%s: the open connection reached %q after the VIP moved back, %s before", in.IP, r.Pod, pod)
+			}
+		}
+	})
+
 	t.Run("the uninstall's cleanup leaves iptables as before the speaker started, foreign rule included", func(t *testing.T) {
 		for _, n := range l.Nodes {
 			if !strings.Contains(iptablesSave(ctx, t, n.Host), "not onprem-lb") {
