@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -100,12 +101,32 @@ func startLab(t testing.TB, opts lab.Options) (context.Context, *lab.Lab, []stri
 	return ctx, l, archives
 }
 
+// noServiceProxy is the overlay's addition in a lab without kube-proxy, where no ClusterIP
+// works: the pods reach the API server at its own address, as in a cluster whose service
+// proxy is not kube-proxy (%s: the containers' env naming it).
+const noServiceProxy = `  - target: {kind: Deployment, name: ` + demo.CCM + `}
+    patch: '{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "` + demo.CCM + `", "namespace": "` + system + `"},
+      "spec": {"template": {"spec": {"containers": [{"name": "` + demo.CCM + `", "env": %[1]s}]}}}}'
+  - target: {kind: DaemonSet, name: ` + demo.Speaker + `}
+    patch: '{"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "` + demo.Speaker + `", "namespace": "` + system + `"},
+      "spec": {"template": {"spec": {"containers": [{"name": "` + demo.Speaker + `", "env": %[1]s}]}}}}'
+`
+
 // install applies the test overlay with the pool file pools. No speaker runs until
 // startSpeaker; waitLeader waits for the CCM.
 func install(ctx context.Context, t testing.TB, l *lab.Lab, archives []string, pools string) *onprem {
 	t.Helper()
 	o := &onprem{t: t, l: l, archives: archives, overlay: t.TempDir()}
-	o.writeOverlay(o.overlay, demo.WriteOverlay, overlayExtra)
+	extra := overlayExtra
+	if l.Nodes[0].KubeProxy == nil {
+		u, err := url.Parse(l.Config.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := fmt.Sprintf(`[{"name": "KUBERNETES_SERVICE_HOST", "value": %q}, {"name": "KUBERNETES_SERVICE_PORT", "value": %q}]`, u.Hostname(), u.Port())
+		extra += fmt.Sprintf(noServiceProxy, env)
+	}
+	o.writeOverlay(o.overlay, demo.WriteOverlay, extra)
 	if err := os.WriteFile(filepath.Join(o.overlay, poolsKey), []byte(pools), 0o644); err != nil {
 		t.Fatal(err)
 	}
