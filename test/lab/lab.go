@@ -276,14 +276,14 @@ func (l *Lab) createNetwork(ctx context.Context) error {
 	if err := createSegment(ctx); err != nil {
 		return err
 	}
-	if err := createHost(ctx, l.ControlPlane, false); err != nil {
+	if err := createHost(ctx, l.ControlPlane, bridge, false); err != nil {
 		return err
 	}
 	if err := routePods(ctx, l.ControlPlane, 0, len(l.Nodes)); err != nil {
 		return err
 	}
 	for _, n := range l.Nodes {
-		if err := createHost(ctx, n.Host, true); err != nil {
+		if err := createHost(ctx, n.Host, bridge, true); err != nil {
 			return err
 		}
 		if err := routeNode(ctx, n.Index, len(l.Nodes)); err != nil {
@@ -291,7 +291,7 @@ func (l *Lab) createNetwork(ctx context.Context) error {
 		}
 	}
 	for _, c := range l.Clients {
-		if err := createHost(ctx, c, false); err != nil {
+		if err := createHost(ctx, c, bridge, false); err != nil {
 			return err
 		}
 	}
