@@ -105,6 +105,11 @@ func (l *Lab) createRouter(ctx context.Context) error {
 	if err := plug(ctx, r.NS, "eth1", "router-wan", wanBridge, r.WANIPv4, r.WANIPv6); err != nil {
 		return err
 	}
+	// ECMP over flows, as routers do, rather than over address pairs (the kernel's default):
+	// one client's connections spread over the nodes.
+	if err := sysctl(ctx, r.NS, "net.ipv4.fib_multipath_hash_policy=1", "net.ipv6.fib_multipath_hash_policy=1"); err != nil {
+		return err
+	}
 	gateways := []netip.Addr{r.WANIPv4, r.WANIPv6}
 	for _, c := range r.Clients {
 		if err := createHost(ctx, c, wanBridge, false); err != nil {
