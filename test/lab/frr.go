@@ -37,6 +37,9 @@ type FRRConfig struct {
 // frrBin holds the daemons of Debian's frr package.
 const frrBin = "/usr/lib/frr"
 
+// frrTmp is where FRR's daemons keep crash logs, in <daemon>.<pid>.
+const frrTmp = "/var/tmp/frr"
+
 // frrUser is the user FRR's daemons run as.
 const frrUser = "frr"
 
@@ -205,7 +208,9 @@ func parseBFDPeers(data []byte) ([]BFDPeer, error) {
 
 // removeFRRLeftovers removes the directories /var/tmp/frr/<daemon>.<pid> that FRR's daemons
 // make and remove only when they exit cleanly, for every daemon whose pid file is still in
-// the lab directory dir: those were killed (by Stop, or with a lab that crashed).
+// the lab directory dir: those were killed (by Stop, or by the cleanup after a lab that
+// crashed: a daemon that drops privileges loses its parent-death signal, so it outlives the
+// lab process until then). cleanup has ended them all, though some may still be exiting.
 func removeFRRLeftovers(dir string) error {
 	pidFiles, err := filepath.Glob(filepath.Join(dir, "frr", "*", "*.pid"))
 	if err != nil {
@@ -222,12 +227,10 @@ func removeFRRLeftovers(dir string) error {
 			continue
 		}
 		daemon := strings.TrimSuffix(filepath.Base(file), ".pid")
-		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(comm)) == daemon {
-			continue // alive: not ours, cleanup ended every process of the lab
-		}
-		if err := os.RemoveAll(fmt.Sprintf("/var/tmp/frr/%s.%d", daemon, pid)); err != nil {
+		if err := os.RemoveAll(fmt.Sprintf("%s/%s.%d", frrTmp, daemon, pid)); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	os.Remove(frrTmp) // if empty: FRR makes it again
 	return errors.Join(errs...)
 }
