@@ -176,7 +176,7 @@ func TestRouter(t *testing.T) {
 }
 
 // peerConfig is the FRR configuration of a node that advertises vip4 and vip6 to the router,
-// over an IPv4 and an IPv6 session, with BFD at 100 ms x 3.
+// over an IPv4 and an IPv6 session, with the router's BFD timers.
 func peerConfig(n *lab.Node, r *lab.Router) lab.FRRConfig {
 	var b strings.Builder
 	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n no bgp network import-check\n",
@@ -188,8 +188,9 @@ func peerConfig(n *lab.Node, r *lab.Router) lab.FRRConfig {
 		fmt.Fprintf(&b, " address-family %s unicast\n  network %s\n  neighbor %s activate\n exit-address-family\n",
 			af, []netip.Prefix{vip4, vip6}[k], r.Addrs()[k])
 	}
+	ms := r.Options.BFDInterval.Milliseconds()
 	return lab.FRRConfig{
-		BFDd: "bfd\n profile lab\n  detect-multiplier 3\n  receive-interval 100\n  transmit-interval 100\n",
+		BFDd: fmt.Sprintf("bfd\n profile lab\n  detect-multiplier %d\n  receive-interval %d\n  transmit-interval %d\n", r.Options.BFDMultiplier, ms, ms),
 		BGPd: b.String(),
 	}
 }
@@ -222,17 +223,18 @@ func nextHopsWithin(ctx context.Context, r *lab.Router, prefix netip.Prefix, wan
 	return time.Since(began), nil
 }
 
-// waitBFDUp waits until the router's BFD sessions with every address of peers are up at
-// 100 ms x 3.
+// waitBFDUp waits until the router's BFD sessions with every address of peers are up with
+// the router's timers.
 func waitBFDUp(ctx context.Context, t *testing.T, r *lab.Router, peers []netip.Addr) {
 	t.Helper()
+	ms := int(r.Options.BFDInterval.Milliseconds())
 	var sessions []lab.BFDPeer
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 		sessions, last = r.FRR.BFDPeers(ctx)
 		up := map[netip.Addr]bool{}
 		for _, s := range sessions {
-			up[s.Peer] = s.Status == "up" && s.TransmitInterval == 100 && s.ReceiveInterval == 100 && s.DetectMultiplier == 3
+			up[s.Peer] = s.Status == "up" && s.TransmitInterval == ms && s.ReceiveInterval == ms && s.DetectMultiplier == r.Options.BFDMultiplier
 		}
 		for _, a := range peers {
 			if !up[a] {
@@ -242,6 +244,6 @@ func waitBFDUp(ctx context.Context, t *testing.T, r *lab.Router, peers []netip.A
 		return true, nil
 	})
 	if err != nil {
-		t.Fatalf("router's BFD sessions with %v not all up at 100 ms x 3 within 10s: %+v (err %v)", peers, sessions, last)
+		t.Fatalf("router's BFD sessions with %v not all up at %d ms x %d within 10s: %+v (err %v)", peers, ms, r.Options.BFDMultiplier, sessions, last)
 	}
 }
