@@ -47,6 +47,11 @@ type Options struct {
 	// KubeletSyncFrequency is how often a kubelet syncs each pod, which bounds how long an
 	// edited ConfigMap takes to reach the pods' mounted files (default: the kubelet's, 1 min).
 	KubeletSyncFrequency time.Duration
+	// Router adds an upstream router (nil: none): the namespace olb-router between the LAN
+	// and a second segment, the WAN, with clients of its own, running FRR's zebra, bgpd and
+	// bfdd (Debian's frr, test/deps.sh), which accept a BGP session with BFD from any node
+	// and install what the nodes advertise as ECMP routes (see Router).
+	Router *RouterOptions
 	// Helper is the program that runs pod backends; it must call RunHelper first thing in
 	// main (default: this program).
 	Helper string
@@ -67,6 +72,8 @@ type Lab struct {
 	ControlPlane *Host
 	Nodes        []*Node
 	Clients      []*Host
+	// Router is the upstream router, nil without Options.Router.
+	Router *Router
 
 	lock         *lock
 	pki          *pki
@@ -115,6 +122,14 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := checkBinaries(opts.BinDir, opts.Kubelets); err != nil {
 		return nil, err
 	}
+	var router *Router
+	if opts.Router != nil {
+		ro, err := opts.Router.withDefaults()
+		if err != nil {
+			return nil, err
+		}
+		router = newRouter(ro)
+	}
 	var sandbox string
 	if opts.Kubelets {
 		if sandbox, err = ImageNamed(opts.Images, "pause"); err != nil {
@@ -125,7 +140,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{opts: opts, lock: lk, logDir: filepath.Join(opts.Dir, "logs"), pods: map[string]*Pod{}, ControlPlane: cpHost, sandboxImage: sandbox}
+	l := &Lab{opts: opts, lock: lk, logDir: filepath.Join(opts.Dir, "logs"), pods: map[string]*Pod{}, ControlPlane: cpHost, sandboxImage: sandbox, Router: router}
 	for i := 1; i <= opts.Nodes; i++ {
 		l.Nodes = append(l.Nodes, &Node{Host: nodeHost(i), Index: i, PodCIDRs: podCIDRs(i)})
 	}
@@ -145,13 +160,18 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	steps := []step{
 		{"remove what an earlier lab left", func(ctx context.Context) error { return cleanup(ctx, opts.Dir) }},
 		{"create the L2 segment and hosts", l.createNetwork},
+	}
+	if router != nil {
+		steps = append(steps, step{"start the router (FRR) and its WAN", l.startRouter})
+	}
+	steps = append(steps, []step{
 		{"generate certificates and kubeconfigs", l.createPKI},
 		{"start etcd", l.startEtcd},
 		{"start kube-apiserver", l.startAPIServer},
 		{"start kube-controller-manager", l.startControllerManager},
 		{"start kube-scheduler", l.startScheduler},
 		{"register Ready nodes", l.registerNodes},
-	}
+	}...)
 	if opts.Kubelets {
 		steps[len(steps)-1] = step{"start real nodes (containerd, kubelet)", l.startRealNodes}
 	}
@@ -271,7 +291,11 @@ func waitFor(ctx context.Context, p *Process, timeout time.Duration, what string
 }
 
 func (l *Lab) createNetwork(ctx context.Context) error {
-	for _, dir := range []string{l.opts.Dir, l.logDir, filepath.Join(l.opts.Dir, "pki")} {
+	// The lab's directory is traversable: FRR's daemons (Options.Router) run as the user frr.
+	if err := os.MkdirAll(l.opts.Dir, 0o711); err != nil {
+		return err
+	}
+	for _, dir := range []string{l.logDir, filepath.Join(l.opts.Dir, "pki")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
@@ -279,14 +303,14 @@ func (l *Lab) createNetwork(ctx context.Context) error {
 	if err := createSegment(ctx); err != nil {
 		return err
 	}
-	if err := createHost(ctx, l.ControlPlane, false); err != nil {
+	if err := createHost(ctx, l.ControlPlane, bridge, false); err != nil {
 		return err
 	}
 	if err := routePods(ctx, l.ControlPlane, 0, len(l.Nodes)); err != nil {
 		return err
 	}
 	for _, n := range l.Nodes {
-		if err := createHost(ctx, n.Host, true); err != nil {
+		if err := createHost(ctx, n.Host, bridge, true); err != nil {
 			return err
 		}
 		if err := routeNode(ctx, n.Index, len(l.Nodes)); err != nil {
@@ -294,7 +318,7 @@ func (l *Lab) createNetwork(ctx context.Context) error {
 		}
 	}
 	for _, c := range l.Clients {
-		if err := createHost(ctx, c, false); err != nil {
+		if err := createHost(ctx, c, bridge, false); err != nil {
 			return err
 		}
 	}

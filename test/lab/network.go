@@ -9,17 +9,22 @@ import (
 
 // Names and addresses of the lab network. Every address is in 198.18.0.0/15 or 2001:db8::/32.
 const (
-	nsPrefix = "olb-"
-	bridgeNS = nsPrefix + "net"
-	cpNS     = nsPrefix + "cp"
-	hostLink = nsPrefix + "host"
-	bridge   = "br0"
+	nsPrefix  = "olb-"
+	bridgeNS  = nsPrefix + "net"
+	cpNS      = nsPrefix + "cp"
+	hostLink  = nsPrefix + "host"
+	bridge    = "br0" // the LAN
+	wanBridge = "br1" // the WAN behind the router
 )
 
 var (
 	// LANPrefix4 and LANPrefix6 are the L2 segment's subnets.
 	LANPrefix4 = netip.MustParsePrefix("198.18.0.0/24")
 	LANPrefix6 = netip.MustParsePrefix("2001:db8:18::/64")
+	// WANPrefix4 and WANPrefix6 are the subnets of the segment behind the router
+	// (Options.Router): the router and its clients.
+	WANPrefix4 = netip.MustParsePrefix("198.18.2.0/24")
+	WANPrefix6 = netip.MustParsePrefix("2001:db8:1b::/64")
 	// ServiceCIDRs are the ClusterIP ranges given to the API server.
 	ServiceCIDRs = []netip.Prefix{netip.MustParsePrefix("198.18.192.0/18"), netip.MustParsePrefix("2001:db8:1a::/112")}
 	// ClusterCIDRs hold every node's pod CIDRs.
@@ -28,12 +33,13 @@ var (
 	labRoutes = []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("2001:db8::/32")}
 )
 
-// Host is a network namespace with one interface, eth0, on the lab's L2 segment.
+// Host is a network namespace with an interface eth0 on one of the lab's L2 segments: the LAN,
+// or for the router's clients the WAN behind it.
 type Host struct {
 	Name string     // short name, e.g. "node-1" or "client"
 	NS   string     // network namespace, e.g. "olb-node-1"
-	IPv4 netip.Addr // on eth0, in LANPrefix4
-	IPv6 netip.Addr // on eth0, in LANPrefix6
+	IPv4 netip.Addr // on eth0, in LANPrefix4 (WANPrefix4 behind the router)
+	IPv6 netip.Addr // on eth0, in LANPrefix6 (WANPrefix6 behind the router)
 }
 
 // Addrs returns the host's IPv4 and IPv6 addresses.
@@ -44,14 +50,13 @@ func (h *Host) Exec(ctx context.Context, args ...string) (string, error) {
 	return nsRun(ctx, h.NS, args...)
 }
 
-// lanHost describes the host with the given name and final address byte on the segment.
-func lanHost(name string, last int) *Host {
-	return &Host{
-		Name: name,
-		NS:   nsPrefix + name,
-		IPv4: netip.MustParseAddr(fmt.Sprintf("198.18.0.%d", last)),
-		IPv6: netip.MustParseAddr(fmt.Sprintf("2001:db8:18::%x", last)),
-	}
+// lanHost describes the host with the given name and final address byte on the LAN.
+func lanHost(name string, last int) *Host { return segmentHost(name, LANPrefix4, LANPrefix6, last) }
+
+// segmentHost describes the host with the given name and final address byte on the segment
+// of the prefixes p4 (a /24) and p6 (a /64).
+func segmentHost(name string, p4, p6 netip.Prefix, last int) *Host {
+	return &Host{Name: name, NS: nsPrefix + name, IPv4: addrAt(p4, last), IPv6: addrAt(p6, last)}
 }
 
 var (
@@ -100,23 +105,14 @@ func createSegment(ctx context.Context) error {
 	return nil
 }
 
-// createHost creates h's namespace and plugs its eth0 into the bridge. Forwarding hosts
-// (nodes) route between the segment and their pods.
-func createHost(ctx context.Context, h *Host, forwarding bool) error {
-	port := bridgePort(h)
-	if len(port) > 15 {
-		return fmt.Errorf("host name %q too long for an interface name", h.Name)
+// createHost creates h's namespace and plugs its eth0 into the bridge br (the LAN's, or the
+// WAN's behind the router). Forwarding hosts (nodes, the router) route between their links.
+func createHost(ctx context.Context, h *Host, br string, forwarding bool) error {
+	if err := ip(ctx, "netns", "add", h.NS); err != nil {
+		return err
 	}
-	steps := [][]string{
-		{"netns", "add", h.NS},
-		{"-n", h.NS, "link", "set", "lo", "up"},
-		{"link", "add", port, "netns", bridgeNS, "type", "veth", "peer", "name", "eth0", "netns", h.NS},
-		{"-n", bridgeNS, "link", "set", port, "master", bridge, "up"},
-	}
-	for _, s := range steps {
-		if err := ip(ctx, s...); err != nil {
-			return err
-		}
+	if err := ip(ctx, "-n", h.NS, "link", "set", "lo", "up"); err != nil {
+		return err
 	}
 	fwd := "0"
 	if forwarding {
@@ -130,10 +126,21 @@ func createHost(ctx context.Context, h *Host, forwarding bool) error {
 	); err != nil {
 		return err
 	}
-	steps = [][]string{
-		{"-n", h.NS, "addr", "add", h.IPv4.String() + "/24", "dev", "eth0"},
-		{"-n", h.NS, "addr", "add", h.IPv6.String() + "/64", "dev", "eth0", "nodad"},
-		{"-n", h.NS, "link", "set", "eth0", "up"},
+	return plug(ctx, h.NS, "eth0", bridgePort(h), br, h.IPv4, h.IPv6)
+}
+
+// plug connects the namespace ns to the bridge br: a veth named link in ns, port on the
+// bridge, with the addresses v4/24 and v6/64.
+func plug(ctx context.Context, ns, link, port, br string, v4, v6 netip.Addr) error {
+	if len(port) > 15 {
+		return fmt.Errorf("bridge port %q too long for an interface name", port)
+	}
+	steps := [][]string{
+		{"link", "add", port, "netns", bridgeNS, "type", "veth", "peer", "name", link, "netns", ns},
+		{"-n", bridgeNS, "link", "set", port, "master", br, "up"},
+		{"-n", ns, "addr", "add", v4.String() + "/24", "dev", link},
+		{"-n", ns, "addr", "add", v6.String() + "/64", "dev", link, "nodad"},
+		{"-n", ns, "link", "set", link, "up"},
 	}
 	for _, s := range steps {
 		if err := ip(ctx, s...); err != nil {

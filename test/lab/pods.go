@@ -180,17 +180,8 @@ func (l *Lab) addPod(ctx context.Context, p *Pod, o PodOptions) error {
 			return err
 		}
 	}
-	backend, err := l.StartProcess(p.NS, "backend-"+p.Namespace+"-"+p.Name,
-		[]string{helperEnv + "=" + helperBackend, podEnv + "=" + p.Key()}, l.opts.Helper)
-	if err != nil {
-		return err
-	}
+	backend, err := l.startBackend(ctx, p.NS, "backend-"+p.Namespace+"-"+p.Name, p.Key(), node.NS, p.IPs[0])
 	p.Backend = backend
-	addr := net.JoinHostPort(p.IPs[0].String(), strconv.Itoa(TCPPort))
-	err = waitFor(ctx, backend, 10*time.Second, "backend at "+addr, func(ctx context.Context) (bool, error) {
-		r, err := GetTCP(ctx, node.NS, addr)
-		return err == nil && r.Pod == p.Key(), err
-	})
 	if err != nil {
 		return err
 	}
@@ -294,4 +285,29 @@ func (l *Lab) DeletePod(ctx context.Context, p *Pod) error {
 // removePodNetwork deletes the pod's namespace; its veth and the node's routes go with it.
 func (l *Lab) removePodNetwork(p *Pod) {
 	ip(context.Background(), "netns", "del", p.NS)
+}
+
+// StartBackend runs a backend in h's namespace for the life of the lab, answering as h.Name
+// on every address h has or gets (e.g. a VIP added to its lo), and returns once it answers.
+func (l *Lab) StartBackend(ctx context.Context, h *Host) (*Process, error) {
+	p, err := l.startBackend(ctx, h.NS, "backend-"+h.Name, h.Name, h.NS, h.IPv4)
+	if err != nil {
+		return nil, fmt.Errorf("lab: start a backend on %s: %w", h.Name, err)
+	}
+	return p, nil
+}
+
+// startBackend runs a backend in ns that answers as pod, logging as name, and waits until it
+// answers at addr from the namespace from. The process it returns, if not nil, runs even when
+// the backend never answered.
+func (l *Lab) startBackend(ctx context.Context, ns, name, pod, from string, addr netip.Addr) (*Process, error) {
+	p, err := l.StartProcess(ns, name, []string{helperEnv + "=" + helperBackend, podEnv + "=" + pod}, l.opts.Helper)
+	if err != nil {
+		return nil, err
+	}
+	hostPort := net.JoinHostPort(addr.String(), strconv.Itoa(TCPPort))
+	return p, waitFor(ctx, p, 10*time.Second, "backend at "+hostPort, func(ctx context.Context) (bool, error) {
+		r, err := GetTCP(ctx, from, hostPort)
+		return err == nil && r.Pod == pod, err
+	})
 }

@@ -7,10 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Process is a program the lab runs inside one of its network namespaces.
@@ -37,6 +40,7 @@ func startProcess(logDir, ns, name string, env []string, bin string, args ...str
 // that started it if the lab process dies first (Pdeathsig), and it gets its own process
 // group so that signals to the lab do not reach it.
 func startCommand(logDir, ns, name string, env, argv []string) (*Process, error) {
+	inheritNothing.Do(closeInheritedOnExec)
 	logPath := filepath.Join(logDir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -59,6 +63,23 @@ func startCommand(logDir, ns, name string, env, argv []string) (*Process, error)
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// inheritNothing makes sure closeInheritedOnExec runs once, before the first lab process starts.
+var inheritNothing sync.Once
+
+// closeInheritedOnExec marks every descriptor of this process above standard error
+// close-on-exec, so that lab processes inherit none of those this process inherited itself:
+// FRR's daemons, which drop privileges and so lose their parent-death signal, outlive a lab
+// process that crashes, and must not keep holding what its parent gave it, such as the
+// machine's lab lock of `flock /tmp/onprem-lab.lock go test ...`.
+func closeInheritedOnExec() {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
 }
 
 // PID returns the program's process ID (whatever enters its namespaces execs it).

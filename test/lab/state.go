@@ -116,6 +116,9 @@ func cleanup(ctx context.Context, dir string) error {
 			errs = append(errs, err)
 		}
 	}
+	if err := removeFRRLeftovers(dir); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, err)
 	}

@@ -28,6 +28,7 @@ func main() {
 	fs.StringVar(&o.Lab.BinDir, "bin-dir", os.Getenv(lab.EnvToolsBin), "control-plane binaries (test/tools/build.sh)")
 	fs.BoolVar(&o.Lab.Kubelets, "kubelets", false, "real nodes: containerd and a kubelet in every node namespace")
 	images := fs.String("images", "bin/images", "with --kubelets: the directory of the OCI image archives (*.tar) to import, the pause image among them")
+	router := fs.Bool("router", false, "an upstream router (FRR: BGP with BFD, ECMP) between the LAN and a WAN with a client of its own")
 	fs.BoolVar(&o.Demo, "demo", false, "deploy onprem-lb into the lab (what `lab demo` passes to its background process)")
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: lab up|demo|down [flags]")
@@ -36,6 +37,9 @@ func main() {
 	fs.Parse(os.Args[2:])
 	if os.Args[1] == "demo" || o.Demo {
 		o.Lab.Kubelets = true // onprem-lb runs as pods, from our images
+	}
+	if *router {
+		o.Lab.Router = &lab.RouterOptions{}
 	}
 	if o.Lab.Kubelets {
 		o.Lab.Images, _ = filepath.Glob(filepath.Join(*images, "*.tar")) // the pattern is valid

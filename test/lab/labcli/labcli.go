@@ -113,6 +113,11 @@ func up(ctx context.Context, o Options) error {
   ip netns exec olb-client <command>      # a host on the LAN, e.g. arping -c1 198.18.0.11
   ip netns exec olb-node-1 <command>      # a node, e.g. iptables-save -t nat
 `, kubeconfig, kubectl)
+	if o.Lab.Router != nil {
+		fmt.Printf(`  vtysh --vty_socket %s -c 'show bgp summary'   # the router (olb-router): BGP, BFD, routes
+  ip netns exec olb-wan-client <command>  # a host behind the router, e.g. ip route
+`, filepath.Join(o.Lab.Dir, "frr", "router"))
+	}
 	if o.Demo {
 		fmt.Printf(`onprem-lb runs in it (logs in %s):
   %s get svc -o wide                          # the EXTERNAL-IPs
