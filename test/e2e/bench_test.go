@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/onprem-lb/onprem-lb/test/lab"
+	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
 
 // BenchmarkCCM measures, in the lab, through the real API server (run with -benchtime 1x;
@@ -200,4 +201,32 @@ func klogTime(ref time.Time, line string) time.Time {
 		return time.Time{}
 	}
 	return ts
+}
+
+// BenchmarkLab measures the lab itself (run with -benchtime 1x): lab-ready-s, Start of a lab
+// of three real nodes with warm binaries, the four images imported, until every node is
+// Ready; node-mib, the resident memory of a node's own processes (containerd, kubelet, shims;
+// the median of the nodes) once onprem-lb runs on every node.
+func BenchmarkLab(b *testing.B) {
+	for b.Loop() {
+		opts, archives := labOptions(b, lab.Options{})
+		began := time.Now()
+		l := labtest.Start(b, opts)
+		b.ReportMetric(time.Since(began).Seconds(), "lab-ready-s")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		o := install(ctx, b, l, archives, speakerPools)
+		o.waitLeader(ctx, "")
+		o.startSpeakers(ctx)
+		var mib []float64
+		for _, n := range l.Nodes {
+			rss, err := l.NodeMemory(n)
+			if err != nil {
+				b.Fatal(err)
+			}
+			mib = append(mib, float64(rss)/(1<<20))
+		}
+		slices.Sort(mib)
+		b.ReportMetric(mib[len(mib)/2], "node-mib")
+		cancel()
+	}
 }

@@ -22,7 +22,7 @@ const envTag = "ONPREM_LB_IMAGE_TAG"
 
 var names = []string{"onprem-cloud-controller-manager", "onprem-speaker", "pause", "backend"}
 
-func built(t *testing.T) (dir, tag string) {
+func built(t testing.TB) (dir, tag string) {
 	t.Helper()
 	dir, tag = os.Getenv(labtest.EnvImages), os.Getenv(envTag)
 	if dir == "" || tag == "" {
@@ -253,4 +253,19 @@ func chroot(t *testing.T, root, netns string, uid int, argv ...string) string {
 		t.Fatalf("%s in the image: %v\n%s", strings.Join(argv, " "), err, out)
 	}
 	return string(out)
+}
+
+// BenchmarkImageSizes reports the size of each image's OCI archive (its compressed layers,
+// what a node pulls), in MB: <name>-mb.
+func BenchmarkImageSizes(b *testing.B) {
+	dir, _ := built(b)
+	for b.Loop() {
+		for _, name := range names {
+			fi, err := os.Stat(filepath.Join(dir, name+".tar"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(fi.Size())/1e6, name+"-mb")
+		}
+	}
 }
