@@ -427,12 +427,16 @@ func (c *controller) apply(in Inputs, svcs []*corev1.Service, st syncStep) {
 	becameCoordinator := st.coordinator && !c.coordinator
 	c.coordinator = st.coordinator
 	c.skipped = st.skipped
+	fresh := 0
 	for ip, from := range st.handovers {
 		if c.handovers[ip] != from {
-			klog.V(2).InfoS("Forwarding the open connections of a VIP taken over to its previous owner", "ip", ip, "node", from)
-			// The window of a node that left ends without a sync of its own.
-			time.AfterFunc(handoverWindow+time.Second, c.kick)
+			fresh++
 		}
+	}
+	if fresh > 0 {
+		klog.V(2).InfoS("Forwarding the open connections of VIPs taken over to their previous owners", "vips", fresh, "total", len(st.handovers))
+		// The window of a node that left ends without a sync of its own.
+		time.AfterFunc(handoverWindow+time.Second, c.kick)
 	}
 	c.handovers = st.handovers
 	c.mu.Unlock()
