@@ -165,7 +165,37 @@ func TestKubelets(t *testing.T) {
 		t.Logf("figure: %s: containerd + kubelet + shims resident memory %.0f MiB", n.Name, float64(rss)/(1<<20))
 	}
 
-	t.Run("Stop leaves nothing behind", func(t *testing.T) {
+	t.Run("FreezeNode stops everything a node runs, ThawNode lets it go on", func(t *testing.T) {
+		n := l.Nodes[2]
+		logs := func() error {
+			_, err := l.Kubectl(ctx, "logs", "--request-timeout=3s", "-n", ns, "bridge-"+n.Name)
+			return err
+		}
+		if err := l.FreezeNode(n); err != nil {
+			t.Fatal(err)
+		}
+		if err := logs(); err == nil {
+			t.Errorf("kubectl logs of a pod on frozen %s answered", n.Name)
+		}
+		if state := processState(n.KubeProxy.PID()); state != "T" {
+			t.Errorf("kube-proxy of frozen %s is in state %q, want T (stopped)", n.Name, state)
+		}
+		if err := l.ThawNode(n); err != nil {
+			t.Fatal(err)
+		}
+		if err := logs(); err != nil {
+			t.Errorf("kubectl logs of a pod on thawed %s: %v", n.Name, err)
+		}
+		if state := processState(n.KubeProxy.PID()); state == "T" {
+			t.Errorf("kube-proxy of thawed %s is still stopped", n.Name)
+		}
+		// Stop must remove a node that is frozen, as a failed test leaves it.
+		if err := l.FreezeNode(n); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("Stop leaves nothing behind, a frozen node included", func(t *testing.T) {
 		pids := append(labPIDs(t), cgroupPIDs(t)...)
 		l.Stop()
 		assertNothingLeft(t, l.Dir())
