@@ -444,9 +444,11 @@ func (c *controller) apply(in Inputs, svcs []*corev1.Service, st syncStep) {
 	// The assignments are current before the announcer can report on them (its events name
 	// the Services of each VIP). With dataplane iptables the rules must be in place before
 	// the VIP is announced; with kube-proxy the guard is not worth delaying the announcement
-	// by an iptables-restore.
+	// by an iptables-restore. A VIP taken over from a node that is up needs its handover in
+	// place before the clients move here, or their open connections are reset in between;
+	// that node still answers for it meanwhile, so announcing a little later costs nothing.
 	c.forward.SetHandovers(c.handoversOf(st.handovers, in.Nodes))
-	if in.Config.Dataplane == config.DataplaneIPTables {
+	if in.Config.Dataplane == config.DataplaneIPTables || fresh > 0 {
 		c.syncForwarding(in.Config, svcs)
 		c.announce.Sync(st.desired)
 	} else {

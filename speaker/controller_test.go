@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net"
 	"net/netip"
@@ -292,5 +293,66 @@ func TestNextHandovers(t *testing.T) {
 				t.Errorf("handovers (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// callLog records the order of the calls of loggingAnnouncer and loggingForwarder.
+type callLog struct{ calls []string }
+
+type loggingAnnouncer struct{ log *callLog }
+
+func (a loggingAnnouncer) Sync(d map[netip.Addr]l2.Target) {
+	a.log.calls = append(a.log.calls, fmt.Sprintf("announce %d", len(d)))
+}
+
+type loggingForwarder struct {
+	log       *callLog
+	handovers int
+}
+
+func (f *loggingForwarder) SetHandovers(h dataplane.Handovers) { f.handovers = len(h.VIPs) }
+func (f *loggingForwarder) Sync([]dataplane.Service) error {
+	f.log.calls = append(f.log.calls, fmt.Sprintf("forward %d handovers", f.handovers))
+	return nil
+}
+
+// TestHandoverBeforeAnnouncing: VIPs taken over from a node that left gracefully get their
+// handover programmed before they are announced (else the connections in flight when the
+// clients move are reset); other syncs announce first (dataplane kube-proxy).
+func TestHandoverBeforeAnnouncing(t *testing.T) {
+	cfg, err := config.Parse("pools.yaml", []byte(assignPools))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := []runtime.Object{nodeWithIP("node-1", "198.18.0.11"), nodeWithIP("node-2", "198.18.0.12")}
+	for i := range 10 {
+		objs = append(objs, svcWith("svc-"+string(rune('a'+i)), false, netip.AddrFrom4([4]byte{198, 18, 0, byte(200 + i)}).String()))
+	}
+	members := &fakeMembers{names: []string{"node-1", "node-2"}}
+	c := newTestController("node-1", fake.NewClientset(objs...), cfg, members)
+	log := &callLog{}
+	c.announce, c.forward = loggingAnnouncer{log}, &loggingForwarder{log: log}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.startInformers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.sync()
+	mine := 0
+	for i := range 10 {
+		if Owner(netip.AddrFrom4([4]byte{198, 18, 0, byte(200 + i)}), []string{"node-1", "node-2"}) == "node-1" {
+			mine++
+		}
+	}
+	members.mu.Lock()
+	members.names, members.left = []string{"node-1"}, map[string]bool{"node-2": true}
+	members.mu.Unlock()
+	c.sync()
+	want := []string{
+		fmt.Sprintf("announce %d", mine), "forward 0 handovers",
+		fmt.Sprintf("forward %d handovers", 10-mine), "announce 10",
+	}
+	if diff := cmp.Diff(want, log.calls); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
 	}
 }
