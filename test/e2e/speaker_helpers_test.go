@@ -186,3 +186,24 @@ func (k *keepAlive) get(t testing.TB, when string) lab.Reply {
 	}
 	return r
 }
+
+// waitMembers waits until the speaker of node n sees want members (onprem_lb_speaker_members
+// on its /metrics).
+func waitMembers(ctx context.Context, t testing.TB, l *lab.Lab, n *lab.Node, want int) {
+	t.Helper()
+	url := "http://" + net.JoinHostPort(n.IPv4.String(), "7472") + "/metrics"
+	var got float64
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		resp, err := lab.HTTPClient(l.ControlPlane.NS, time.Second).Get(url)
+		if err != nil {
+			return false, nil
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got = metricValue(string(body), "onprem_lb_speaker_members")
+		return got == float64(want), nil
+	})
+	if err != nil {
+		t.Fatalf("the speaker of %s sees %v members, want %d: %v", n.Name, got, want, err)
+	}
+}
