@@ -216,6 +216,14 @@ func (l *Lab) Stop() {
 	procs := l.procs
 	l.procs = nil
 	l.mu.Unlock()
+	// A frozen node's processes (FreezeNode) take no signal, not even SIGKILL, until thawed.
+	for _, n := range l.Nodes {
+		if n.Kubelet != nil {
+			if err := l.ThawNode(n); err != nil {
+				l.opts.Logf("lab: thaw %s: %v", n.Name, err)
+			}
+		}
+	}
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].Kill()
 	}
