@@ -289,8 +289,12 @@ func (c *controller) previousOwner(ip netip.Addr, a *Assignment) string {
 // upForHandover returns whether a node, given the live members, may still hold open
 // connections of a VIP it owned: it is a member, or left gracefully within handoverWindow.
 func (c *controller) upForHandover(members []string) func(node string) bool {
+	live := make(map[string]bool, len(members))
+	for _, m := range members {
+		live[m] = true
+	}
 	return func(node string) bool {
-		return slices.Contains(members, node) || c.members.LeftGracefully(node, handoverWindow)
+		return live[node] || c.members.LeftGracefully(node, handoverWindow)
 	}
 }
 

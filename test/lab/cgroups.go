@@ -124,17 +124,9 @@ func cgroupProcs(dirs []string) []int {
 // removeLabCgroups kills every process in the lab's cgroups (containers, shims, containerd,
 // kubelets), waits until they are gone, and removes the cgroups, deepest first.
 func removeLabCgroups(ctx context.Context) error {
-	mounts, _, err := cgroupMounts()
-	if err != nil {
-		return err
-	}
-	dirs, err := labCgroups(mounts)
+	dirs, err := thawLabCgroups()
 	if err != nil || len(dirs) == 0 {
 		return err
-	}
-	// A frozen cgroup (FreezeNode) holds its SIGKILLs until it thaws.
-	for _, dir := range dirs {
-		setFreezerState(dir, thawed) // a cgroup of another hierarchy has no freezer.state
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -156,6 +148,20 @@ func removeLabCgroups(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// thawLabCgroups thaws every cgroup the lab made (a frozen one, FreezeNode, holds even the
+// SIGKILLs of its processes until it thaws) and returns them, as labCgroups does.
+func thawLabCgroups() ([]string, error) {
+	mounts, _, err := cgroupMounts()
+	if err != nil {
+		return nil, err
+	}
+	dirs, err := labCgroups(mounts)
+	for _, dir := range dirs {
+		setFreezerState(dir, thawed) // a cgroup of another hierarchy has no freezer.state
+	}
+	return dirs, err
 }
 
 // States of a cgroup v1 freezer.

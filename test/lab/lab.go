@@ -216,13 +216,9 @@ func (l *Lab) Stop() {
 	procs := l.procs
 	l.procs = nil
 	l.mu.Unlock()
-	// A frozen node's processes (FreezeNode) take no signal, not even SIGKILL, until thawed.
-	for _, n := range l.Nodes {
-		if n.Kubelet != nil {
-			if err := l.ThawNode(n); err != nil {
-				l.opts.Logf("lab: thaw %s: %v", n.Name, err)
-			}
-		}
+	// The processes of a frozen node (FreezeNode) would not end.
+	if _, err := thawLabCgroups(); err != nil {
+		l.opts.Logf("lab: thaw: %v", err)
 	}
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].Kill()
