@@ -202,10 +202,12 @@ func TestSpeaker(t *testing.T) {
 		t.Logf("VIP %s moved from %s to %s in %v (bounded by the poll)", vip, owner.Name, next.Name, time.Since(began).Round(time.Millisecond))
 		waitGet(ctx, t, client, vipURL(vip))
 		reviveNode(ctx, t, l, owner)
-		// Its speaker, declared dead, rejoins the gossip first (a healed partition): once the
-		// others count it again, it may serve again.
+		// Its speaker, declared dead, rejoins the gossip first (a healed partition): once every
+		// speaker counts every node again, it may serve again.
 		revived := time.Now()
-		waitMembers(ctx, t, l, next, len(l.Nodes))
+		for _, n := range l.Nodes {
+			waitMembers(ctx, t, l, n, len(l.Nodes))
+		}
 		t.Logf("%s's speaker a member again %v after the node came back", owner.Name, time.Since(revived).Round(time.Millisecond))
 		conditionMovesBack(ctx, t, l, ns, "web", vip, owner, next)
 	})
