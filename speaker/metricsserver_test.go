@@ -20,7 +20,7 @@ func TestMetricsServerDefaultIsLoopbackOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The default's host with any free port: the real port may be taken on a test machine.
-	srv, err := metricsServer(net.JoinHostPort(host, "0"), metrics.NewKubeRegistry(), func() map[netip.Addr]l2.Status { return nil })
+	srv, err := metricsServer(Config{MetricsAddr: net.JoinHostPort(host, "0")}, metrics.NewKubeRegistry(), func() map[netip.Addr]l2.Status { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,4 +55,28 @@ func TestMetricsServerDefaultIsLoopbackOnly(t *testing.T) {
 		}
 	}
 	t.Logf("port %d closed on the %d other addresses of this machine", port, others)
+}
+
+// TestMetricsServerProfiling checks that /debug/pprof/ is served only when asked for.
+func TestMetricsServerProfiling(t *testing.T) {
+	for _, profiling := range []bool{false, true} {
+		srv, err := metricsServer(Config{MetricsAddr: "127.0.0.1:0", Profiling: profiling}, metrics.NewKubeRegistry(), func() map[netip.Addr]l2.Status { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.serve()
+		resp, err := http.Get("http://" + srv.ln.Addr().String() + "/debug/pprof/heap")
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusNotFound
+		if profiling {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want {
+			t.Errorf("profiling %v: GET /debug/pprof/heap: %s, want %d", profiling, resp.Status, want)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -50,6 +52,9 @@ type Config struct {
 	// MetricsAddr is where /metrics, /healthz and /announcements are served, without
 	// authentication; "" means nowhere. DefaultMetricsAddr keeps them on the node itself.
 	MetricsAddr string
+	// Profiling adds Go's /debug/pprof handlers to the MetricsAddr server, with the same lack
+	// of authentication.
+	Profiling bool
 	// HandoverDelay is how long a stopping speaker keeps answering after it left membership,
 	// so that the new owners announce first; 0 means DefaultHandoverDelay.
 	HandoverDelay time.Duration
@@ -89,6 +94,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("speaker: kubeconfig: %w", err)
 	}
 	restConfig.UserAgent = "onprem-speaker/" + cfg.NodeName
+	// Protobuf, as the Kubernetes components use: lists of 10,000 Services decode with a
+	// fraction of JSON's garbage, which is what the speaker's peak memory is made of.
+	restConfig.ContentType = runtime.ContentTypeProtobuf
+	restConfig.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
 		return fmt.Errorf("speaker: %w", err)
@@ -175,7 +184,7 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	var srv *server
 	if cfg.MetricsAddr != "" {
 		var err error
-		if srv, err = metricsServer(cfg.MetricsAddr, p.registry, p.announcer.State); err != nil {
+		if srv, err = metricsServer(cfg, p.registry, p.announcer.State); err != nil {
 			return err
 		}
 	}
@@ -256,7 +265,7 @@ func refuseProxy(ctx context.Context, cfg Config, why error, node *corev1.Node, 
 	recorder.Eventf(node, corev1.EventTypeWarning, EventServiceProxyUnsupported, "onprem-speaker serves no LoadBalancer IP from this node: %v; %s", why, fix)
 	m.SetUnsupportedProxy("ipvs")
 	if cfg.MetricsAddr != "" {
-		srv, err := metricsServer(cfg.MetricsAddr, registry, func() map[netip.Addr]l2.Status { return nil })
+		srv, err := metricsServer(cfg, registry, func() map[netip.Addr]l2.Status { return nil })
 		if err != nil {
 			return err
 		}
@@ -326,10 +335,11 @@ type server struct {
 	ln net.Listener
 }
 
-// metricsServer listens on addr for /metrics (registry), /healthz and /announcements (what
-// this node answers for: state).
-func metricsServer(addr string, registry metrics.KubeRegistry, state func() map[netip.Addr]l2.Status) (*server, error) {
-	ln, err := net.Listen("tcp", addr)
+// metricsServer listens on cfg.MetricsAddr for /metrics (registry), /healthz and
+// /announcements (what this node answers for: state), and with cfg.Profiling for
+// /debug/pprof/.
+func metricsServer(cfg Config, registry metrics.KubeRegistry, state func() map[netip.Addr]l2.Status) (*server, error) {
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("speaker: metrics: %w", err)
 	}
@@ -340,6 +350,13 @@ func metricsServer(addr string, registry metrics.KubeRegistry, state func() map[
 	mux.Handle("/metrics", metrics.HandlerFor(registry, metrics.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })
 	mux.Handle("/announcements", announcementsHandler(state))
+	if cfg.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return &server{Server: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}, nil
 }
 

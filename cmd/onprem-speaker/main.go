@@ -39,6 +39,7 @@ func run(args []string) error {
 	fs.Int("memberlist-port", 7946, "membership gossip port, TCP and UDP, the same on every node")
 	fs.String("memberlist-key-file", "", "file holding the gossip keys, one a line, each the base64 of 16, 24 or 32 bytes; the first encrypts, all decrypt (rotation: add the new key second, then make it first, then remove the old one); empty: unencrypted")
 	fs.String("metrics-bind-address", speaker.DefaultMetricsAddr, "address for /metrics, /healthz and /announcements, served without authentication: keep it on loopback unless every host that can reach it may read them (e.g. :7472 for all addresses); empty: none")
+	fs.Bool("profiling", false, "also serve Go's /debug/pprof/ on --metrics-bind-address (as unauthenticated as the rest)")
 	fs.Duration("handover-delay", speaker.DefaultHandoverDelay, "how long a stopping speaker keeps answering after it left, while the new owners announce")
 	fs.Bool("cleanup", false, "remove every iptables chain and rule the speaker made (the forwarding of dataplane: iptables, the guard of dataplane: kube-proxy; IPv4 and IPv6, nf_tables and legacy), then exit; run it on a node whose speaker is stopped")
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
@@ -62,6 +63,7 @@ func run(args []string) error {
 		MemberlistPort: v.GetInt("memberlist-port"),
 		SecretKeyFile:  v.GetString("memberlist-key-file"),
 		MetricsAddr:    v.GetString("metrics-bind-address"),
+		Profiling:      v.GetBool("profiling"),
 		HandoverDelay:  v.GetDuration("handover-delay"),
 	}
 	if s := v.GetString("bind-address"); s != "" {
