@@ -170,6 +170,13 @@ func serve(t *testing.T, ns, name string) {
 	})
 }
 
+// connectTimeout bounds a connection that must succeed. It is generous: on a
+// busy machine (CI runs every package's tests at once, under -race) a lost
+// SYN or neighbour solicitation is retransmitted after a second, and a
+// successful dial returns at once anyway. Dials that must be dropped use
+// their own, short, timeouts.
+const connectTimeout = 5 * time.Second
+
 // dial connects from src in namespace ns to dst:port and returns the answer
 // ("b1 198.18.96.17") or the error.
 func dial(ns string, src, dst netip.Addr, port uint16, timeout time.Duration) (string, error) {
@@ -290,7 +297,7 @@ func TestNetnsForwarding(t *testing.T) {
 	nsRun(t, tb.node, "iptables", "-t", "filter", "-D", "FORWARD", "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "onprem-lb VIP firewall", "-j", firewallChain)
 	d.repairDrift()
 	for _, f := range families {
-		if got, err := dial(tb.cli, testAddrs[f].cliIn, vip(f, 0), 80, time.Second); err != nil {
+		if got, err := dial(tb.cli, testAddrs[f].cliIn, vip(f, 0), 80, connectTimeout); err != nil {
 			t.Errorf("%s: after the resync: %v", f, err)
 		} else {
 			t.Logf("%s: after the resync: %s", f, got)
@@ -338,7 +345,7 @@ func checkTraffic(t *testing.T, tb testbed, f Family) {
 	connect := func(src netip.Addr, v netip.Addr, port uint16) (map[string]int, map[string]int) {
 		backends, sources := map[string]int{}, map[string]int{}
 		for range tries {
-			got, err := dial(tb.cli, src, v, port, 2*time.Second)
+			got, err := dial(tb.cli, src, v, port, connectTimeout)
 			if err != nil {
 				t.Errorf("connecting from %s to %s: %v", src, netip.AddrPortFrom(v, port), err)
 				return backends, sources
@@ -371,7 +378,7 @@ func checkTraffic(t *testing.T, tb testbed, f Family) {
 		}
 	})
 	t.Run("source ranges", func(t *testing.T) {
-		if _, err := dial(tb.cli, a.cliIn, vip(f, 2), 80, 2*time.Second); err != nil {
+		if _, err := dial(tb.cli, a.cliIn, vip(f, 2), 80, connectTimeout); err != nil {
 			t.Errorf("from %s, inside the ranges: %v", a.cliIn, err)
 		}
 		got, err := dial(tb.cli, a.cliOut, vip(f, 2), 80, 500*time.Millisecond)
@@ -381,7 +388,7 @@ func checkTraffic(t *testing.T, tb testbed, f Family) {
 			t.Errorf("from %s, outside the ranges: %v, want a timeout (dropped)", a.cliOut, err)
 		}
 		// The same client reaches a Service without ranges.
-		if _, err := dial(tb.cli, a.cliOut, vip(f, 0), 80, 2*time.Second); err != nil {
+		if _, err := dial(tb.cli, a.cliOut, vip(f, 0), 80, connectTimeout); err != nil {
 			t.Errorf("from %s to a Service without ranges: %v", a.cliOut, err)
 		}
 	})
