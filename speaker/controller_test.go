@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -355,4 +356,50 @@ func TestHandoverBeforeAnnouncing(t *testing.T) {
 	if diff := cmp.Diff(want, log.calls); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
+}
+
+// TestSlimKeepsWhatTheSpeakerReads: a slimmed EndpointSlice still indexes
+// under its Service and keeps every endpoint's address, conditions, node and
+// the ports; what the speaker never reads is gone.
+func TestSlimKeepsWhatTheSpeakerReads(t *testing.T) {
+	ready, node := true, "node-a"
+	full := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "shop", Name: "web-x7k2p", GenerateName: "web-", ResourceVersion: "42",
+			Labels: map[string]string{
+				discoveryv1.LabelServiceName: "web", discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io",
+				"app": "web",
+			},
+			Annotations:     map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "2026-12-01T10:00:00Z"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: "web", UID: "u1"}},
+			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager"}},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{
+			Addresses:  []string{"198.18.10.5"},
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &ready},
+			NodeName:   &node,
+			Hostname:   new("web-0"),
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "web-0", UID: "p1"},
+			Hints:      &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "a"}}},
+		}},
+		Ports: []discoveryv1.EndpointPort{{Name: new("http"), Port: new(int32(8080))}},
+	}
+	before := full.Size()
+	want := full.DeepCopy()
+	obj, err := slim(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := obj.(*discoveryv1.EndpointSlice)
+	if keys, _ := sliceService(got); !slices.Equal(keys, []string{"shop/web"}) {
+		t.Errorf("slimmed slice indexed under %v, want [shop/web]", keys)
+	}
+	want.ObjectMeta = metav1.ObjectMeta{Namespace: "shop", Name: "web-x7k2p", ResourceVersion: "42",
+		Labels: map[string]string{discoveryv1.LabelServiceName: "web"}}
+	want.Endpoints[0].Hostname, want.Endpoints[0].TargetRef, want.Endpoints[0].Hints = nil, nil, nil
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("slimmed slice (-want +got):\n%s", diff)
+	}
+	t.Logf("EndpointSlice: %d bytes before, %d after", before, got.Size())
 }
