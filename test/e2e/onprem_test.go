@@ -66,6 +66,7 @@ patches:
       - {op: add, path: /spec/template/spec/containers/0/args/-, value: -v=2}
       # the last --metrics-bind-address wins
       - {op: add, path: /spec/template/spec/containers/0/args/-, value: "--metrics-bind-address=0.0.0.0:7472"}
+      - {op: add, path: /spec/template/spec/containers/0/args/-, value: --profiling}
   - target: {kind: Deployment, name: ` + demo.CCM + `}
     patch: |
       - {op: add, path: /spec/template/spec/containers/0/args/-, value: --kube-api-qps=500}

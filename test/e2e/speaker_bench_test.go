@@ -3,8 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -188,7 +192,36 @@ func BenchmarkSpeaker10k(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(rss)/(1<<20), "rss-mib")
+		if dir := os.Getenv("ONPREM_LB_PROFILE_DIR"); dir != "" {
+			saveHeapProfile(b, l, l.Nodes[0].Host, filepath.Join(dir, "speaker-10k-heap.pb.gz"))
+		}
 	}
+}
+
+// saveHeapProfile writes the heap profile of node's speaker (served with
+// --profiling on its metrics port) to path, for `go tool pprof`.
+func saveHeapProfile(b testing.TB, l *lab.Lab, node *lab.Host, path string) {
+	url := "http://" + net.JoinHostPort(node.IPv4.String(), "7472") + "/debug/pprof/heap"
+	resp, err := lab.HTTPClient(l.ControlPlane.NS, 30*time.Second).Get(url)
+	if err != nil {
+		b.Fatalf("heap profile: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("heap profile: GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatalf("heap profile: %v", err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		b.Fatalf("heap profile: %s: %v", path, err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatalf("heap profile: %v", err)
+	}
+	b.Logf("speaker heap profile of %s: %s", node.Name, path)
 }
 
 // arpClient opens an ARP client on eth0 of host h (the socket stays in h's namespace).
