@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +94,13 @@ func newMember(tb testing.TB, name string, peers func() []netip.AddrPort, opts .
 		o(&cfg)
 	}
 	m, err := New(cfg)
+	// freePort's port can be taken by another test before New binds it:
+	// unless the test chose the port, take another.
+	for try := 0; err != nil && cfg.Port == port && strings.Contains(err.Error(), "address already in use") && try < 5; try++ {
+		port = freePort(tb)
+		cfg.Port = port
+		m, err = New(cfg)
+	}
 	if err != nil {
 		tb.Fatalf("New(%s): %v", name, err)
 	}
