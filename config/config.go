@@ -21,6 +21,9 @@ type Config struct {
 	// LoadBalancerClass is the class of the Services served: "" for Services
 	// without a class, else a qualified name.
 	LoadBalancerClass string
+	// BGP is the bgp: section; nil when the file has none (no pool may then
+	// announce over BGP).
+	BGP *BGP
 	// Warnings are problems that did not stop the file from loading, one
 	// sentence each, e.g. "pools[0].autoassign: unknown field". The caller
 	// logs them.
@@ -38,6 +41,11 @@ type Pool struct {
 	// NodeSelector selects the nodes that may announce this pool's
 	// addresses; labels.Everything() when the file gives none. Never nil.
 	NodeSelector labels.Selector
+	// Announce says how the addresses reach the network; never "" (the
+	// default is AnnounceL2).
+	Announce Announce
+	// BGPAdvertisement is how they are advertised when Announce.BGP().
+	BGPAdvertisement BGPAdvertisement
 }
 
 // IPAMPools returns the allocator's part of every pool, in file order, for
