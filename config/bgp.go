@@ -84,8 +84,9 @@ const (
 	AnnounceBoth Announce = "both"
 )
 
-// L2 reports whether addresses announced as a are announced by ARP/NDP.
-func (a Announce) L2() bool { return a == AnnounceL2 || a == AnnounceBoth }
+// L2 reports whether addresses announced as a are announced by ARP/NDP; "" is the default,
+// AnnounceL2.
+func (a Announce) L2() bool { return a == "" || a == AnnounceL2 || a == AnnounceBoth }
 
 // BGP reports whether addresses announced as a are advertised over BGP.
 func (a Announce) BGP() bool { return a == AnnounceBGP || a == AnnounceBoth }

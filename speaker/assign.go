@@ -48,6 +48,11 @@ type Assignment struct {
 	Services []types.NamespacedName
 	// Reason says why no node may announce IP; "" when Owner is set.
 	Reason string
+	// Nodes are the nodes that can serve IP, sorted, Owner among them; empty when Reason is
+	// set. With BGP each of them advertises IP.
+	Nodes []string
+	// Announce is how the pool announces IP.
+	Announce config.Announce
 }
 
 // Skipped is an ingress IP of a served Service that no speaker announces.
@@ -90,12 +95,15 @@ func Assign(in Inputs) (assignments map[netip.Addr]*Assignment, skipped []Skippe
 			}
 			continue
 		}
-		a := &Assignment{IP: ip, Pool: pool.Name, Interfaces: pool.Interfaces}
+		a := &Assignment{IP: ip, Pool: pool.Name, Interfaces: pool.Interfaces, Announce: pool.Announce}
 		for _, svc := range svcs {
 			a.Services = append(a.Services, keyOf(svc))
 		}
 		slices.SortFunc(a.Services, compareKeys)
-		a.Owner, a.Reason = owner(in, ip, pool, base, svcs)
+		a.Nodes, a.Reason = servingNodes(in, ip, pool, base, svcs)
+		if len(a.Nodes) > 0 {
+			a.Owner = Owner(ip, a.Nodes)
+		}
 		assignments[ip] = a
 	}
 	slices.SortStableFunc(skipped, func(a, b Skipped) int { return compareKeys(a.Service, b.Service) })
@@ -119,10 +127,10 @@ func baseNodes(in Inputs) []*corev1.Node {
 	return nodes
 }
 
-// owner picks the owner of ip among the base nodes, or says why there is none.
-func owner(in Inputs, ip netip.Addr, pool *config.Pool, base []*corev1.Node, svcs []*corev1.Service) (string, string) {
+// servingNodes returns the base nodes that can serve ip, sorted, or says why there is none.
+func servingNodes(in Inputs, ip netip.Addr, pool *config.Pool, base []*corev1.Node, svcs []*corev1.Service) ([]string, string) {
 	if len(base) == 0 {
-		return "", "no live speaker on a node that may announce (exclusion label)"
+		return nil, "no live speaker on a node that may announce (exclusion label)"
 	}
 	var candidates []string
 	for _, n := range base {
@@ -131,7 +139,7 @@ func owner(in Inputs, ip netip.Addr, pool *config.Pool, base []*corev1.Node, svc
 		}
 	}
 	if len(candidates) == 0 {
-		return "", "no live speaker on a node matching the nodeSelector of pool " + pool.Name
+		return nil, "no live speaker on a node matching the nodeSelector of pool " + pool.Name
 	}
 	var all, some []string
 	for i, svc := range svcs {
@@ -157,9 +165,9 @@ func owner(in Inputs, ip netip.Addr, pool *config.Pool, base []*corev1.Node, svc
 		all = some
 	}
 	if len(all) == 0 {
-		return "", "no eligible node has a healthy service proxy, or, for externalTrafficPolicy Local, a ready local endpoint"
+		return nil, "no eligible node has a healthy service proxy, or, for externalTrafficPolicy Local, a ready local endpoint"
 	}
-	return Owner(ip, all), ""
+	return all, ""
 }
 
 // familyOf returns the EndpointSlice address type of ip's family.

@@ -126,12 +126,12 @@ func TestAssign(t *testing.T) {
 		name:     "cluster: any live node",
 		services: []*corev1.Service{svcWith("web", false, "198.18.0.200")},
 		nodes:    three, members: all,
-		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: Owner(ip, all), Pool: "lan", Services: []types.NamespacedName{web}}},
+		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: Owner(ip, all), Pool: "lan", Services: []types.NamespacedName{web}, Nodes: all}},
 	}, {
 		name:     "a member without a Node object and a dead node are not eligible",
 		services: []*corev1.Service{svcWith("web", false, "198.18.0.200")},
 		nodes:    map[string]*corev1.Node{"node-2": node("node-2", nil)}, members: []string{"node-2", "stranger"},
-		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-2", Pool: "lan", Services: []types.NamespacedName{web}}},
+		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-2", Pool: "lan", Services: []types.NamespacedName{web}, Nodes: []string{"node-2"}}},
 	}, {
 		name:     "exclusion label",
 		services: []*corev1.Service{svcWith("web", false, "198.18.0.200")},
@@ -141,7 +141,7 @@ func TestAssign(t *testing.T) {
 			"node-3": node("node-3", nil),
 		},
 		members: all,
-		want:    map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-3", Pool: "lan", Services: []types.NamespacedName{web}}},
+		want:    map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-3", Pool: "lan", Services: []types.NamespacedName{web}, Nodes: []string{"node-3"}}},
 	}, {
 		name:     "every node excluded: no owner, and why",
 		services: []*corev1.Service{svcWith("web", false, "198.18.0.200")},
@@ -155,7 +155,7 @@ func TestAssign(t *testing.T) {
 		nodes:    map[string]*corev1.Node{"node-1": node("node-1", nil), "node-2": node("node-2", map[string]string{"rack": "a"}), "node-3": node("node-3", nil)},
 		members:  all,
 		want: map[netip.Addr]*Assignment{netip.MustParseAddr("198.18.1.7"): {IP: netip.MustParseAddr("198.18.1.7"), Owner: "node-2", Pool: "rack",
-			Interfaces: []string{"eth1"}, Services: []types.NamespacedName{web}}},
+			Interfaces: []string{"eth1"}, Services: []types.NamespacedName{web}, Nodes: []string{"node-2"}}},
 	}, {
 		name:     "nodeSelector matches no live node",
 		services: []*corev1.Service{svcWith("web", false, "198.18.1.7")},
@@ -169,21 +169,21 @@ func TestAssign(t *testing.T) {
 		slices:   map[string][]*discoveryv1.EndpointSlice{"web": {slice(v4, "node-3", "node-1:down"), slice(v6, "node-2")}},
 		nodes:    three, members: all,
 		want: map[netip.Addr]*Assignment{
-			ip:  {IP: ip, Owner: "node-3", Pool: "lan", Services: []types.NamespacedName{web}},
-			ip6: {IP: ip6, Owner: "node-2", Pool: "lan", Services: []types.NamespacedName{web}},
+			ip:  {IP: ip, Owner: "node-3", Pool: "lan", Services: []types.NamespacedName{web}, Nodes: []string{"node-3"}},
+			ip6: {IP: ip6, Owner: "node-2", Pool: "lan", Services: []types.NamespacedName{web}, Nodes: []string{"node-2"}},
 		},
 	}, {
 		name:     "local: ready endpoints win over serving ones",
 		services: []*corev1.Service{svcWith("web", true, "198.18.0.200")},
 		slices:   map[string][]*discoveryv1.EndpointSlice{"web": {slice(v4, "node-1:serving", "node-2")}},
 		nodes:    three, members: all,
-		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-2", Pool: "lan", Services: []types.NamespacedName{web}}},
+		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-2", Pool: "lan", Services: []types.NamespacedName{web}, Nodes: []string{"node-2"}}},
 	}, {
 		name:     "local: serving endpoints when none is ready",
 		services: []*corev1.Service{svcWith("web", true, "198.18.0.200")},
 		slices:   map[string][]*discoveryv1.EndpointSlice{"web": {slice(v4, "node-1:serving", "node-2:down")}},
 		nodes:    three, members: all,
-		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-1", Pool: "lan", Services: []types.NamespacedName{web}}},
+		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-1", Pool: "lan", Services: []types.NamespacedName{web}, Nodes: []string{"node-1"}}},
 	}, {
 		name:     "local: the endpoint's node is dead",
 		services: []*corev1.Service{svcWith("web", true, "198.18.0.200")},
@@ -197,7 +197,8 @@ func TestAssign(t *testing.T) {
 		nodes:    three, members: all,
 		unhealthy: map[string]bool{Owner(ip, all): true},
 		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: Owner(ip, slices.DeleteFunc(slices.Clone(all), func(n string) bool { return n == Owner(ip, all) })),
-			Pool: "lan", Services: []types.NamespacedName{web}}},
+			Pool: "lan", Services: []types.NamespacedName{web},
+			Nodes: slices.DeleteFunc(slices.Clone(all), func(n string) bool { return n == Owner(ip, all) })}},
 	}, {
 		name:     "cluster: no healthy service proxy anywhere",
 		services: []*corev1.Service{svcWith("web", false, "198.18.0.200")},
@@ -211,7 +212,7 @@ func TestAssign(t *testing.T) {
 		slices:   map[string][]*discoveryv1.EndpointSlice{"web": {slice(v4, "node-1", "node-2")}},
 		nodes:    three, members: all,
 		unhealthy: map[string]bool{"default/web/node-1": true, "node-2": true},
-		want:      map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-2", Pool: "lan", Services: []types.NamespacedName{web}}},
+		want:      map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-2", Pool: "lan", Services: []types.NamespacedName{web}, Nodes: []string{"node-2"}}},
 	}, {
 		name:     "shared IP: one owner, eligible for every Service",
 		services: []*corev1.Service{svcWith("web", true, "198.18.0.200"), svcWith("dns", true, "198.18.0.200")},
@@ -220,7 +221,7 @@ func TestAssign(t *testing.T) {
 			"dns": {slice(v4, "node-2", "node-3")},
 		},
 		nodes: three, members: all,
-		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-2", Pool: "lan", Services: []types.NamespacedName{dns, web}}},
+		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-2", Pool: "lan", Services: []types.NamespacedName{dns, web}, Nodes: []string{"node-2"}}},
 	}, {
 		name:     "shared IP, disjoint endpoints: any node eligible for one of them",
 		services: []*corev1.Service{svcWith("web", true, "198.18.0.200"), svcWith("dns", true, "198.18.0.200")},
@@ -229,7 +230,7 @@ func TestAssign(t *testing.T) {
 			"dns": {slice(v4, "node-3")},
 		},
 		nodes: three, members: all,
-		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: Owner(ip, []string{"node-1", "node-3"}), Pool: "lan", Services: []types.NamespacedName{dns, web}}},
+		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: Owner(ip, []string{"node-1", "node-3"}), Pool: "lan", Services: []types.NamespacedName{dns, web}, Nodes: []string{"node-1", "node-3"}}},
 	}, {
 		name: "VIPs outside the pools, bad IPs, other classes and other types are never assigned",
 		services: []*corev1.Service{

@@ -37,6 +37,7 @@ func ConditionType(ip netip.Addr) string {
 // Condition reasons.
 const (
 	ReasonAnnounced      = "Announced"      // True: a node answers ARP/NDP for the IP
+	ReasonAdvertised     = "Advertised"     // True: nodes advertise the IP over BGP (a pool announced by BGP only)
 	ReasonIPConflict     = "IPConflict"     // False: another host answers for the IP
 	ReasonNoEligibleNode = "NoEligibleNode" // False: no node may announce the IP
 )
@@ -116,6 +117,9 @@ func conditionOf(node string, coordinator bool, svc *corev1.Service, ip netip.Ad
 		return cond, false
 	}
 	switch st, reported := announced[ip]; {
+	case a.Owner == node && !a.Announce.L2():
+		cond.Status, cond.Reason = metav1.ConditionTrue, ReasonAdvertised
+		cond.Message = fmt.Sprintf("%s is advertised over BGP by %s", ip, nodeList(a.Nodes))
 	case a.Owner == node && reported && st.conflict == nil:
 		cond.Status, cond.Reason = metav1.ConditionTrue, ReasonAnnounced
 		cond.Message = fmt.Sprintf("%s is announced by node %s on %s", ip, node, st.iface)
@@ -129,6 +133,22 @@ func conditionOf(node string, coordinator bool, svc *corev1.Service, ip netip.Ad
 		return cond, false
 	}
 	return cond, true
+}
+
+// maxListedNodes is how many nodes a condition's message names at most.
+const maxListedNodes = 5
+
+// nodeList names nodes for a condition's message: "node a", "nodes a, b", or, for more
+// than maxListedNodes, "7 nodes: a, b, c, d, e, ...".
+func nodeList(nodes []string) string {
+	switch n := len(nodes); {
+	case n == 1:
+		return "node " + nodes[0]
+	case n <= maxListedNodes:
+		return "nodes " + strings.Join(nodes, ", ")
+	default:
+		return fmt.Sprintf("%d nodes: %s, ...", n, strings.Join(nodes[:maxListedNodes], ", "))
+	}
 }
 
 // AnnouncedBy returns the node that announces ip, as svc's condition (conditionOf) says.

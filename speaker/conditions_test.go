@@ -56,6 +56,21 @@ func TestConditionsFor(t *testing.T) {
 			{Type: ConditionAnnouncedIPv6, Status: metav1.ConditionTrue, Reason: ReasonAnnounced, ObservedGeneration: 3, Message: "2001:db8:18::200 is announced by node node-1 on eth1"},
 		},
 	}, {
+		name: "BGP only: the owner says who advertises, without waiting for ARP/NDP",
+		current: map[netip.Addr]*Assignment{
+			v4: {IP: v4, Owner: "node-1", Announce: config.AnnounceBGP, Nodes: []string{"node-1", "node-3"}},
+			v6: {IP: v6, Owner: "node-1", Announce: config.AnnounceBGP, Nodes: []string{"n1", "n2", "n3", "n4", "n5", "n6", "n7"}},
+		},
+		announced: map[netip.Addr]announceState{},
+		want: []metav1.Condition{
+			{Type: ConditionAnnouncedIPv4, Status: metav1.ConditionTrue, Reason: ReasonAdvertised, ObservedGeneration: 3, Message: "198.18.0.200 is advertised over BGP by nodes node-1, node-3"},
+			{Type: ConditionAnnouncedIPv6, Status: metav1.ConditionTrue, Reason: ReasonAdvertised, ObservedGeneration: 3, Message: "2001:db8:18::200 is advertised over BGP by 7 nodes: n1, n2, n3, n4, n5, ..."},
+		},
+	}, {
+		name:      "BGP and L2: the owner reports once it answers ARP/NDP",
+		current:   map[netip.Addr]*Assignment{v4: {IP: v4, Owner: "node-1", Announce: config.AnnounceBoth, Nodes: []string{"node-1"}}},
+		announced: map[netip.Addr]announceState{},
+	}, {
 		name:      "owner still probing: no condition yet; the other family is another node's",
 		current:   map[netip.Addr]*Assignment{v4: {IP: v4, Owner: "node-1"}, v6: {IP: v6, Owner: "node-2"}},
 		announced: map[netip.Addr]announceState{},

@@ -373,7 +373,7 @@ func (c *controller) inputs() (Inputs, []*corev1.Service, []*corev1.Node, error)
 // syncStep is what one sync changes, computed by computeSync and applied by apply.
 type syncStep struct {
 	assignments map[netip.Addr]*Assignment
-	// desired are the VIPs this node owns, for the announcer.
+	// desired are the VIPs this node owns of pools announced by ARP/NDP, for the announcer.
 	desired map[netip.Addr]l2.Target
 	// coordinator: this node is the live member with the lowest name.
 	coordinator bool
@@ -399,7 +399,7 @@ func computeSync(node string, members []string, previous, assignments map[netip.
 		skipped:     make(map[Skipped]bool, len(skipped)),
 	}
 	for ip, a := range assignments {
-		if a.Owner == node {
+		if a.Owner == node && a.Announce.L2() {
 			st.desired[ip] = l2.Target{Interfaces: a.Interfaces}
 		}
 		old := previous[ip]

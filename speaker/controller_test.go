@@ -222,6 +222,7 @@ func TestComputeSync(t *testing.T) {
 		}
 		return as
 	}
+	bgpOnly := func(as *Assignment) *Assignment { as.Announce = config.AnnounceBGP; return as }
 	kept := Skipped{Service: key("old"), IP: "198.18.9.1", Reason: "outside every pool of the pool file"}
 	fresh := Skipped{Service: key("new"), IP: "198.18.9.2", Reason: "outside every pool of the pool file"}
 	previous := map[netip.Addr]*Assignment{
@@ -235,6 +236,7 @@ func TestComputeSync(t *testing.T) {
 		ip("198.18.0.201"): a("198.18.0.201", "node-1", "", "moves"),
 		ip("198.18.0.203"): a("198.18.0.203", "", "no node matches", "unserved"),
 		ip("198.18.0.204"): a("198.18.0.204", "node-2", "", "created"),
+		ip("198.18.0.205"): bgpOnly(a("198.18.0.205", "node-1", "", "advertised")),
 	}
 	before := maps.Clone(previous)
 	got := computeSync("node-1", []string{"node-2", "node-1"}, previous, assignments, []Skipped{kept, fresh}, map[Skipped]bool{kept: true})
@@ -243,8 +245,8 @@ func TestComputeSync(t *testing.T) {
 		assignments: assignments,
 		desired:     map[netip.Addr]l2.Target{ip("198.18.0.200"): {Interfaces: []string{"eth0"}}, ip("198.18.0.201"): {Interfaces: []string{"eth0"}}},
 		coordinator: true,
-		changed:     []types.NamespacedName{key("created"), key("moves"), key("released"), key("unserved")},
-		changes:     2, // took .201, gave up .202
+		changed:     []types.NamespacedName{key("advertised"), key("created"), key("moves"), key("released"), key("unserved")},
+		changes:     3, // took .201 and .205 (owned, though advertised by BGP only), gave up .202
 		skipped:     map[Skipped]bool{kept: true, fresh: true},
 		fresh:       []Skipped{fresh},
 	}
