@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -87,16 +88,18 @@ func checkValid(t *testing.T, cfg *Config) {
 	}
 }
 
+// stringsOf returns the String of each element of vs.
+func stringsOf[T fmt.Stringer](vs []T) []string {
+	var ss []string
+	for _, v := range vs {
+		ss = append(ss, v.String())
+	}
+	return ss
+}
+
 // render writes cfg as a pool file.
 func render(t *testing.T, cfg *Config) []byte {
 	t.Helper()
-	strs := func(rs []ipam.AddressRange) []string {
-		var ss []string
-		for _, r := range rs {
-			ss = append(ss, r.String())
-		}
-		return ss
-	}
 	sel := func(s labels.Selector) *metav1.LabelSelector {
 		ls, err := metav1.ParseToLabelSelector(s.String())
 		if err != nil {
@@ -107,16 +110,44 @@ func render(t *testing.T, cfg *Config) []byte {
 	var pools []map[string]any
 	for _, p := range cfg.Pools {
 		m := map[string]any{
-			"name": p.Name, "addresses": strs(p.Addresses), "exclude": strs(p.Exclude),
+			"name": p.Name, "addresses": stringsOf(p.Addresses), "exclude": stringsOf(p.Exclude),
 			"autoAssign": p.AutoAssign, "avoidBuggyIPs": p.AvoidBuggyIPs, "namespaces": p.Namespaces,
 			"priority": p.Priority, "interfaces": p.Interfaces, "nodeSelector": sel(p.NodeSelector),
 		}
 		if s, ok := p.ServiceSelector.(serviceSelector); ok {
 			m["serviceSelector"] = sel(s.sel)
 		}
+		m["announce"] = p.Announce
+		if a := p.BGPAdvertisement; p.Announce.BGP() {
+			m["bgpAdvertisement"] = map[string]any{
+				"communities": stringsOf(a.Communities), "largeCommunities": stringsOf(a.LargeCommunities),
+				"localPreference": a.LocalPreference, "aggregationLength": a.AggregationLength,
+				"aggregationLengthV6": a.AggregationLengthV6, "peers": a.Peers,
+			}
+		}
 		pools = append(pools, m)
 	}
-	doc, err := yaml.Marshal(map[string]any{"pools": pools, "dataplane": cfg.Dataplane, "loadBalancerClass": cfg.LoadBalancerClass})
+	file := map[string]any{"pools": pools, "dataplane": cfg.Dataplane, "loadBalancerClass": cfg.LoadBalancerClass}
+	if b := cfg.BGP; b != nil {
+		var peers []map[string]any
+		for _, p := range b.Peers {
+			m := map[string]any{
+				"name": p.Name, "address": p.Address.String(), "asn": p.ASN, "port": p.Port,
+				"holdTime": p.HoldTime.String(), "keepaliveTime": p.KeepaliveTime.String(),
+				"passwordFile": p.PasswordFile, "ebgpMultihop": p.EBGPMultihop, "nodeSelector": sel(p.NodeSelector),
+			}
+			if p.BFD.Enabled() {
+				m["bfd"] = map[string]any{"transmitInterval": p.BFD.TransmitInterval.String(),
+					"receiveInterval": p.BFD.ReceiveInterval.String(), "multiplier": p.BFD.Multiplier}
+			}
+			peers = append(peers, m)
+		}
+		file["bgp"] = map[string]any{"asn": b.ASN, "peers": peers}
+		if b.RouterID.IsValid() {
+			file["bgp"].(map[string]any)["routerID"] = b.RouterID.String()
+		}
+	}
+	doc, err := yaml.Marshal(file)
 	if err != nil {
 		t.Fatal(err)
 	}

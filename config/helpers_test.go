@@ -26,17 +26,23 @@ var configCmp = cmp.Options{
 // the page itself so that the documented contract and the parser cannot drift.
 func designExample(tb testing.TB) string {
 	tb.Helper()
+	return designBlock(tb, "**IP-pool YAML**")
+}
+
+// designBlock returns the first ```yaml block after marker in docs/DESIGN.md.
+func designBlock(tb testing.TB, marker string) string {
+	tb.Helper()
 	page, err := os.ReadFile("../docs/DESIGN.md")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(page), "**IP-pool YAML**")
+	_, rest, ok := strings.Cut(string(page), marker)
 	if ok {
 		_, rest, ok = strings.Cut(rest, "```yaml\n")
 	}
 	doc, _, closed := strings.Cut(rest, "```")
 	if !ok || !closed {
-		tb.Fatal("docs/DESIGN.md: no ```yaml block after **IP-pool YAML**")
+		tb.Fatalf("docs/DESIGN.md: no ```yaml block after %s", marker)
 	}
 	return doc
 }
@@ -53,6 +59,10 @@ func pool(name string, addrs ...string) Pool {
 	return Pool{
 		Pool:         ipam.Pool{Name: name, Addresses: ranges(addrs...), AutoAssign: true},
 		NodeSelector: labels.Everything(),
+		Announce:     AnnounceL2,
+		BGPAdvertisement: BGPAdvertisement{
+			AggregationLength: defaultAggregationLength, AggregationLengthV6: defaultAggregationLengthV6,
+		},
 	}
 }
 
