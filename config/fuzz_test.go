@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,6 +20,12 @@ import (
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
 		designExample(f),
+		designBlock(f, "**BGP mode**"),
+		fullBGP,
+		bgpDoc([]string{"bfd: {}", "holdTime: 10s"}, "announce: both", "bgpAdvertisement: {communities: [no-export]}"),
+		bgpDoc(nil, "bgpAdvertisement: {largeCommunities: ['1:2:3'], peers: ['198.18.0.254']}"),
+		"bgp: {asn: 1, peers: [{address: '2001:db8::1', asn: 2, keepaliveTime: 1s, bfd: {transmitInterval: 1m}}]}\n" + onePool("announce: bgp"),
+		onePool("announce: bgp"),
 		onePool(),
 		onePool("autoAssign: false", "avoidBuggyIPs: true", "namespaces: [a, b]", "priority: 7", "interfaces: [eth0]",
 			"exclude: [198.18.0.0-198.18.0.3]",
@@ -55,6 +62,32 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// FuzzParseCommunity checks that ParseCommunity and ParseLargeCommunity never
+// panic, fail only with ErrInvalidCommunity, and that what they accept
+// survives String: parsed again, it is the same community.
+func FuzzParseCommunity(f *testing.F) {
+	for _, seed := range []string{"0:0", "65535:65535", "65000:100", "no-export", "graceful-shutdown",
+		"64512:1:2", "4294967295:0:4294967295", "007:08", "65536:0", "1::2", ":", "", "-1:0", "+1:2", "1_0:2", "1:2:3:4"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if c, err := ParseCommunity(s); err != nil {
+			if !errors.Is(err, ErrInvalidCommunity) {
+				t.Fatalf("ParseCommunity(%q) error %v does not wrap ErrInvalidCommunity", s, err)
+			}
+		} else if again, err := ParseCommunity(c.String()); err != nil || again != c {
+			t.Fatalf("ParseCommunity(%q) = %s, then ParseCommunity(%q) = %s, %v", s, c, c.String(), again, err)
+		}
+		if c, err := ParseLargeCommunity(s); err != nil {
+			if !errors.Is(err, ErrInvalidCommunity) {
+				t.Fatalf("ParseLargeCommunity(%q) error %v does not wrap ErrInvalidCommunity", s, err)
+			}
+		} else if again, err := ParseLargeCommunity(c.String()); err != nil || again != c {
+			t.Fatalf("ParseLargeCommunity(%q) = %s, then ParseLargeCommunity(%q) = %s, %v", s, c, c.String(), again, err)
+		}
+	})
+}
+
 // checkValid checks that cfg, which Parse accepted, is valid and survives a
 // round trip through YAML.
 func checkValid(t *testing.T, cfg *Config) {
@@ -71,6 +104,23 @@ func checkValid(t *testing.T, cfg *Config) {
 		}
 		if p.Priority < 0 || p.Priority > MaxPriority {
 			t.Fatalf("pools[%d].priority %d", i, p.Priority)
+		}
+		if p.Announce != AnnounceL2 && p.Announce != AnnounceBGP && p.Announce != AnnounceBoth {
+			t.Fatalf("pools[%d].announce %q", i, p.Announce)
+		}
+		if p.Announce.BGP() && cfg.BGP == nil {
+			t.Fatalf("pools[%d] announces over BGP without a bgp section", i)
+		}
+	}
+	if b := cfg.BGP; b != nil {
+		if len(b.Peers) == 0 || b.ASN == 0 || b.ASN == asTrans || b.ASN > maxASN {
+			t.Fatalf("bgp section %+v", b)
+		}
+		for i, p := range b.Peers {
+			if p.Name == "" || p.NodeSelector == nil || p.Port == 0 || p.HoldTime < minHoldTime ||
+				p.KeepaliveTime < time.Second || p.KeepaliveTime > p.HoldTime {
+				t.Fatalf("bgp.peers[%d] %+v", i, p)
+			}
 		}
 	}
 	if _, err := ipam.New(cfg.IPAMPools()); err != nil {
