@@ -55,6 +55,10 @@ func bgpDoc(peerLines []string, poolLines ...string) string {
 	return doc + onePool(poolLines...)
 }
 
+// bgpSection is a document of the bgp: section bgp, in flow style, and
+// onePool's pool.
+func bgpSection(bgp string) string { return "bgp: " + bgp + "\n" + onePool() }
+
 // onePeer is the bgp: section of bgpDoc without peerLines, changed by f.
 func onePeer(f func(p *BGPPeer)) *BGP {
 	p := BGPPeer{
@@ -135,9 +139,9 @@ func TestParseBGP(t *testing.T) {
 		{name: "limits", doc: bgpDoc([]string{"port: 65535", "ebgpMultihop: 255"}),
 			want: withBGP(onePeer(func(p *BGPPeer) { p.Port, p.EBGPMultihop = 65535, 255 }), func(*Pool) {})},
 		{name: "ebgpMultihop 0 is directly connected", doc: bgpDoc([]string{"ebgpMultihop: 0"}), want: withBGP(onePeer(noChange), func(*Pool) {})},
-		{name: "IPv6 peer address is the name", doc: "bgp: {asn: 64512, peers: [{address: '2001:db8::1', asn: 64513}]}\n" + onePool(),
+		{name: "IPv6 peer address is the name", doc: bgpSection("{asn: 64512, peers: [{address: '2001:db8::1', asn: 64513}]}"),
 			want: withBGP(onePeer(func(p *BGPPeer) { p.Name, p.Address = "2001:db8::1", netip.MustParseAddr("2001:db8::1") }), func(*Pool) {})},
-		{name: "same address, other port", doc: "bgp: {asn: 1, peers: [{address: 198.18.0.254, asn: 2}, {name: b, address: 198.18.0.254, asn: 2, port: 1179}]}\n" + onePool(),
+		{name: "same address, other port", doc: bgpSection("{asn: 1, peers: [{address: 198.18.0.254, asn: 2}, {name: b, address: 198.18.0.254, asn: 2, port: 1179}]}"),
 			want: withBGP(&BGP{ASN: 1, Peers: []BGPPeer{
 				onePeer(func(p *BGPPeer) { p.ASN = 2 }).Peers[0],
 				onePeer(func(p *BGPPeer) { p.Name, p.ASN, p.Port = "b", 2, 1179 }).Peers[0],
@@ -145,16 +149,7 @@ func TestParseBGP(t *testing.T) {
 		{name: "bgp null is no bgp section", doc: "bgp:\n" + onePool(), want: withBGP(nil, func(*Pool) {})},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := Parse("pools.yaml", []byte(tt.doc))
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
-			}
-			if diff := cmp.Diff(tt.want, got, configCmp); diff != "" {
-				t.Errorf("Parse (-want +got):\n%s", diff)
-			}
-			checkValid(t, got)
-		})
+		t.Run(tt.name, func(t *testing.T) { checkParse(t, tt.doc, tt.want) })
 	}
 }
 
@@ -205,31 +200,31 @@ func TestParseBGPErrors(t *testing.T) {
 		is     error  // want errors.Is, if set
 	}{
 		// bgp
-		{name: "bgp a list", doc: "bgp: [1]\n" + onePool(), field: "bgp", reason: "must be a map, not a list"},
-		{name: "asn missing", doc: "bgp: {peers: [{address: 198.18.0.1, asn: 1}]}\n" + onePool(), field: "bgp.asn", reason: "is required"},
-		{name: "asn 0", doc: "bgp: {asn: 0, peers: [{address: 198.18.0.1, asn: 1}]}\n" + onePool(), field: "bgp.asn", reason: "0 is less than the minimum, 1"},
-		{name: "asn 4294967295", doc: "bgp: {asn: 4294967295, peers: [{address: 198.18.0.1, asn: 1}]}\n" + onePool(), field: "bgp.asn", reason: "4294967295 is more than the maximum, 4294967294"},
-		{name: "asn AS_TRANS", doc: "bgp: {asn: 23456, peers: [{address: 198.18.0.1, asn: 1}]}\n" + onePool(), field: "bgp.asn", reason: "AS_TRANS"},
-		{name: "asn a string", doc: "bgp: {asn: '64512', peers: [{address: 198.18.0.1, asn: 1}]}\n" + onePool(), field: "bgp.asn", reason: "must be an integer, not a string"},
-		{name: "asn dotted", doc: "bgp: {asn: 1.10, peers: [{address: 198.18.0.1, asn: 1}]}\n" + onePool(), field: "bgp.asn", reason: "must be an integer, not 1.1"},
-		{name: "routerID IPv6", doc: "bgp: {asn: 1, routerID: '2001:db8::1', peers: [{address: 198.18.0.1, asn: 2}]}\n" + onePool(), field: "bgp.routerID", reason: "not an IPv4 address"},
-		{name: "routerID garbage", doc: "bgp: {asn: 1, routerID: tor, peers: [{address: 198.18.0.1, asn: 2}]}\n" + onePool(), field: "bgp.routerID", reason: `"tor"`},
-		{name: "routerID 0.0.0.0", doc: "bgp: {asn: 1, routerID: 0.0.0.0, peers: [{address: 198.18.0.1, asn: 2}]}\n" + onePool(), field: "bgp.routerID", reason: "not a unicast address"},
-		{name: "peers missing", doc: "bgp: {asn: 1}\n" + onePool(), field: "bgp.peers", reason: "at least one peer is required"},
-		{name: "peers empty", doc: "bgp: {asn: 1, peers: []}\n" + onePool(), field: "bgp.peers", reason: "at least one peer is required"},
-		{name: "peer a string", doc: "bgp: {asn: 1, peers: [tor]}\n" + onePool(), field: "bgp.peers[0]", reason: "must be a map, not a string"},
+		{name: "bgp a list", doc: bgpSection("[1]"), field: "bgp", reason: "must be a map, not a list"},
+		{name: "asn missing", doc: bgpSection("{peers: [{address: 198.18.0.1, asn: 1}]}"), field: "bgp.asn", reason: "is required"},
+		{name: "asn 0", doc: bgpSection("{asn: 0, peers: [{address: 198.18.0.1, asn: 1}]}"), field: "bgp.asn", reason: "0 is less than the minimum, 1"},
+		{name: "asn 4294967295", doc: bgpSection("{asn: 4294967295, peers: [{address: 198.18.0.1, asn: 1}]}"), field: "bgp.asn", reason: "4294967295 is more than the maximum, 4294967294"},
+		{name: "asn AS_TRANS", doc: bgpSection("{asn: 23456, peers: [{address: 198.18.0.1, asn: 1}]}"), field: "bgp.asn", reason: "AS_TRANS"},
+		{name: "asn a string", doc: bgpSection("{asn: '64512', peers: [{address: 198.18.0.1, asn: 1}]}"), field: "bgp.asn", reason: "must be an integer, not a string"},
+		{name: "asn dotted", doc: bgpSection("{asn: 1.10, peers: [{address: 198.18.0.1, asn: 1}]}"), field: "bgp.asn", reason: "must be an integer, not 1.1"},
+		{name: "routerID IPv6", doc: bgpSection("{asn: 1, routerID: '2001:db8::1', peers: [{address: 198.18.0.1, asn: 2}]}"), field: "bgp.routerID", reason: "not an IPv4 address"},
+		{name: "routerID garbage", doc: bgpSection("{asn: 1, routerID: tor, peers: [{address: 198.18.0.1, asn: 2}]}"), field: "bgp.routerID", reason: `"tor"`},
+		{name: "routerID 0.0.0.0", doc: bgpSection("{asn: 1, routerID: 0.0.0.0, peers: [{address: 198.18.0.1, asn: 2}]}"), field: "bgp.routerID", reason: "not a unicast address"},
+		{name: "peers missing", doc: bgpSection("{asn: 1}"), field: "bgp.peers", reason: "at least one peer is required"},
+		{name: "peers empty", doc: bgpSection("{asn: 1, peers: []}"), field: "bgp.peers", reason: "at least one peer is required"},
+		{name: "peer a string", doc: bgpSection("{asn: 1, peers: [tor]}"), field: "bgp.peers[0]", reason: "must be a map, not a string"},
 		// peers
-		{name: "address missing", doc: "bgp: {asn: 1, peers: [{asn: 2}]}\n" + onePool(), field: "bgp.peers[0].address", reason: "is required"},
-		{name: "address garbage", doc: "bgp: {asn: 1, peers: [{address: tor-a, asn: 2}]}\n" + onePool(), field: "bgp.peers[0].address", reason: `"tor-a"`},
-		{name: "address with zone", doc: "bgp: {asn: 1, peers: [{address: 'fe80::1%eth0', asn: 2}]}\n" + onePool(), field: "bgp.peers[0].address", reason: "has a zone"},
-		{name: "address unspecified", doc: "bgp: {asn: 1, peers: [{address: '::', asn: 2}]}\n" + onePool(), field: "bgp.peers[0].address", reason: "not a unicast address"},
-		{name: "address multicast", doc: "bgp: {asn: 1, peers: [{address: 224.0.0.5, asn: 2}]}\n" + onePool(), field: "bgp.peers[0].address", reason: "not a unicast address"},
-		{name: "address IPv4-mapped", doc: "bgp: {asn: 1, peers: [{address: '::ffff:198.18.0.1', asn: 2}]}\n" + onePool(), field: "bgp.peers[0].address", reason: "write it as 198.18.0.1"},
-		{name: "address a prefix", doc: "bgp: {asn: 1, peers: [{address: 198.18.0.0/24, asn: 2}]}\n" + onePool(), field: "bgp.peers[0].address", reason: `"198.18.0.0/24"`},
-		{name: "peer asn missing", doc: "bgp: {asn: 1, peers: [{address: 198.18.0.1}]}\n" + onePool(), field: "bgp.peers[0].asn", reason: "is required"},
-		{name: "peer asn AS_TRANS", doc: "bgp: {asn: 1, peers: [{address: 198.18.0.1, asn: 23456}]}\n" + onePool(), field: "bgp.peers[0].asn", reason: "23456 is AS_TRANS"},
-		{name: "peer asn too big", doc: "bgp: {asn: 1, peers: [{address: 198.18.0.1, asn: 4294967296}]}\n" + onePool(), field: "bgp.peers[0].asn", reason: "more than the maximum, 4294967294"},
-		{name: "peer asn negative", doc: "bgp: {asn: 1, peers: [{address: 198.18.0.1, asn: -1}]}\n" + onePool(), field: "bgp.peers[0].asn", reason: "less than the minimum, 1"},
+		{name: "address missing", doc: bgpSection("{asn: 1, peers: [{asn: 2}]}"), field: "bgp.peers[0].address", reason: "is required"},
+		{name: "address garbage", doc: bgpSection("{asn: 1, peers: [{address: tor-a, asn: 2}]}"), field: "bgp.peers[0].address", reason: `"tor-a"`},
+		{name: "address with zone", doc: bgpSection("{asn: 1, peers: [{address: 'fe80::1%eth0', asn: 2}]}"), field: "bgp.peers[0].address", reason: "has a zone"},
+		{name: "address unspecified", doc: bgpSection("{asn: 1, peers: [{address: '::', asn: 2}]}"), field: "bgp.peers[0].address", reason: "not a unicast address"},
+		{name: "address multicast", doc: bgpSection("{asn: 1, peers: [{address: 224.0.0.5, asn: 2}]}"), field: "bgp.peers[0].address", reason: "not a unicast address"},
+		{name: "address IPv4-mapped", doc: bgpSection("{asn: 1, peers: [{address: '::ffff:198.18.0.1', asn: 2}]}"), field: "bgp.peers[0].address", reason: "write it as 198.18.0.1"},
+		{name: "address a prefix", doc: bgpSection("{asn: 1, peers: [{address: 198.18.0.0/24, asn: 2}]}"), field: "bgp.peers[0].address", reason: `"198.18.0.0/24"`},
+		{name: "peer asn missing", doc: bgpSection("{asn: 1, peers: [{address: 198.18.0.1}]}"), field: "bgp.peers[0].asn", reason: "is required"},
+		{name: "peer asn AS_TRANS", doc: bgpSection("{asn: 1, peers: [{address: 198.18.0.1, asn: 23456}]}"), field: "bgp.peers[0].asn", reason: "23456 is AS_TRANS"},
+		{name: "peer asn too big", doc: bgpSection("{asn: 1, peers: [{address: 198.18.0.1, asn: 4294967296}]}"), field: "bgp.peers[0].asn", reason: "more than the maximum, 4294967294"},
+		{name: "peer asn negative", doc: bgpSection("{asn: 1, peers: [{address: 198.18.0.1, asn: -1}]}"), field: "bgp.peers[0].asn", reason: "less than the minimum, 1"},
 		{name: "port 0", doc: peer("port: 0"), field: "bgp.peers[0].port", reason: "0 is less than the minimum, 1"},
 		{name: "port too big", doc: peer("port: 65536"), field: "bgp.peers[0].port", reason: "65536 is more than the maximum, 65535"},
 		{name: "port a string", doc: peer("port: bgp"), field: "bgp.peers[0].port", reason: "must be an integer"},
@@ -252,11 +247,11 @@ func TestParseBGPErrors(t *testing.T) {
 		{name: "ebgpMultihop negative", doc: peer("ebgpMultihop: -1"), field: "bgp.peers[0].ebgpMultihop", reason: "-1 is negative"},
 		{name: "nodeSelector bad", doc: peer("nodeSelector: {matchLabels: {rack: 'a b'}}"), field: "bgp.peers[0].nodeSelector.matchLabels[rack]", reason: "label value"},
 		{name: "name a number", doc: peer("name: 1"), field: "bgp.peers[0].name", reason: "must be a string, not a number"},
-		{name: "duplicate names", doc: "bgp: {asn: 1, peers: [{name: tor, address: 198.18.0.1, asn: 2}, {address: 198.18.0.2, asn: 2}, {name: tor, address: 198.18.0.3, asn: 2}]}\n" + onePool(),
+		{name: "duplicate names", doc: bgpSection("{asn: 1, peers: [{name: tor, address: 198.18.0.1, asn: 2}, {address: 198.18.0.2, asn: 2}, {name: tor, address: 198.18.0.3, asn: 2}]}"),
 			field: "bgp.peers[2].name", reason: `duplicate name "tor", also used by bgp.peers[0]`},
-		{name: "duplicate default names", doc: "bgp: {asn: 1, peers: [{address: 198.18.0.1, asn: 2}, {address: 198.18.0.1, asn: 2, port: 1179}]}\n" + onePool(),
+		{name: "duplicate default names", doc: bgpSection("{asn: 1, peers: [{address: 198.18.0.1, asn: 2}, {address: 198.18.0.1, asn: 2, port: 1179}]}"),
 			field: "bgp.peers[1].name", reason: `duplicate name "198.18.0.1", also used by bgp.peers[0]`},
-		{name: "duplicate address and port", doc: "bgp: {asn: 1, peers: [{name: a, address: 198.18.0.1, asn: 2}, {name: b, address: 198.18.0.1, asn: 3, port: 179}]}\n" + onePool(),
+		{name: "duplicate address and port", doc: bgpSection("{asn: 1, peers: [{name: a, address: 198.18.0.1, asn: 2}, {name: b, address: 198.18.0.1, asn: 3, port: 179}]}"),
 			field: "bgp.peers[1].address", reason: "198.18.0.1 port 179 is also the peer bgp.peers[0]"},
 		// bfd
 		{name: "bfd a boolean", doc: peer("bfd: true"), field: "bgp.peers[0].bfd", reason: "must be a map, not a boolean"},
@@ -291,89 +286,46 @@ func TestParseBGPErrors(t *testing.T) {
 		{name: "peers a string", doc: pool("announce: bgp", "bgpAdvertisement: {peers: tor-a}"), field: "pools[0].bgpAdvertisement.peers", reason: "must be a list, not a string"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := Parse("pools.yaml", []byte(tt.doc))
-			if err == nil {
-				t.Fatalf("Parse = %+v, want an error", cfg)
-			}
-			if cfg != nil {
-				t.Errorf("Parse returned a config with the error %v", err)
-			}
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("Parse error %v (%T) is not an *Error", err, err)
-			}
-			if diff := cmp.Diff(tt.field, e.Field); diff != "" {
-				t.Errorf("Field (-want +got):\n%s\nerror: %v", diff, err)
-			}
-			if !strings.Contains(e.Reason, tt.reason) {
-				t.Errorf("Reason = %q, want it to contain %q", e.Reason, tt.reason)
-			}
-			if tt.is != nil && !errors.Is(err, tt.is) {
-				t.Errorf("errors.Is(%v, %v) = false", err, tt.is)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkParseError(t, tt.doc, tt.field, tt.reason, tt.is) })
 	}
 }
 
 func TestParseCommunity(t *testing.T) {
-	tests := []struct {
-		in   string
-		want Community
-	}{
-		{in: "0:0", want: 0},
-		{in: "65000:100", want: 65000<<16 | 100},
-		{in: "65535:65535", want: 0xffffffff},
-		{in: "007:08", want: 7<<16 | 8},
-		{in: "no-export", want: 0xffffff01},
-		{in: "no-advertise", want: 0xffffff02},
-		{in: "no-export-subconfed", want: 0xffffff03},
-		{in: "graceful-shutdown", want: 0xffff0000},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseCommunity(tt.in)
-			if err != nil {
-				t.Fatalf("ParseCommunity(%q): %v", tt.in, err)
-			}
-			if got != tt.want {
-				t.Errorf("ParseCommunity(%q) = %s, want %s", tt.in, got, tt.want)
-			}
-		})
-	}
-	for _, bad := range []string{"", "1", "1:2:3", ":1", "1:", "65536:0", "0:65536", "-1:0", "+1:0", "1 :2", "0x10:0", "No-Export", "no_export", "１:2"} {
-		t.Run("bad "+bad, func(t *testing.T) {
-			if c, err := ParseCommunity(bad); !errors.Is(err, ErrInvalidCommunity) {
-				t.Errorf("ParseCommunity(%q) = %s, %v, want an error wrapping ErrInvalidCommunity", bad, c, err)
-			}
-		})
-	}
+	testCommunityParser(t, ParseCommunity, map[string]Community{
+		"0:0":                 0,
+		"65000:100":           65000<<16 | 100,
+		"65535:65535":         0xffffffff,
+		"007:08":              7<<16 | 8,
+		"no-export":           0xffffff01,
+		"no-advertise":        0xffffff02,
+		"no-export-subconfed": 0xffffff03,
+		"graceful-shutdown":   0xffff0000,
+	}, "", "1", "1:2:3", ":1", "1:", "65536:0", "0:65536", "-1:0", "+1:0", "1 :2", "0x10:0", "No-Export", "no_export", "１:2")
 }
 
 func TestParseLargeCommunity(t *testing.T) {
-	tests := []struct {
-		in   string
-		want LargeCommunity
-	}{
-		{in: "0:0:0", want: LargeCommunity{}},
-		{in: "64512:1:2", want: LargeCommunity{64512, 1, 2}},
-		{in: "4294967295:4294967295:4294967295", want: LargeCommunity{1<<32 - 1, 1<<32 - 1, 1<<32 - 1}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseLargeCommunity(tt.in)
-			if err != nil {
-				t.Fatalf("ParseLargeCommunity(%q): %v", tt.in, err)
-			}
-			if got != tt.want {
-				t.Errorf("ParseLargeCommunity(%q) = %s, want %s", tt.in, got, tt.want)
+	testCommunityParser(t, ParseLargeCommunity, map[string]LargeCommunity{
+		"0:0:0":                            {},
+		"64512:1:2":                        {64512, 1, 2},
+		"4294967295:4294967295:4294967295": {1<<32 - 1, 1<<32 - 1, 1<<32 - 1},
+	}, "", "1:2", "1:2:3:4", "1::3", "4294967296:0:0", "-1:0:0", "a:b:c", "graceful-shutdown")
+}
+
+// testCommunityParser checks that parse returns good[s] for each key s, and
+// an error wrapping ErrInvalidCommunity for each of bad.
+func testCommunityParser[C comparable](t *testing.T, parse func(string) (C, error), good map[string]C, bad ...string) {
+	for in, want := range good {
+		t.Run(in, func(t *testing.T) {
+			got, err := parse(in)
+			if err != nil || got != want {
+				t.Errorf("parse(%q) = %v, %v, want %v", in, got, err, want)
 			}
 		})
 	}
-	for _, bad := range []string{"", "1:2", "1:2:3:4", "1::3", "4294967296:0:0", "-1:0:0", "a:b:c", "graceful-shutdown"} {
-		t.Run("bad "+bad, func(t *testing.T) {
-			if c, err := ParseLargeCommunity(bad); !errors.Is(err, ErrInvalidCommunity) {
-				t.Errorf("ParseLargeCommunity(%q) = %s, %v, want an error wrapping ErrInvalidCommunity", bad, c, err)
+	for _, in := range bad {
+		t.Run("bad "+in, func(t *testing.T) {
+			if c, err := parse(in); !errors.Is(err, ErrInvalidCommunity) {
+				t.Errorf("parse(%q) = %v, %v, want an error wrapping ErrInvalidCommunity", in, c, err)
 			}
 		})
 	}
@@ -411,18 +363,7 @@ func TestEqualBGP(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, err := Parse("b.yaml", []byte(tt.doc))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := a.Equal(b); got != tt.want {
-				t.Errorf("Equal = %v, want %v", got, tt.want)
-			}
-			if got := b.Equal(a); got != tt.want {
-				t.Errorf("Equal, swapped = %v, want %v", got, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkEqual(t, a, tt.doc, tt.want) })
 	}
 }
 
