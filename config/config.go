@@ -44,7 +44,8 @@ type Pool struct {
 	// Announce says how the addresses reach the network; never "" (the
 	// default is AnnounceL2).
 	Announce Announce
-	// BGPAdvertisement is how they are advertised when Announce.BGP().
+	// BGPAdvertisement is how they are advertised when Announce.BGP(); else
+	// the default (aggregation lengths 32 and 128, nothing else).
 	BGPAdvertisement BGPAdvertisement
 }
 

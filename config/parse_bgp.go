@@ -289,35 +289,35 @@ type durationLimits struct {
 	zero                string
 }
 
-// duration decodes a Go duration string such as "90s" or "300ms".
+// duration decodes a Go duration string such as "90s" or "300ms". Messages
+// give durations in l.unit: "65536s", not "18h12m16s".
 func (d *decoder) duration(path string, v any, l durationLimits) time.Duration {
 	if v == nil {
 		return l.def
 	}
+	var s string
 	if n, ok := v.(json.Number); ok {
-		d.fail(path, nil, "%s has no unit: add one, e.g. %s%s", n, n, unitName(l.unit))
+		s = n.String()
+	} else if s = d.str(path, v); d.err != nil {
 		return 0
 	}
-	s := d.str(path, v)
-	if d.err != nil {
+	unit := unitName(l.unit)
+	if s != "" && strings.Trim(s, "0123456789.") == "" {
+		d.fail(path, nil, "%s has no unit: add one, e.g. %s%s", s, s, unit)
 		return 0
 	}
 	dur, err := time.ParseDuration(s)
-	if err != nil && s != "" && strings.Trim(s, "0123456789.") == "" {
-		d.fail(path, err, "%q has no unit: add one, e.g. %s%s", s, s, unitName(l.unit))
-		return 0
-	}
 	switch {
 	case err != nil:
 		d.fail(path, err, "%q is not a duration such as 90s or 300ms: %v", s, err)
 	case dur%l.unit != 0:
-		d.fail(path, nil, "%s is not a whole number of %s", dur, unitName(l.unit))
+		d.fail(path, nil, "%s is not a whole number of %s", dur, unit)
 	case dur == 0 && l.zero != "":
-		d.fail(path, nil, "0s is refused (%s): the minimum is %s", l.zero, l.min)
+		d.fail(path, nil, "0%s is refused (%s): the minimum is %d%s", unit, l.zero, l.min/l.unit, unit)
 	case dur < l.min:
-		d.fail(path, nil, "%s is less than the minimum, %s", dur, l.min)
+		d.fail(path, nil, "%d%s is less than the minimum, %d%s", dur/l.unit, unit, l.min/l.unit, unit)
 	case dur > l.max:
-		d.fail(path, nil, "%s is more than the maximum, %s", dur, l.max)
+		d.fail(path, nil, "%d%s is more than the maximum, %d%s", dur/l.unit, unit, l.max/l.unit, unit)
 	}
 	return dur
 }
