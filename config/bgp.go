@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -45,11 +46,11 @@ type Session struct {
 	ASN uint32
 	// Port is the router's TCP port; 179 when the file gives none.
 	Port uint16
-	// HoldTime is the proposed hold time: 0 (the file gives none) means
-	// 90 s; else at least 3 s.
+	// HoldTime is the proposed hold time, 3 s to 65535 s; 90 s when the
+	// file gives none. Never 0.
 	HoldTime time.Duration
-	// KeepaliveTime is the keepalive interval: 0 (none given) means a
-	// third of the hold time; else at most the hold time.
+	// KeepaliveTime is the keepalive interval, 1 s to the hold time; a
+	// third of the hold time (in whole seconds) when the file gives none.
 	KeepaliveTime time.Duration
 	// EBGPMultihop is the TTL of packets to an eBGP peer that is not
 	// directly connected, 0 (the default) for a connected peer.
@@ -61,11 +62,32 @@ type Session struct {
 // BFD is the settings of a BFD session with a peer (RFC 5880).
 type BFD struct {
 	// TransmitInterval is the desired minimum transmit interval and
-	// ReceiveInterval the required minimum receive interval; 1 ms or more.
+	// ReceiveInterval the required minimum receive interval: whole
+	// milliseconds, 10 ms to 60 s; 300 ms when the file gives none.
 	TransmitInterval, ReceiveInterval time.Duration
 	// Multiplier is the detection multiplier, 1 to 255; 0 only in the zero
 	// BFD (no BFD).
 	Multiplier uint8
+}
+
+// equal reports whether b and o are the same section; nil is equal only to
+// nil.
+func (b *BGP) equal(o *BGP) bool {
+	if b == nil || o == nil {
+		return b == o
+	}
+	return b.ASN == o.ASN && b.RouterID == o.RouterID && slices.EqualFunc(b.Peers, o.Peers, BGPPeer.equal)
+}
+
+func (p BGPPeer) equal(o BGPPeer) bool {
+	return p.Name == o.Name && p.Session == o.Session && p.PasswordFile == o.PasswordFile &&
+		selectorKey(p.NodeSelector) == selectorKey(o.NodeSelector)
+}
+
+func (a BGPAdvertisement) equal(o BGPAdvertisement) bool {
+	return slices.Equal(a.Communities, o.Communities) && slices.Equal(a.LargeCommunities, o.LargeCommunities) &&
+		a.LocalPreference == o.LocalPreference && a.AggregationLength == o.AggregationLength &&
+		a.AggregationLengthV6 == o.AggregationLengthV6 && slices.Equal(a.Peers, o.Peers)
 }
 
 // Enabled reports whether b asks for a BFD session.

@@ -44,7 +44,8 @@ type Pool struct {
 	// Announce says how the addresses reach the network; never "" (the
 	// default is AnnounceL2).
 	Announce Announce
-	// BGPAdvertisement is how they are advertised when Announce.BGP().
+	// BGPAdvertisement is how they are advertised when Announce.BGP(); else
+	// the default (aggregation lengths 32 and 128, nothing else).
 	BGPAdvertisement BGPAdvertisement
 }
 
@@ -68,7 +69,8 @@ func (c *Config) Equal(o *Config) bool {
 		return c == o
 	}
 	return c.Dataplane == o.Dataplane && c.LoadBalancerClass == o.LoadBalancerClass &&
-		slices.Equal(c.Warnings, o.Warnings) && slices.EqualFunc(c.Pools, o.Pools, Pool.equal)
+		slices.Equal(c.Warnings, o.Warnings) && slices.EqualFunc(c.Pools, o.Pools, Pool.equal) &&
+		c.BGP.equal(o.BGP)
 }
 
 func (p Pool) equal(o Pool) bool {
@@ -76,7 +78,8 @@ func (p Pool) equal(o Pool) bool {
 		p.Priority == o.Priority && slices.Equal(p.Addresses, o.Addresses) && slices.Equal(p.Exclude, o.Exclude) &&
 		slices.Equal(p.Namespaces, o.Namespaces) && slices.Equal(p.Interfaces, o.Interfaces) &&
 		serviceSelectorsEqual(p.ServiceSelector, o.ServiceSelector) &&
-		selectorKey(p.NodeSelector) == selectorKey(o.NodeSelector)
+		selectorKey(p.NodeSelector) == selectorKey(o.NodeSelector) &&
+		p.Announce == o.Announce && p.BGPAdvertisement.equal(o.BGPAdvertisement)
 }
 
 func serviceSelectorsEqual(a, b ipam.Selector) bool {

@@ -13,8 +13,13 @@
 //     their dots and case (app.kubernetes.io/name). A field the package does
 //     not know is not an error: it becomes a warning in Config.Warnings,
 //     naming its path, so that a newer file still loads in an older binary.
-//   - Absent fields take the documented defaults: autoAssign true, dataplane
-//     kube-proxy, selectors that match everything.
+//   - Absent fields take the documented defaults, stored resolved: autoAssign
+//     true, dataplane kube-proxy, announce l2, selectors that match
+//     everything; for BGP, port 179, holdTime 90s, keepaliveTime a third of
+//     holdTime, BFD (when given) 300ms × 3, aggregation lengths 32 and 128.
+//   - A pool announced over BGP needs the bgp: section, and the peers it
+//     names must be there; a bgpAdvertisement of a pool announced only by
+//     L2 is checked, then ignored with a warning.
 //   - A Watcher follows the file however it changes: written in place,
 //     replaced by rename, or through the ..data symlink swap with which the
 //     kubelet updates a mounted ConfigMap. It hands over only valid configs

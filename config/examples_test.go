@@ -1,9 +1,11 @@
 package config
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -23,6 +25,21 @@ func TestExamples(t *testing.T) {
 	def := pool("default", "198.18.0.200-198.18.0.239", "2001:db8:18::200/122")
 	def.AvoidBuggyIPs = true
 	multi.Pools = []Pool{payments, def}
+	public := pool("public", "203.0.113.0/26", "2001:db8:113::/120")
+	public.Announce = AnnounceBGP
+	public.BGPAdvertisement.Communities = []Community{64512<<16 | 100}
+	tor := func(name, addr, zone string, asn uint32) BGPPeer {
+		return BGPPeer{
+			Name: name,
+			Session: Session{Address: netip.MustParseAddr(addr), ASN: asn, Port: 179,
+				HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second,
+				BFD: BFD{TransmitInterval: 300 * time.Millisecond, ReceiveInterval: 300 * time.Millisecond, Multiplier: 3}},
+			PasswordFile: "/etc/onprem-lb/bgp/" + name,
+			NodeSelector: selector(t, "topology.kubernetes.io/zone="+zone),
+		}
+	}
+	bgp := &Config{Dataplane: DataplaneKubeProxy, Pools: []Pool{public, pool("lan", "198.18.0.200-198.18.0.239")},
+		BGP: &BGP{ASN: 64512, Peers: []BGPPeer{tor("tor-a", "198.18.10.1", "rack-a", 64601), tor("tor-b", "198.18.11.1", "rack-b", 64602)}}}
 
 	tests := []struct {
 		name string // the file in examples/
@@ -31,6 +48,7 @@ func TestExamples(t *testing.T) {
 		{name: "pools-basic.yaml", want: designConfig()},
 		{name: "pools-multi.yaml", want: multi},
 		{name: "pools-iptables.yaml", want: iptables},
+		{name: "pools-bgp.yaml", want: bgp},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,6 +20,12 @@ import (
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
 		designExample(f),
+		designBlock(f, "**BGP mode**"),
+		fullBGP,
+		bgpDoc([]string{"bfd: {}", "holdTime: 10s"}, "announce: both", "bgpAdvertisement: {communities: [no-export]}"),
+		bgpDoc(nil, "bgpAdvertisement: {largeCommunities: ['1:2:3'], peers: ['198.18.0.254']}"),
+		"bgp: {asn: 1, peers: [{address: '2001:db8::1', asn: 2, keepaliveTime: 1s, bfd: {transmitInterval: 1m}}]}\n" + onePool("announce: bgp"),
+		onePool("announce: bgp"),
 		onePool(),
 		onePool("autoAssign: false", "avoidBuggyIPs: true", "namespaces: [a, b]", "priority: 7", "interfaces: [eth0]",
 			"exclude: [198.18.0.0-198.18.0.3]",
@@ -54,6 +62,32 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// FuzzParseCommunity checks that ParseCommunity and ParseLargeCommunity never
+// panic, fail only with ErrInvalidCommunity, and that what they accept
+// survives String: parsed again, it is the same community.
+func FuzzParseCommunity(f *testing.F) {
+	for _, seed := range []string{"0:0", "65535:65535", "65000:100", "no-export", "graceful-shutdown",
+		"64512:1:2", "4294967295:0:4294967295", "007:08", "65536:0", "1::2", ":", "", "-1:0", "+1:2", "1_0:2", "1:2:3:4"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if c, err := ParseCommunity(s); err != nil {
+			if !errors.Is(err, ErrInvalidCommunity) {
+				t.Fatalf("ParseCommunity(%q) error %v does not wrap ErrInvalidCommunity", s, err)
+			}
+		} else if again, err := ParseCommunity(c.String()); err != nil || again != c {
+			t.Fatalf("ParseCommunity(%q) = %s, then ParseCommunity(%q) = %s, %v", s, c, c.String(), again, err)
+		}
+		if c, err := ParseLargeCommunity(s); err != nil {
+			if !errors.Is(err, ErrInvalidCommunity) {
+				t.Fatalf("ParseLargeCommunity(%q) error %v does not wrap ErrInvalidCommunity", s, err)
+			}
+		} else if again, err := ParseLargeCommunity(c.String()); err != nil || again != c {
+			t.Fatalf("ParseLargeCommunity(%q) = %s, then ParseLargeCommunity(%q) = %s, %v", s, c, c.String(), again, err)
+		}
+	})
+}
+
 // checkValid checks that cfg, which Parse accepted, is valid and survives a
 // round trip through YAML.
 func checkValid(t *testing.T, cfg *Config) {
@@ -71,6 +105,23 @@ func checkValid(t *testing.T, cfg *Config) {
 		if p.Priority < 0 || p.Priority > MaxPriority {
 			t.Fatalf("pools[%d].priority %d", i, p.Priority)
 		}
+		if p.Announce != AnnounceL2 && p.Announce != AnnounceBGP && p.Announce != AnnounceBoth {
+			t.Fatalf("pools[%d].announce %q", i, p.Announce)
+		}
+		if p.Announce.BGP() && cfg.BGP == nil {
+			t.Fatalf("pools[%d] announces over BGP without a bgp section", i)
+		}
+	}
+	if b := cfg.BGP; b != nil {
+		if len(b.Peers) == 0 || b.ASN == 0 || b.ASN == asTrans || b.ASN > maxASN {
+			t.Fatalf("bgp section %+v", b)
+		}
+		for i, p := range b.Peers {
+			if p.Name == "" || p.NodeSelector == nil || p.Port == 0 || p.HoldTime < minHoldTime ||
+				p.KeepaliveTime < time.Second || p.KeepaliveTime > p.HoldTime {
+				t.Fatalf("bgp.peers[%d] %+v", i, p)
+			}
+		}
 	}
 	if _, err := ipam.New(cfg.IPAMPools()); err != nil {
 		t.Fatalf("ipam.New rejects the pools of an accepted config: %v", err)
@@ -87,16 +138,18 @@ func checkValid(t *testing.T, cfg *Config) {
 	}
 }
 
+// stringsOf returns the String of each element of vs.
+func stringsOf[T fmt.Stringer](vs []T) []string {
+	var ss []string
+	for _, v := range vs {
+		ss = append(ss, v.String())
+	}
+	return ss
+}
+
 // render writes cfg as a pool file.
 func render(t *testing.T, cfg *Config) []byte {
 	t.Helper()
-	strs := func(rs []ipam.AddressRange) []string {
-		var ss []string
-		for _, r := range rs {
-			ss = append(ss, r.String())
-		}
-		return ss
-	}
 	sel := func(s labels.Selector) *metav1.LabelSelector {
 		ls, err := metav1.ParseToLabelSelector(s.String())
 		if err != nil {
@@ -107,16 +160,44 @@ func render(t *testing.T, cfg *Config) []byte {
 	var pools []map[string]any
 	for _, p := range cfg.Pools {
 		m := map[string]any{
-			"name": p.Name, "addresses": strs(p.Addresses), "exclude": strs(p.Exclude),
+			"name": p.Name, "addresses": stringsOf(p.Addresses), "exclude": stringsOf(p.Exclude),
 			"autoAssign": p.AutoAssign, "avoidBuggyIPs": p.AvoidBuggyIPs, "namespaces": p.Namespaces,
 			"priority": p.Priority, "interfaces": p.Interfaces, "nodeSelector": sel(p.NodeSelector),
 		}
 		if s, ok := p.ServiceSelector.(serviceSelector); ok {
 			m["serviceSelector"] = sel(s.sel)
 		}
+		m["announce"] = p.Announce
+		if a := p.BGPAdvertisement; p.Announce.BGP() {
+			m["bgpAdvertisement"] = map[string]any{
+				"communities": stringsOf(a.Communities), "largeCommunities": stringsOf(a.LargeCommunities),
+				"localPreference": a.LocalPreference, "aggregationLength": a.AggregationLength,
+				"aggregationLengthV6": a.AggregationLengthV6, "peers": a.Peers,
+			}
+		}
 		pools = append(pools, m)
 	}
-	doc, err := yaml.Marshal(map[string]any{"pools": pools, "dataplane": cfg.Dataplane, "loadBalancerClass": cfg.LoadBalancerClass})
+	file := map[string]any{"pools": pools, "dataplane": cfg.Dataplane, "loadBalancerClass": cfg.LoadBalancerClass}
+	if b := cfg.BGP; b != nil {
+		var peers []map[string]any
+		for _, p := range b.Peers {
+			m := map[string]any{
+				"name": p.Name, "address": p.Address.String(), "asn": p.ASN, "port": p.Port,
+				"holdTime": p.HoldTime.String(), "keepaliveTime": p.KeepaliveTime.String(),
+				"passwordFile": p.PasswordFile, "ebgpMultihop": p.EBGPMultihop, "nodeSelector": sel(p.NodeSelector),
+			}
+			if p.BFD.Enabled() {
+				m["bfd"] = map[string]any{"transmitInterval": p.BFD.TransmitInterval.String(),
+					"receiveInterval": p.BFD.ReceiveInterval.String(), "multiplier": p.BFD.Multiplier}
+			}
+			peers = append(peers, m)
+		}
+		file["bgp"] = map[string]any{"asn": b.ASN, "peers": peers}
+		if b.RouterID.IsValid() {
+			file["bgp"].(map[string]any)["routerID"] = b.RouterID.String()
+		}
+	}
+	doc, err := yaml.Marshal(file)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,12 +116,14 @@ func (d *decoder) document(data []byte) *Config {
 	if doc == nil { // an empty document
 		doc = map[string]any{}
 	}
-	m := d.object("", doc, "pools", "dataplane", "loadBalancerClass")
+	m := d.object("", doc, "pools", "dataplane", "loadBalancerClass", "bgp")
 	cfg := &Config{Dataplane: DataplaneKubeProxy}
 	cfg.Pools = d.pools("pools", m["pools"])
 	if d.err == nil {
 		d.validatePools(cfg.IPAMPools())
 	}
+	cfg.BGP = d.bgp("bgp", m["bgp"])
+	d.checkAnnounce("pools", cfg.Pools, cfg.BGP)
 	switch dp := Dataplane(d.str("dataplane", m["dataplane"])); dp {
 	case "":
 	case DataplaneKubeProxy, DataplaneIPTables:
@@ -153,7 +155,7 @@ func (d *decoder) pools(path string, v any) []Pool {
 
 func (d *decoder) pool(path string, v any) Pool {
 	m := d.object(path, v, "name", "addresses", "exclude", "autoAssign", "avoidBuggyIPs", "namespaces",
-		"serviceSelector", "priority", "interfaces", "nodeSelector")
+		"serviceSelector", "priority", "interfaces", "nodeSelector", "announce", "bgpAdvertisement")
 	p := Pool{Pool: ipam.Pool{
 		Name:          d.str(path+".name", m["name"]),
 		Addresses:     d.ranges(path+".addresses", m["addresses"]),
@@ -165,14 +167,7 @@ func (d *decoder) pool(path string, v any) Pool {
 	if sel := d.selector(path+".serviceSelector", m["serviceSelector"]); sel != nil && !sel.Empty() {
 		p.ServiceSelector = serviceSelector{sel}
 	}
-	switch prio := d.integer(path+".priority", m["priority"]); {
-	case prio < 0:
-		d.fail(path+".priority", nil, "%d is negative", prio)
-	case prio > MaxPriority:
-		d.fail(path+".priority", nil, "%d is more than the maximum, %d", prio, MaxPriority)
-	default:
-		p.Priority = int(prio)
-	}
+	p.Priority = int(d.intIn(path+".priority", m["priority"], 0, 0, MaxPriority))
 	p.Interfaces = d.strList(path+".interfaces", m["interfaces"])
 	for k, name := range p.Interfaces {
 		if why := checkInterfaceName(name); why != "" {
@@ -180,6 +175,7 @@ func (d *decoder) pool(path string, v any) Pool {
 		}
 	}
 	p.NodeSelector = d.selector(path+".nodeSelector", m["nodeSelector"])
+	d.poolBGP(path, m, &p)
 	return p
 }
 

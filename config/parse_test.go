@@ -107,20 +107,7 @@ func TestParse(t *testing.T) {
 		"pools[0].nodeSelector.selector: unknown field",
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := Parse("pools.yaml", []byte(tt.doc))
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
-			}
-			if diff := cmp.Diff(tt.want, got, configCmp); diff != "" {
-				t.Errorf("Parse (-want +got):\n%s", diff)
-			}
-			for i, p := range got.Pools {
-				if p.NodeSelector == nil {
-					t.Errorf("pools[%d].NodeSelector is nil", i)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkParse(t, tt.doc, tt.want) })
 	}
 }
 
@@ -237,31 +224,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "first problem", doc: "pools:\n- name: a\n  addresses: [x]\n- name: B\n  addresses: [y]\ndataplane: z\n", field: "pools[0].addresses[0]", reason: `"x"`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := Parse("pools.yaml", []byte(tt.doc))
-			if err == nil {
-				t.Fatalf("Parse = %+v, want an error", cfg)
-			}
-			if cfg != nil {
-				t.Errorf("Parse returned a config with the error %v", err)
-			}
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("Parse error %v (%T) is not an *Error", err, err)
-			}
-			if diff := cmp.Diff(tt.field, e.Field); diff != "" {
-				t.Errorf("Field (-want +got):\n%s\nerror: %v", diff, err)
-			}
-			if e.Source != "pools.yaml" {
-				t.Errorf("Source = %q, want pools.yaml", e.Source)
-			}
-			if !strings.Contains(e.Reason, tt.reason) {
-				t.Errorf("Reason = %q, want it to contain %q", e.Reason, tt.reason)
-			}
-			if tt.is != nil && !errors.Is(err, tt.is) {
-				t.Errorf("errors.Is(%v, %v) = false", err, tt.is)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkParseError(t, tt.doc, tt.field, tt.reason, tt.is) })
 	}
 }
 
@@ -423,18 +386,7 @@ dataplane: kube-proxy
 		t.Fatal(err)
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, err := Parse("b.yaml", []byte(tt.doc))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := a.Equal(b); got != tt.want {
-				t.Errorf("Equal = %v, want %v", got, tt.want)
-			}
-			if got := b.Equal(a); got != tt.want {
-				t.Errorf("Equal, swapped = %v, want %v", got, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkEqual(t, a, tt.doc, tt.want) })
 	}
 	t.Run("nil", func(t *testing.T) {
 		var none *Config

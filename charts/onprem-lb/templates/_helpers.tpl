@@ -12,7 +12,7 @@ then to the chart's appVersion.
 onprem-lb.poolFile: the IP-pool file, made of the values that are its keys.
 */}}
 {{- define "onprem-lb.poolFile" -}}
-{{- pick .Values "pools" "dataplane" "loadBalancerClass" | toYaml -}}
+{{- pick .Values "pools" "dataplane" "loadBalancerClass" "bgp" | toYaml -}}
 {{- end }}
 
 {{/*
