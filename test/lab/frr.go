@@ -50,8 +50,23 @@ var frrDaemons = []string{"zebra", "bfdd", "bgpd"}
 // StartFRR runs zebra, bfdd and bgpd in the network namespace ns with the configuration conf
 // for the life of the lab, and returns once each answers on its vty socket. name names the
 // instance's directory and logs; it must be unique in the lab.
-func (l *Lab) StartFRR(ctx context.Context, ns, name string, conf FRRConfig) (_ *FRR, err error) {
-	f := &FRR{Name: name, NS: ns, Dir: filepath.Join(l.opts.Dir, "frr", name)}
+func (l *Lab) StartFRR(ctx context.Context, ns, name string, conf FRRConfig) (*FRR, error) {
+	f, err := RunFRR(ctx, l.opts.Dir, l.logDir, ns, name, conf)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range f.processes() {
+		l.track(p, nil)
+	}
+	return f, nil
+}
+
+// RunFRR runs zebra, bfdd and bgpd in the network namespace ns with the configuration conf,
+// without a lab: their directory is <dir>/frr/<name> and their logs <logDir>/<name>-<daemon>.log.
+// It returns once each daemon answers on its vty socket. The caller ends them with Stop and
+// then calls RemoveFRRLeftovers(dir). dir must be traversable by the user frr.
+func RunFRR(ctx context.Context, dir, logDir, ns, name string, conf FRRConfig) (_ *FRR, err error) {
+	f := &FRR{Name: name, NS: ns, Dir: filepath.Join(dir, "frr", name)}
 	defer func() {
 		if err != nil {
 			f.Stop(0)
@@ -62,7 +77,7 @@ func (l *Lab) StartFRR(ctx context.Context, ns, name string, conf FRRConfig) (_ 
 		return nil, err
 	}
 	for _, d := range frrDaemons {
-		p, err := l.StartProcess(ns, name+"-"+d, nil, filepath.Join(frrBin, d), f.args(d)...)
+		p, err := startProcess(logDir, ns, name+"-"+d, nil, filepath.Join(frrBin, d), f.args(d)...)
 		if err != nil {
 			return nil, err
 		}
@@ -206,12 +221,12 @@ func parseBFDPeers(data []byte) ([]BFDPeer, error) {
 	return peers, nil
 }
 
-// removeFRRLeftovers removes the directories /var/tmp/frr/<daemon>.<pid> that FRR's daemons
+// RemoveFRRLeftovers removes the directories /var/tmp/frr/<daemon>.<pid> that FRR's daemons
 // make and remove only when they exit cleanly, for every daemon whose pid file is still in
 // the lab directory dir: those were killed (by Stop, or by the cleanup after a lab that
 // crashed: a daemon that drops privileges loses its parent-death signal, so it outlives the
 // lab process until then). cleanup has ended them all, though some may still be exiting.
-func removeFRRLeftovers(dir string) error {
+func RemoveFRRLeftovers(dir string) error {
 	pidFiles, err := filepath.Glob(filepath.Join(dir, "frr", "*", "*.pid"))
 	if err != nil {
 		return err

@@ -140,8 +140,9 @@ func (l *Lab) startRouter(ctx context.Context) error {
 	return err
 }
 
-// bfdProfile is the bfdd configuration of a profile named name.
-func bfdProfile(name string, interval time.Duration, multiplier int) string {
+// BFDProfile is the bfdd configuration of a profile named name: interval both ways, and
+// multiplier packets missed before the session is down.
+func BFDProfile(name string, interval time.Duration, multiplier int) string {
 	ms := interval.Milliseconds()
 	return fmt.Sprintf("bfd\n profile %s\n  detect-multiplier %d\n  receive-interval %d\n  transmit-interval %d\n",
 		name, multiplier, ms, ms)
@@ -176,7 +177,7 @@ func routerConfig(r *Router) FRRConfig {
 		" exit-address-family",
 	}
 	return FRRConfig{
-		BFDd: bfdProfile("nodes", o.BFDInterval, o.BFDMultiplier),
+		BFDd: BFDProfile("nodes", o.BFDInterval, o.BFDMultiplier),
 		BGPd: strings.Join(bgp, "\n") + "\n",
 	}
 }
@@ -185,11 +186,16 @@ func routerConfig(r *Router) FRRConfig {
 // sorted: one per path of an ECMP route, none when there is no such route. Paths the kernel
 // marks dead are left out.
 func (h *Host) NextHops(ctx context.Context, prefix netip.Prefix) ([]netip.Addr, error) {
+	return NextHops(ctx, h.NS, prefix)
+}
+
+// NextHops returns what Host.NextHops does, of the network namespace ns.
+func NextHops(ctx context.Context, ns string, prefix netip.Prefix) ([]netip.Addr, error) {
 	family := "-4"
 	if prefix.Addr().Is6() {
 		family = "-6"
 	}
-	out, err := run(ctx, "ip", "-n", h.NS, "-j", family, "route", "show", "exact", prefix.String())
+	out, err := run(ctx, "ip", "-n", ns, "-j", family, "route", "show", "exact", prefix.String())
 	if err != nil {
 		return nil, err
 	}

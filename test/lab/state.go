@@ -116,7 +116,7 @@ func cleanup(ctx context.Context, dir string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := removeFRRLeftovers(dir); err != nil {
+	if err := RemoveFRRLeftovers(dir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {

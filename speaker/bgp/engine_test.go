@@ -1,0 +1,377 @@
+package bgp
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	api "github.com/osrg/gobgp/v4/api"
+	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"google.golang.org/protobuf/testing/protocmp"
+	"k8s.io/klog/v2/ktesting"
+
+	"github.com/onprem-lb/onprem-lb/config"
+)
+
+var (
+	r4  = netip.MustParseAddr("198.18.250.1")
+	r4b = netip.MustParseAddr("198.18.250.3")
+	r6  = netip.MustParseAddr("2001:db8:fa::1")
+	p4  = netip.MustParsePrefix("198.18.251.1/32")
+	p4b = netip.MustParsePrefix("198.18.251.2/32")
+	p6  = netip.MustParsePrefix("2001:db8:fb::1/128")
+)
+
+// netipEqual compares netip values with ==.
+var netipEqual = cmp.Options{
+	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+}
+
+func peer(a netip.Addr, asn uint32) Peer {
+	return Peer{Session: config.Session{Address: a, ASN: asn}}
+}
+
+func TestDiffPeers(t *testing.T) {
+	bfd := peer(r4, 64513)
+	bfd.BFD = config.BFD{TransmitInterval: 300 * time.Millisecond, ReceiveInterval: 300 * time.Millisecond, Multiplier: 3}
+	pw := peer(r6, 64513)
+	pw.Password = "secret"
+	tests := []struct {
+		name                 string
+		have, want           []Peer
+		added, gone, changed []netip.Addr
+	}{
+		{name: "none"},
+		{name: "same", have: []Peer{peer(r4, 1), peer(r6, 1)}, want: []Peer{peer(r6, 1), peer(r4, 1)}},
+		{name: "added", have: []Peer{peer(r4, 1)}, want: []Peer{peer(r6, 1), peer(r4, 1), peer(r4b, 1)},
+			added: []netip.Addr{r4b, r6}},
+		{name: "gone", have: []Peer{peer(r4, 1), peer(r6, 1)}, want: []Peer{peer(r6, 1)}, gone: []netip.Addr{r4}},
+		{name: "ASN changed", have: []Peer{peer(r4, 1), peer(r6, 1)}, want: []Peer{peer(r4, 2), peer(r6, 1)},
+			changed: []netip.Addr{r4}},
+		{name: "BFD and password changed", have: []Peer{peer(r4, 64513), peer(r6, 64513)}, want: []Peer{bfd, pw},
+			changed: []netip.Addr{r4, r6}},
+		{name: "all at once", have: []Peer{peer(r4, 1), peer(r4b, 1)}, want: []Peer{peer(r4b, 2), peer(r6, 1)},
+			added: []netip.Addr{r6}, gone: []netip.Addr{r4}, changed: []netip.Addr{r4b}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			have, err := byAddress(tt.have)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := byAddress(tt.want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			added, gone, changed := diffPeers(have, want)
+			got := [][]netip.Addr{added, gone, changed}
+			if d := cmp.Diff([][]netip.Addr{tt.added, tt.gone, tt.changed}, got, netipEqual); d != "" {
+				t.Errorf("added, gone, changed (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestByAddressRejects(t *testing.T) {
+	for name, peers := range map[string][]Peer{
+		"duplicate": {peer(r4, 1), peer(r4, 2)},
+		"no ASN":    {peer(r4, 0)},
+		"invalid":   {peer(netip.Addr{}, 1)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := byAddress(peers); err == nil {
+				t.Error("no error")
+			}
+		})
+	}
+}
+
+func TestDiffRoutes(t *testing.T) {
+	comm := Route{Prefix: p4, Communities: []config.Community{65000<<16 | 1}}
+	tests := []struct {
+		name                 string
+		have, want           []Route
+		added, gone, changed []netip.Prefix
+	}{
+		{name: "none"},
+		{name: "same, peers in another order", have: []Route{{Prefix: p4, Peers: []netip.Addr{r4, r4b}}, {Prefix: p6}},
+			want: []Route{{Prefix: p6}, {Prefix: p4, Peers: []netip.Addr{r4b, r4, r4b}}}},
+		{name: "unmasked prefix is the same", have: []Route{{Prefix: netip.MustParsePrefix("198.18.251.0/24")}},
+			want: []Route{{Prefix: netip.MustParsePrefix("198.18.251.7/24")}}},
+		{name: "added and gone", have: []Route{{Prefix: p4}}, want: []Route{{Prefix: p6}, {Prefix: p4b}},
+			added: []netip.Prefix{p4b, p6}, gone: []netip.Prefix{p4}},
+		{name: "community added", have: []Route{{Prefix: p4}}, want: []Route{comm}, changed: []netip.Prefix{p4}},
+		{name: "large community", have: []Route{comm}, want: []Route{{Prefix: p4, Communities: comm.Communities,
+			LargeCommunities: []config.LargeCommunity{{Global: 1, Local1: 2, Local2: 3}}}}, changed: []netip.Prefix{p4}},
+		{name: "local preference", have: []Route{{Prefix: p4}}, want: []Route{{Prefix: p4, LocalPreference: 200}},
+			changed: []netip.Prefix{p4}},
+		{name: "peers", have: []Route{{Prefix: p4}}, want: []Route{{Prefix: p4, Peers: []netip.Addr{r4}}},
+			changed: []netip.Prefix{p4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			have, err := byPrefix(tt.have)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := byPrefix(tt.want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			added, gone, changed := diffRoutes(have, want)
+			got := [][]netip.Prefix{added, gone, changed}
+			if d := cmp.Diff([][]netip.Prefix{tt.added, tt.gone, tt.changed}, got, netipEqual); d != "" {
+				t.Errorf("added, gone, changed (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestExclusions(t *testing.T) {
+	peers, err := byAddress([]Peer{peer(r4, 1), peer(r4b, 1), peer(r6, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := byPrefix([]Route{
+		{Prefix: p4},                              // every peer
+		{Prefix: p4b, Peers: []netip.Addr{r4b}},   // r4b only
+		{Prefix: p6, Peers: []netip.Addr{r4, r6}}, // r6 (r4 is IPv4)
+		{Prefix: netip.MustParsePrefix("198.18.251.3/32"), Peers: []netip.Addr{r6}}, // nobody
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[netip.Addr][]netip.Prefix{
+		r4:  {p4b, netip.MustParsePrefix("198.18.251.3/32")},
+		r4b: {netip.MustParsePrefix("198.18.251.3/32")},
+	}
+	if d := cmp.Diff(want, exclusions(peers, routes), netipEqual); d != "" {
+		t.Errorf("exclusions (-want +got):\n%s", d)
+	}
+}
+
+func TestSymmetricDifference(t *testing.T) {
+	got := symmetricDifference([]netip.Prefix{p4, p4b}, []netip.Prefix{p4b, p6})
+	if d := cmp.Diff([]netip.Prefix{p4, p6}, got, netipEqual); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+}
+
+func TestAPIPeer(t *testing.T) {
+	c, err := Config{ASN: 64512, RouterID: netip.MustParseAddr("198.18.250.2")}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Peer{Session: config.Session{
+		Address: r6, ASN: 64513, Port: 1179, HoldTime: 9 * time.Second, EBGPMultihop: 2,
+		BFD: config.BFD{TransmitInterval: 300 * time.Millisecond, ReceiveInterval: 200 * time.Millisecond, Multiplier: 3},
+	}, Password: "pw"}
+	want := &api.Peer{
+		Conf: &api.PeerConf{NeighborAddress: "2001:db8:fa::1", PeerAsn: 64513, LocalAsn: 64512, AuthPassword: "pw"},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			HoldTime: 9, KeepaliveInterval: 3, ConnectRetry: 2, IdleHoldTimeAfterReset: 1,
+		}},
+		Transport:    &api.Transport{RemotePort: 1179},
+		EbgpMultihop: &api.EbgpMultihop{Enabled: true, MultihopTtl: 2},
+		Bfd: &api.BfdPeerConfig{Enabled: true, DesiredMinimumTxInterval: 300000, RequiredMinimumReceive: 200000,
+			DetectionMultiplier: 3},
+		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{
+			Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}, Enabled: true,
+		}}},
+	}
+	if d := cmp.Diff(want, apiPeer(p, c), protocmp.Transform()); d != "" {
+		t.Errorf("IPv6 peer with everything (-want +got):\n%s", d)
+	}
+	want = &api.Peer{
+		Conf: &api.PeerConf{NeighborAddress: "198.18.250.1", PeerAsn: 64513, LocalAsn: 64512},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			HoldTime: 90, KeepaliveInterval: 30, ConnectRetry: 2, IdleHoldTimeAfterReset: 1,
+		}},
+		Transport: &api.Transport{RemotePort: 179},
+		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{
+			Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true,
+		}}},
+	}
+	if d := cmp.Diff(want, apiPeer(peer(r4, 64513), c), protocmp.Transform()); d != "" {
+		t.Errorf("IPv4 peer with defaults (-want +got):\n%s", d)
+	}
+}
+
+func TestCommunities(t *testing.T) {
+	tests := []struct {
+		name  string
+		r     Route
+		gshut bool
+		want  []uint32
+	}{
+		{name: "none", want: []uint32{}},
+		{name: "kept in order", r: Route{Communities: []config.Community{65000<<16 | 2, 65000<<16 | 1}},
+			want: []uint32{65000<<16 | 2, 65000<<16 | 1}},
+		{name: "graceful shutdown added", r: Route{Communities: []config.Community{65000<<16 | 1}}, gshut: true,
+			want: []uint32{65000<<16 | 1, 0xffff0000}},
+		{name: "graceful shutdown not twice", r: Route{Communities: []config.Community{config.GracefulShutdown}},
+			gshut: true, want: []uint32{0xffff0000}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := cmp.Diff(tt.want, communities(tt.r, tt.gshut)); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestPath(t *testing.T) {
+	r := Route{Prefix: p6, Communities: []config.Community{65000<<16 | 1},
+		LargeCommunities: []config.LargeCommunity{{Global: 64512, Local1: 1, Local2: 2}}, LocalPreference: 150}
+	p, err := path(r, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Family != gobgp.RF_IPv6_UC || p.Nlri.String() != p6.String() {
+		t.Errorf("family %v, NLRI %v: want IPv6 unicast %v", p.Family, p.Nlri, p6)
+	}
+	var got []string
+	for _, a := range p.Attrs {
+		got = append(got, a.String())
+	}
+	want := []string{
+		"{Origin: i}", "{AsPath: }", "{MpReach(ipv6-unicast): {Nexthop: ::, NLRIs: [2001:db8:fb::1/128:0]}}",
+		"{Communities: 65000:1, planned-shut}", "{LargeCommunity: [ 64512:1:2]}", "{LocalPref: 150}",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("attributes (-want +got):\n%s", d)
+	}
+	p, err = path(Route{Prefix: p4}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, a := range p.Attrs {
+		got = append(got, a.String())
+	}
+	if d := cmp.Diff([]string{"{Origin: i}", "{AsPath: }", "{Nexthop: 0.0.0.0}"}, got); d != "" {
+		t.Errorf("IPv4 attributes (-want +got):\n%s", d)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	c, err := Config{ASN: 1, RouterID: r4}.withDefaults() // StableAfter 3 s, RecoverAfter 10 s
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	up := func(since float64, bfd string) PeerStatus {
+		return PeerStatus{Established: true, EstablishedAt: at(since), BFD: bfd}
+	}
+	down := func(bfd string) PeerStatus { return PeerStatus{BFD: bfd} }
+	type step struct {
+		at      float64
+		s       PeerStatus
+		recover bool
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{name: "comes up in time", steps: []step{{1, down(""), false}, {5, up(4, ""), false}, {9.9, up(4, ""), false}, {30, up(4, ""), false}}},
+		{name: "never comes up, with backoff", steps: []step{
+			{5, down(""), false}, {10, down(""), true}, {29, down(""), false}, {30, down(""), true},
+			{69, down(""), false}, {70, down(""), true}, {149, down(""), false}, {150, down(""), true}, {230, down(""), true},
+		}},
+		{name: "flaps: up but never stably", steps: []step{
+			// BFD first seen up at 1 s starts the clock.
+			{1, up(1, "up"), false}, {3, down("up"), false}, {5, up(5, "up"), false}, {7, down("up"), false},
+			{10, up(10, "up"), false}, {11, up(10, "up"), true},
+		}},
+		{name: "BFD up again restarts the clock", steps: []step{
+			{20, up(10, "up"), false}, {21, down("down"), false}, {29, down("down"), false},
+			{30, down("up"), false}, {39.9, down("up"), false}, {40, down("up"), true},
+		}},
+		{name: "stably up resets the backoff", steps: []step{
+			{10, down(""), true}, {20, up(15, ""), false}, {21, down(""), false}, {31, down(""), true},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &health{down: t0}
+			for _, s := range tt.steps {
+				if got := h.observe(at(s.at), s.s, c); got != s.recover {
+					t.Errorf("at %v s: recover %v, want %v", s.at, got, s.recover)
+				}
+			}
+		})
+	}
+}
+
+// TestEngineWithoutSessions runs GoBGP with peers that never answer (nothing listens on
+// their port) and routes restricted to some of them: configuring it all, changing it and
+// stopping must work without a session.
+func TestEngineWithoutSessions(t *testing.T) {
+	logger, ctx := ktesting.NewTestContext(t)
+	e, err := New(Config{ASN: 64512, RouterID: netip.MustParseAddr("198.18.250.2"), Logger: logger, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Set before Run: recorded, configured when Run starts.
+	closed := Peer{Session: config.Session{Address: netip.MustParseAddr("127.0.0.1"), ASN: 64513, Port: 1}}
+	if err := e.SetPeers(ctx, []Peer{closed}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetRoutes(ctx, []Route{{Prefix: p4, Peers: []netip.Addr{r4}}, {Prefix: p6}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	closed6 := Peer{Session: config.Session{Address: netip.MustParseAddr("::1"), ASN: 64513, Port: 1}}
+	steps := []struct {
+		name   string
+		peers  []Peer
+		routes []Route
+	}{
+		{name: "peer added, route restricted to it", peers: []Peer{closed, closed6},
+			routes: []Route{{Prefix: p4, Peers: []netip.Addr{closed.Address}}, {Prefix: p6, Peers: []netip.Addr{closed6.Address}}}},
+		{name: "restriction changed", peers: []Peer{closed, closed6},
+			routes: []Route{{Prefix: p4, Peers: []netip.Addr{r4}}, {Prefix: p4b}, {Prefix: p6}}},
+		{name: "peer gone", peers: []Peer{closed6}, routes: []Route{{Prefix: p4b}}},
+	}
+	for _, s := range steps {
+		if err := e.SetPeers(ctx, s.peers); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if err := e.SetRoutes(ctx, s.routes); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+	}
+	if err := e.GracefulShutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ps := e.Peers()
+		if len(ps) == 1 && ps[0].Address == closed6.Address && ps[0].State != "unknown" {
+			if ps[0].Established {
+				t.Errorf("session with a closed port established: %+v", ps[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peers %+v: want %v's state", ps, closed6.Address)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := e.WithdrawAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
