@@ -1,0 +1,124 @@
+package speaker
+
+import (
+	"maps"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/bgp"
+)
+
+// routes returns the BGP routes node advertises after a sync that assigned assignments: for
+// each VIP of a pool announced over BGP that node can serve (it is among the Assignment's
+// Nodes), the VIP's prefix at the pool's aggregation length, with the pool's communities,
+// large communities and local preference, for the pool's peers (every peer when it names
+// none). VIPs aggregated into one prefix make one route, advertised while node can serve any
+// of them; if they come from several pools, the pool first in the file gives the route's
+// attributes. The routes are sorted by prefix. It does not modify its inputs.
+func routes(node string, cfg *config.Config, assignments map[netip.Addr]*Assignment) []bgp.Route {
+	if cfg.BGP == nil {
+		return nil
+	}
+	peerAddr := make(map[string]netip.Addr, len(cfg.BGP.Peers))
+	for _, p := range cfg.BGP.Peers {
+		peerAddr[p.Name] = p.Address
+	}
+	type candidate struct {
+		route bgp.Route
+		pool  int // the pool's index in the file
+	}
+	byPrefix := map[netip.Prefix]candidate{}
+	for ip, a := range assignments {
+		if !a.Announce.BGP() {
+			continue
+		}
+		if _, ok := slices.BinarySearch(a.Nodes, node); !ok {
+			continue
+		}
+		i := slices.IndexFunc(cfg.Pools, func(p config.Pool) bool { return p.Name == a.Pool })
+		if i < 0 {
+			continue
+		}
+		adv := cfg.Pools[i].BGPAdvertisement
+		bits := adv.AggregationLength
+		if ip.Is6() {
+			bits = adv.AggregationLengthV6
+		}
+		prefix, err := ip.Prefix(bits)
+		if err != nil {
+			prefix = netip.PrefixFrom(ip, ip.BitLen())
+		}
+		if c, ok := byPrefix[prefix]; ok && c.pool <= i {
+			continue
+		}
+		r := bgp.Route{Prefix: prefix, Communities: adv.Communities, LargeCommunities: adv.LargeCommunities, LocalPreference: adv.LocalPreference}
+		for _, name := range adv.Peers {
+			if addr, ok := peerAddr[name]; ok {
+				r.Peers = append(r.Peers, addr)
+			}
+		}
+		byPrefix[prefix] = candidate{r, i}
+	}
+	out := make([]bgp.Route, 0, len(byPrefix))
+	for _, p := range slices.SortedFunc(maps.Keys(byPrefix), netip.Prefix.Compare) {
+		out = append(out, byPrefix[p].route)
+	}
+	return out
+}
+
+// holdDown is how long a node waits before it advertises again a prefix it withdrew, so
+// that an endpoint that flaps does not make every router recompute its ECMP set each time.
+const holdDown = 2 * time.Second
+
+// damper delays the advertisement of prefixes withdrawn less than holdDown ago. The zero
+// damper has advertised nothing.
+type damper struct {
+	// advertised are the prefixes of the last routes let through.
+	advertised map[netip.Prefix]bool
+	// withdrawn says when each prefix was last withdrawn, for those withdrawn within
+	// holdDown.
+	withdrawn map[netip.Prefix]time.Time
+}
+
+// filter returns the routes of want that may be advertised at now: all but those whose
+// prefix was withdrawn less than holdDown before now; and, if it held some back, how long
+// until the first of them may go (0 if none). Routes advertised before pass at once, their
+// attributes as they are now. It records want's prefixes as advertised and the others as
+// withdrawn.
+func (d *damper) filter(now time.Time, want []bgp.Route) ([]bgp.Route, time.Duration) {
+	if d.advertised == nil {
+		d.advertised, d.withdrawn = map[netip.Prefix]bool{}, map[netip.Prefix]time.Time{}
+	}
+	wanted := make(map[netip.Prefix]bool, len(want))
+	for _, r := range want {
+		wanted[r.Prefix] = true
+	}
+	for p := range d.advertised {
+		if !wanted[p] {
+			delete(d.advertised, p)
+			d.withdrawn[p] = now
+		}
+	}
+	var out []bgp.Route
+	var wait time.Duration
+	for _, r := range want {
+		if !d.advertised[r.Prefix] {
+			if at, ok := d.withdrawn[r.Prefix]; ok && now.Sub(at) < holdDown {
+				if left := holdDown - now.Sub(at); wait == 0 || left < wait {
+					wait = left
+				}
+				continue
+			}
+			d.advertised[r.Prefix] = true
+		}
+		out = append(out, r)
+	}
+	for p, at := range d.withdrawn {
+		if now.Sub(at) >= holdDown {
+			delete(d.withdrawn, p)
+		}
+	}
+	return out, wait
+}
