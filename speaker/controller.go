@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/bgp"
 	"github.com/onprem-lb/onprem-lb/speaker/dataplane"
 	"github.com/onprem-lb/onprem-lb/speaker/health"
 	"github.com/onprem-lb/onprem-lb/speaker/l2"
@@ -53,6 +54,11 @@ type announcer interface {
 type forwarder interface {
 	SetHandovers(h dataplane.Handovers)
 	Sync(services []dataplane.Service) error
+}
+
+// bgpSyncer is what the controller needs of bgpSpeaker.
+type bgpSyncer interface {
+	sync(ctx context.Context, cfg *config.Config, self *corev1.Node, routes []bgp.Route) error
 }
 
 // hcnpServer is what the controller needs of health.HCNPServer.
@@ -86,6 +92,7 @@ type controller struct {
 	prober   prober
 	forward  forwarder
 	hcnp     hcnpServer
+	bgp      bgpSyncer
 	recorder record.EventRecorder
 	metrics  *Metrics
 
@@ -116,6 +123,9 @@ type controller struct {
 
 	// forwardingHealthy is false while the last iptables sync failed.
 	forwardingHealthy atomic.Bool
+
+	// damper holds back the routes withdrawn a moment ago; only sync uses it.
+	damper damper
 }
 
 // announceState is what the announcer last reported for a VIP.
@@ -470,6 +480,7 @@ func (c *controller) apply(in Inputs, svcs []*corev1.Service, st syncStep) {
 		c.announce.Sync(st.desired)
 		c.syncForwarding(in.Config, svcs)
 	}
+	c.syncBGP(in, st.assignments)
 
 	c.metrics.members.Set(float64(len(in.Members)))
 	c.metrics.owned.Set(float64(len(st.desired)))
@@ -509,6 +520,29 @@ func (c *controller) syncForwarding(cfg *config.Config, svcs []*corev1.Service) 
 		return
 	}
 	c.forwardingHealthy.Store(true)
+}
+
+// bgpRetry is how long after a failed BGP sync (a password file unreadable, ...) the
+// controller tries again.
+const bgpRetry = 5 * time.Second
+
+// syncBGP gives the BGP engine the pool file, this node and the routes it advertises now
+// (those withdrawn a moment ago held back by the damper). A failure is retried.
+func (c *controller) syncBGP(in Inputs, assignments map[netip.Addr]*Assignment) {
+	self := in.Nodes[c.node]
+	if c.bgp == nil || self == nil {
+		return
+	}
+	want, wait := c.damper.filter(time.Now(), routes(c.node, in.Config, assignments))
+	if wait > 0 {
+		time.AfterFunc(wait, c.kick)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.bgp.sync(ctx, in.Config, self, want); err != nil {
+		klog.ErrorS(err, "BGP not fully configured; retrying", "after", bgpRetry)
+		time.AfterFunc(bgpRetry, c.kick)
+	}
 }
 
 // handoversOf returns what the dataplane needs of the handovers: each VIP with its previous
