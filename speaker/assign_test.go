@@ -68,6 +68,12 @@ pools:
     interfaces: [eth1]
     nodeSelector:
       matchLabels: {rack: a}
+  - name: routed
+    addresses: [198.18.2.0/24]
+    announce: bgp
+bgp:
+  asn: 64512
+  peers: [{address: 198.18.0.254, asn: 64513}]
 `
 
 func node(name string, labels map[string]string) *corev1.Node {
@@ -232,6 +238,12 @@ func TestAssign(t *testing.T) {
 		nodes: three, members: all,
 		want: map[netip.Addr]*Assignment{ip: {IP: ip, Owner: Owner(ip, []string{"node-1", "node-3"}), Pool: "lan", Services: []types.NamespacedName{dns, web}, Nodes: []string{"node-1", "node-3"}}},
 	}, {
+		name:     "BGP pool: the owner among every node that can serve, which all advertise",
+		services: []*corev1.Service{svcWith("web", false, "198.18.2.9")},
+		nodes:    three, members: all,
+		want: map[netip.Addr]*Assignment{netip.MustParseAddr("198.18.2.9"): {IP: netip.MustParseAddr("198.18.2.9"),
+			Owner: Owner(netip.MustParseAddr("198.18.2.9"), all), Pool: "routed", Services: []types.NamespacedName{web}, Nodes: all, Announce: config.AnnounceBGP}},
+	}, {
 		name: "VIPs outside the pools, bad IPs, other classes and other types are never assigned",
 		services: []*corev1.Service{
 			svcWith("web", false, "198.18.5.5", "not-an-ip"),
@@ -265,6 +277,11 @@ func TestAssign(t *testing.T) {
 				Members:      tt.members,
 				ProxyHealthy: func(node string) bool { return !tt.unhealthy[node] },
 				LocalHealthy: func(svc types.NamespacedName, node string) bool { return !tt.unhealthy[svc.String()+"/"+node] },
+			}
+			for _, a := range tt.want {
+				if a.Announce == "" {
+					a.Announce = config.AnnounceL2 // the pools' default
+				}
 			}
 			got, skipped := Assign(in)
 			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {

@@ -26,6 +26,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/bgp"
 	"github.com/onprem-lb/onprem-lb/speaker/dataplane"
 	"github.com/onprem-lb/onprem-lb/speaker/health"
 	"github.com/onprem-lb/onprem-lb/speaker/l2"
@@ -58,6 +59,9 @@ type Config struct {
 	// HandoverDelay is how long a stopping speaker keeps answering after it left membership,
 	// so that the new owners announce first; 0 means DefaultHandoverDelay.
 	HandoverDelay time.Duration
+	// BGPDrainDelay is how long a stopping speaker advertises its BGP routes with
+	// GRACEFUL_SHUTDOWN before it withdraws them; 0 means DefaultBGPDrainDelay.
+	BGPDrainDelay time.Duration
 	// Timing are membership's timers; zero fields take membership.DefaultTiming's.
 	Timing membership.Timing
 }
@@ -89,6 +93,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.HandoverDelay <= 0 {
 		cfg.HandoverDelay = DefaultHandoverDelay
 	}
+	if cfg.BGPDrainDelay <= 0 {
+		cfg.BGPDrainDelay = DefaultBGPDrainDelay
+	}
 	restConfig, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
 	if err != nil {
 		return fmt.Errorf("speaker: kubeconfig: %w", err)
@@ -105,7 +112,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 	registry := metrics.NewKubeRegistry()
 	speakerMetrics, l2Metrics, configMetrics := NewMetrics(), l2.NewMetrics(), config.NewMetrics()
-	healthMetrics, dataplaneMetrics := health.NewMetrics(), dataplane.NewMetrics()
+	healthMetrics, dataplaneMetrics, bgpMetrics := health.NewMetrics(), dataplane.NewMetrics(), bgp.NewMetrics()
+	bgpMetrics.Register(registry.MustRegister)
 	speakerMetrics.Register(registry.MustRegister)
 	l2Metrics.Register(registry.MustRegister)
 	configMetrics.Register(registry.MustRegister)
@@ -154,10 +162,11 @@ func Run(ctx context.Context, cfg Config) error {
 	dp := dataplane.New(dataplane.Options{Metrics: dataplaneMetrics})
 	hcnp := health.NewHCNPServer(health.ServerOptions{ProxyHealthy: ctrl.forwardingHealthy.Load})
 	defer hcnp.Close()
-	ctrl.members, ctrl.announce, ctrl.prober, ctrl.forward, ctrl.hcnp = members, ann, prober, dp, hcnp
+	bgpSpeaker := newBGPSpeaker(cfg.NodeName, bgpMetrics)
+	ctrl.members, ctrl.announce, ctrl.prober, ctrl.forward, ctrl.hcnp, ctrl.bgp = members, ann, prober, dp, hcnp, bgpSpeaker
 
 	return runParts(ctx, cfg, parts{
-		members: members, announcer: ann, prober: prober, dataplane: dp, ctrl: ctrl, registry: registry,
+		members: members, announcer: ann, prober: prober, dataplane: dp, bgp: bgpSpeaker, ctrl: ctrl, registry: registry,
 		watcher: config.NewWatcher(cfg.PoolFile, config.WithCurrent(pools), config.WithMetrics(configMetrics),
 			config.OnChange(func(c *config.Config) {
 				logWarnings(cfg.PoolFile, c)
@@ -174,6 +183,7 @@ type parts struct {
 	announcer *l2.Announcer
 	prober    *health.Prober
 	dataplane *dataplane.Dataplane
+	bgp       *bgpSpeaker
 	ctrl      *controller
 	watcher   *config.Watcher
 	registry  metrics.KubeRegistry
@@ -206,6 +216,9 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	wg.Go(func() { p.prober.Run(ctrlCtx) })
 	wg.Go(func() { fail("dataplane", p.dataplane.Run(ctrlCtx)) })
 	wg.Go(func() { p.watcher.Run(ctrlCtx) })
+	// With BGP, a stop drains the routes (GRACEFUL_SHUTDOWN, the drain delay, withdraw)
+	// while the L2 handover runs.
+	wg.Go(func() { p.bgp.run(ctrlCtx, cfg.BGPDrainDelay) })
 	if srv != nil {
 		wg.Go(func() { fail("metrics server", ignoreClosed(srv.serve())) })
 	}

@@ -41,6 +41,7 @@ func run(args []string) error {
 	fs.String("metrics-bind-address", speaker.DefaultMetricsAddr, "address for /metrics, /healthz and /announcements, served without authentication: keep it on loopback unless every host that can reach it may read them (e.g. :7472 for all addresses); empty: none")
 	fs.Bool("profiling", false, "also serve Go's /debug/pprof/ on --metrics-bind-address (as unauthenticated as the rest)")
 	fs.Duration("handover-delay", speaker.DefaultHandoverDelay, "how long a stopping speaker keeps answering after it left, while the new owners announce")
+	fs.Duration("bgp-drain-delay", speaker.DefaultBGPDrainDelay, "with BGP: how long a stopping speaker advertises its routes with GRACEFUL_SHUTDOWN (65535:0) before it withdraws them, while the routers move the traffic to the other nodes")
 	fs.Bool("cleanup", false, "remove every iptables chain and rule the speaker made (the forwarding of dataplane: iptables, the guard of dataplane: kube-proxy; IPv4 and IPv6, nf_tables and legacy), then exit; run it on a node whose speaker is stopped")
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
@@ -65,6 +66,7 @@ func run(args []string) error {
 		MetricsAddr:    v.GetString("metrics-bind-address"),
 		Profiling:      v.GetBool("profiling"),
 		HandoverDelay:  v.GetDuration("handover-delay"),
+		BGPDrainDelay:  v.GetDuration("bgp-drain-delay"),
 	}
 	if s := v.GetString("bind-address"); s != "" {
 		addr, err := netip.ParseAddr(s)

@@ -1,0 +1,93 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/onprem-lb/onprem-lb/config"
+	"github.com/onprem-lb/onprem-lb/speaker/bgp"
+)
+
+func TestBGPSpeakerSync(t *testing.T) {
+	const peers = `
+  peers:
+  - {name: tor-a, address: 198.18.0.254, asn: 64513, passwordFile: /secret/tor-a}
+  - {name: tor-b, address: 198.18.0.253, asn: 64513, nodeSelector: {matchLabels: {rack: b}}}
+  - {name: tor-c, address: 198.18.0.252, asn: 64513, passwordFile: /secret/missing}
+pools: [{name: routed, addresses: [198.18.2.0/24], announce: bgp}]
+`
+	parse := func(doc string) *config.Config {
+		t.Helper()
+		cfg, err := config.Parse("pools.yaml", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	self := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1", Labels: map[string]string{"rack": "a"}},
+		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.18.0.11"}}}}
+	s := newBGPSpeaker("node-1", nil)
+	s.readFile = func(name string) ([]byte, error) {
+		if name == "/secret/tor-a" {
+			return []byte("s3cret\n"), nil
+		}
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	ctx := context.Background()
+	addrs := func() []netip.Addr {
+		var out []netip.Addr
+		for _, p := range s.engine.Peers() {
+			out = append(out, p.Address)
+		}
+		return out
+	}
+	route := []bgp.Route{{Prefix: netip.MustParsePrefix("198.18.2.1/32")}}
+
+	if err := s.sync(ctx, parse("pools: [{name: lan, addresses: [198.18.0.0/24]}]"), self, nil); err != nil || s.engine != nil {
+		t.Fatalf("without a bgp section: engine %v, err %v; want none, nil", s.engine, err)
+	}
+
+	err := s.sync(ctx, parse("bgp:\n  asn: 64512\n"+peers), self, route)
+	if err == nil || !strings.Contains(err.Error(), "tor-c") || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("sync with an unreadable password file: err %v, want one naming tor-c", err)
+	}
+	if s.engine == nil || s.global != (bgpGlobal{64512, netip.MustParseAddr("198.18.0.11")}) {
+		t.Fatalf("engine %v with %+v, want one with ASN 64512 and the node's IPv4 as router ID", s.engine, s.global)
+	}
+	// tor-b is for rack b, tor-c has no password: only tor-a.
+	if diff := cmp.Diff([]netip.Addr{netip.MustParseAddr("198.18.0.254")}, addrs(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("peers (-want +got):\n%s", diff)
+	}
+
+	first := s.engine
+	self.Labels["rack"] = "b"
+	if err := s.sync(ctx, parse("bgp:\n  asn: 64512\n"+strings.Replace(peers, "/secret/missing", "/secret/tor-a", 1)), self, route); err != nil {
+		t.Fatal(err)
+	}
+	if s.engine != first {
+		t.Error("peers changed: the engine was replaced, want the same engine (only those sessions change)")
+	}
+	if got := len(addrs()); got != 3 {
+		t.Errorf("after the node moved to rack b and tor-c's password appeared: %d peers, want 3", got)
+	}
+
+	if err := s.sync(ctx, parse("bgp:\n  asn: 64520\n"+peers), self, route); err == nil || s.engine == first {
+		t.Errorf("ASN changed: same engine %v (err %v), want a new one", s.engine == first, err)
+	}
+
+	self.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "2001:db8:18::11"}}
+	if err := s.sync(ctx, parse("bgp:\n  asn: 64520\n"+peers), self, route); err == nil || !strings.Contains(err.Error(), "routerID") || s.engine != nil {
+		t.Errorf("an IPv6-only node without bgp.routerID: engine %v, err %v; want none and an error saying to set bgp.routerID", s.engine, err)
+	}
+	if err := s.sync(ctx, parse("bgp:\n  asn: 64520\n  routerID: 198.18.0.99\n"+peers), self, route); s.engine == nil || s.global.routerID != netip.MustParseAddr("198.18.0.99") {
+		t.Errorf("with bgp.routerID: engine %v with %+v (err %v), want the file's router ID", s.engine, s.global, err)
+	}
+}
