@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/onprem-lb/onprem-lb/ipam"
 )
 
 // Limits of the bgp: section.
@@ -278,8 +280,36 @@ func (d *decoder) checkAnnounce(path string, pools []Pool, b *BGP) {
 		}
 		if !p.Announce.BGP() {
 			p.BGPAdvertisement = BGPAdvertisement{AggregationLength: defaultAggregationLength, AggregationLengthV6: defaultAggregationLengthV6}
+			continue
+		}
+		for k, r := range p.Addresses {
+			field, bits := "aggregationLength", p.BGPAdvertisement.AggregationLength
+			if r.First.Is6() {
+				field, bits = "aggregationLengthV6", p.BGPAdvertisement.AggregationLengthV6
+			}
+			if d.err == nil && !aggregates(r, bits) {
+				min := bits
+				for min < r.First.BitLen() && !aggregates(r, min) {
+					min++
+				}
+				d.fail(fmt.Sprintf("%s.bgpAdvertisement.%s", ppath, field), nil,
+					"%d would advertise addresses outside the pool: addresses[%d] (%s) is not made of whole /%d prefixes; use %d or more",
+					bits, k, r, bits, min)
+			}
 		}
 	}
+}
+
+// aggregates reports whether the range r is made of whole prefixes of length bits, so that
+// advertising the prefix of length bits of each of its addresses advertises no other
+// address.
+func aggregates(r ipam.AddressRange, bits int) bool {
+	aligned := func(a netip.Addr) bool {
+		p, err := a.Prefix(bits)
+		return err == nil && p.Addr() == a
+	}
+	next := r.Last.Next()
+	return aligned(r.First) && (!next.IsValid() || aligned(next))
 }
 
 // durationLimits are what a duration field accepts: a whole number of unit
