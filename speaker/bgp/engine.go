@@ -385,8 +385,9 @@ func (e *Engine) poll(ctx context.Context, srv *server.BgpServer) error {
 			e.cfg.Logger.Info("BGP session state", "peer", s.Address, "state", s.State, "previous", old.State,
 				"bfd", s.BFD, "previousBFD", old.BFD, "prefixesSent", s.PrefixesSent)
 		}
-		if h.observe(now, s, e.cfg) {
-			if err := e.recover(ctx, srv, s.Address, now.Sub(h.down)); err != nil {
+		episode := now.Sub(h.down)
+		if ok, why := h.observe(now, s, e.cfg); ok {
+			if err := e.recover(ctx, srv, s, why, episode); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -394,11 +395,12 @@ func (e *Engine) poll(ctx context.Context, srv *server.BgpServer) error {
 	return errors.Join(errs...)
 }
 
-// recover deletes and re-adds the peer at a, whose session has been down for down.
-func (e *Engine) recover(ctx context.Context, srv *server.BgpServer, a netip.Addr, down time.Duration) error {
-	h := e.health[a]
-	e.cfg.Logger.Info("BGP session stays down: deleting and re-adding the peer", "peer", a,
-		"down", down.Round(time.Millisecond), "recoveries", h.recoveries)
+// recover deletes and re-adds the peer of session s, which has not been stably up for
+// down, for the reason why.
+func (e *Engine) recover(ctx context.Context, srv *server.BgpServer, s PeerStatus, why string, down time.Duration) error {
+	a := s.Address
+	e.cfg.Logger.Info("BGP session stays down: deleting and re-adding the peer", "peer", a, "reason", why,
+		"state", s.State, "bfd", s.BFD, "down", down.Round(time.Millisecond), "recoveries", e.health[a].recoveries)
 	if err := srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
 		return fmt.Errorf("bgp: recover peer %v: %w", a, err)
 	}

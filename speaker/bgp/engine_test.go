@@ -268,7 +268,8 @@ func TestHealth(t *testing.T) {
 	up := func(since float64, bfd string) PeerStatus {
 		return PeerStatus{Established: true, EstablishedAt: at(since), BFD: bfd}
 	}
-	down := func(bfd string) PeerStatus { return PeerStatus{BFD: bfd} }
+	down := func(bfd string) PeerStatus { return PeerStatus{State: "active", BFD: bfd} }
+	idle := func(bfd string) PeerStatus { return PeerStatus{State: "idle", BFD: bfd} }
 	type step struct {
 		at      float64
 		s       PeerStatus
@@ -292,6 +293,17 @@ func TestHealth(t *testing.T) {
 			{20, up(10, "up"), false}, {21, down("down"), false}, {29, down("down"), false},
 			{30, down("up"), false}, {39.9, down("up"), false}, {40, down("up"), true},
 		}},
+		{name: "idle while BFD is up: recovered quickly, once", steps: []step{
+			{0.5, idle("up"), false}, {2.4, idle("up"), false}, {2.5, idle("up"), true}, {3.5, down("up"), false},
+			{4, idle("up"), false}, {12.4, idle("up"), false}, {12.5, idle("up"), true},
+		}},
+		{name: "idle while BFD is down: no quick recovery", steps: []step{
+			{0.5, idle("down"), false}, {5, idle("down"), false}, {10, idle("down"), true},
+		}},
+		{name: "idle without BFD: quick recovery", steps: []step{{1, idle(""), false}, {3, idle(""), true}}},
+		{name: "quick recovery again after stably up", steps: []step{
+			{1, idle(""), false}, {3, idle(""), true}, {10, up(5, ""), false}, {11, idle(""), false}, {13, idle(""), true},
+		}},
 		{name: "stably up resets the backoff", steps: []step{
 			{10, down(""), true}, {20, up(15, ""), false}, {21, down(""), false}, {31, down(""), true},
 		}},
@@ -300,7 +312,7 @@ func TestHealth(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := &health{down: t0}
 			for _, s := range tt.steps {
-				if got := h.observe(at(s.at), s.s, c); got != s.recover {
+				if got, _ := h.observe(at(s.at), s.s, c); got != s.recover {
 					t.Errorf("at %v s: recover %v, want %v", s.at, got, s.recover)
 				}
 			}

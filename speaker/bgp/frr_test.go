@@ -77,7 +77,11 @@ func TestFRR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	if os.Getenv("OBT_BGP_KEEP") != "" {
+		t.Logf("keeping %s (OBT_BGP_KEEP)", dir)
+	} else {
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
 	if err := os.Chmod(dir, 0o711); err != nil { // the daemons, user frr, must reach their directory
 		t.Fatal(err)
 	}
