@@ -182,7 +182,7 @@ func TestAPIPeer(t *testing.T) {
 			Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}, Enabled: true,
 		}}},
 	}
-	if d := cmp.Diff(want, apiPeer(p, c), protocmp.Transform()); d != "" {
+	if d := cmp.Diff(want, apiPeer(p, c, true), protocmp.Transform()); d != "" {
 		t.Errorf("IPv6 peer with everything (-want +got):\n%s", d)
 	}
 	want = &api.Peer{
@@ -195,8 +195,11 @@ func TestAPIPeer(t *testing.T) {
 			Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true,
 		}}},
 	}
-	if d := cmp.Diff(want, apiPeer(peer(r4, 64513), c), protocmp.Transform()); d != "" {
+	if d := cmp.Diff(want, apiPeer(peer(r4, 64513), c, true), protocmp.Transform()); d != "" {
 		t.Errorf("IPv4 peer with defaults (-want +got):\n%s", d)
+	}
+	if got := apiPeer(p, c, false); got.Bfd != nil {
+		t.Errorf("BFD held back: %v", got.Bfd)
 	}
 }
 
@@ -287,22 +290,21 @@ func TestHealth(t *testing.T) {
 		{name: "flaps: up but never stably", steps: []step{
 			// BFD first seen up at 1 s starts the clock.
 			{1, up(1, "up"), false}, {3, down("up"), false}, {5, up(5, "up"), false}, {7, down("up"), false},
-			{10, up(10, "up"), false}, {11, up(10, "up"), true},
+			{10, up(10, "up"), false}, {10.9, down("up"), false}, {11, down("up"), true},
+		}},
+		{name: "established is never recovered", steps: []step{
+			{9, up(8.5, ""), false}, {11, up(8.5, ""), false}, {11.4, down(""), true},
 		}},
 		{name: "BFD up again restarts the clock", steps: []step{
 			{20, up(10, "up"), false}, {21, down("down"), false}, {29, down("down"), false},
 			{30, down("up"), false}, {39.9, down("up"), false}, {40, down("up"), true},
 		}},
-		{name: "idle while BFD is up: recovered quickly, once", steps: []step{
-			{0.5, idle("up"), false}, {2.4, idle("up"), false}, {2.5, idle("up"), true}, {3.5, down("up"), false},
-			{4, idle("up"), false}, {12.4, idle("up"), false}, {12.5, idle("up"), true},
+		{name: "idle: recovered quickly, once", steps: []step{
+			{0.5, idle("down"), false}, {2.4, idle("down"), false}, {2.5, idle("down"), true}, {3.5, down(""), false},
+			{4, idle(""), false}, {12.4, idle(""), false}, {12.5, idle(""), true},
 		}},
-		{name: "idle while BFD is down: no quick recovery", steps: []step{
-			{0.5, idle("down"), false}, {5, idle("down"), false}, {10, idle("down"), true},
-		}},
-		{name: "idle without BFD: quick recovery", steps: []step{{1, idle(""), false}, {3, idle(""), true}}},
-		{name: "quick recovery again after stably up", steps: []step{
-			{1, idle(""), false}, {3, idle(""), true}, {10, up(5, ""), false}, {11, idle(""), false}, {13, idle(""), true},
+		{name: "quick recovery again once established", steps: []step{
+			{1, idle(""), false}, {3, idle(""), true}, {4, up(4, ""), false}, {4.5, idle(""), false}, {6.5, idle(""), true},
 		}},
 		{name: "stably up resets the backoff", steps: []step{
 			{10, down(""), true}, {20, up(15, ""), false}, {21, down(""), false}, {31, down(""), true},

@@ -13,7 +13,7 @@ type health struct {
 	idle time.Time
 	// bfdUp is whether the peer's BFD session was up at the last observation.
 	bfdUp bool
-	// quick is whether the episode had its quick recovery.
+	// quick is whether the session had its quick recovery since it was last established.
 	quick bool
 	// attempts counts recoveries after RecoverAfter since the session was last stably up;
 	// recoveries counts all recoveries.
@@ -24,18 +24,19 @@ type health struct {
 const maxBackoff = 3
 
 // observe records the state s of the session at now and reports whether it is time to
-// recover it (delete and re-add the peer), which it then counts, and why.
+// recover it (delete and re-add the peer), which it then counts, and why. An established
+// session is never recovered.
 //
 // A session is stably up once established for StableAfter. One that is not is recovered
 // when it has not been for RecoverAfter (doubled per such recovery, up to 8 times) since it
 // went down, the peer was added, the last recovery, or its BFD session came up, whichever
-// is last.
+// is last: a session that keeps flapping, or never comes up.
 //
-// Besides, once per episode, a session that sits idle for a second longer than
-// IdleHoldTimeAfterReset while its BFD session is up (or it has no BFD) is recovered at
-// once: GoBGP waits 5 s before it reconnects after a session went down without an
-// administrative reset of its own, and the reset it may have queued meanwhile would tear
-// down the next session (osrg/gobgp#3561); a new peer connects within ConnectRetry.
+// Besides, a session that sits idle for a second longer than IdleHoldTimeAfterReset is
+// recovered at once, if it has been established since its last such recovery: GoBGP waits
+// 5 s before it reconnects after a session went down without an administrative reset of
+// its own, and a reset it may have queued meanwhile would tear down the next session
+// (osrg/gobgp#3561); a new peer connects within ConnectRetry.
 func (h *health) observe(now time.Time, s PeerStatus, c Config) (recover bool, why string) {
 	if s.Established && now.Sub(s.EstablishedAt) >= c.StableAfter {
 		*h = health{bfdUp: s.BFD == "up", recoveries: h.recoveries}
@@ -49,15 +50,19 @@ func (h *health) observe(now time.Time, s PeerStatus, c Config) (recover bool, w
 		h.down = now // BFD says the router is there again: give the session its time from now
 	}
 	h.bfdUp = bfdUp
+	if s.Established {
+		h.quick, h.idle = false, time.Time{}
+		return false, ""
+	}
 	if s.State != "idle" {
 		h.idle = time.Time{}
 	} else if h.idle.IsZero() {
 		h.idle = now
 	}
 	switch {
-	case !h.quick && !h.idle.IsZero() && (bfdUp || s.BFD == "") && now.Sub(h.idle) >= c.IdleHoldTimeAfterReset+time.Second:
+	case !h.quick && !h.idle.IsZero() && now.Sub(h.idle) >= c.IdleHoldTimeAfterReset+time.Second:
 		h.quick = true
-		why = "idle while the router answers"
+		why = "idle"
 	case now.Sub(h.down) >= c.RecoverAfter<<min(h.attempts, maxBackoff):
 		h.attempts++
 		why = "not established in time"
