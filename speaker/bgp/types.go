@@ -33,10 +33,10 @@ type Config struct {
 	// StableAfter is how long a session must stay established to count as up for recovery
 	// (default 3 s): a session that comes up and is torn down at once is still down.
 	StableAfter time.Duration
-	// RecoverAfter is how long a session may stay down, counted from when it went down, was
-	// (re)configured or its BFD session came up again, before Run deletes and re-adds the
-	// peer (default 10 s). It doubles with each recovery that does not bring the session
-	// up, up to eight times.
+	// RecoverAfter is how long a session may stay not stably up, counted from when it went
+	// down, the peer was added or its BFD session came up, before Run deletes and re-adds the
+	// peer (default 10 s). It doubles with each such recovery that does not bring the
+	// session up, up to eight times. See the package documentation for the other recovery.
 	RecoverAfter time.Duration
 }
 
