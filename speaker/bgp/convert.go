@@ -57,7 +57,7 @@ func apiPeer(p Peer, c Config, bfd bool) *api.Peer {
 			ConnectRetry:           seconds(c.ConnectRetry),
 			IdleHoldTimeAfterReset: seconds(c.IdleHoldTimeAfterReset),
 		}},
-		Transport: &api.Transport{RemotePort: port},
+		Transport: &api.Transport{RemotePort: port, PassiveMode: c.passive},
 		AfiSafis: []*api.AfiSafi{{
 			Config: &api.AfiSafiConfig{Family: family(p.Address), Enabled: true},
 		}},

@@ -224,6 +224,10 @@ func (e *Engine) setRoutes(ctx context.Context, want map[netip.Prefix]Route) err
 		e.routes[p] = want[p]
 	}
 	if err := e.advertise(srv, append(added, changed...)); err != nil {
+		// Not known to be advertised: the next call advertises them again.
+		for _, p := range append(added, changed...) {
+			delete(e.routes, p)
+		}
 		return err
 	}
 	for _, peer := range slices.SortedFunc(maps.Keys(e.peers), netip.Addr.Compare) {
@@ -322,11 +326,14 @@ func (e *Engine) GracefulShutdown(ctx context.Context) error {
 		return nil
 	}
 	e.gshut = true
-	e.cfg.Logger.Info("BGP graceful shutdown: routes carry GRACEFUL_SHUTDOWN", "routes", len(e.routes))
-	if e.srv == nil {
-		return nil
+	if e.srv != nil {
+		if err := e.advertise(e.srv, slices.Collect(maps.Keys(e.routes))); err != nil {
+			e.gshut = false
+			return err
+		}
 	}
-	return e.advertise(e.srv, slices.Collect(maps.Keys(e.routes)))
+	e.cfg.Logger.Info("BGP graceful shutdown: routes carry GRACEFUL_SHUTDOWN", "routes", len(e.routes))
+	return nil
 }
 
 // WithdrawAll withdraws every route, as SetRoutes(ctx, nil) does.

@@ -322,18 +322,19 @@ func TestHealth(t *testing.T) {
 	}
 }
 
-// TestEngineWithoutSessions runs GoBGP with peers that never answer (nothing listens on
-// their port) and routes restricted to some of them: configuring it all, changing it and
+// TestEngineWithoutSessions runs GoBGP with passive peers (it connects to none, and listens
+// on no BGP port) and routes restricted to some of them: configuring it all, changing it and
 // stopping must work without a session.
 func TestEngineWithoutSessions(t *testing.T) {
 	logger, ctx := ktesting.NewTestContext(t)
-	e, err := New(Config{ASN: 64512, RouterID: netip.MustParseAddr("198.18.250.2"), Logger: logger, PollInterval: 50 * time.Millisecond})
+	e, err := New(Config{ASN: 64512, RouterID: netip.MustParseAddr("198.18.250.2"), Logger: logger,
+		PollInterval: 50 * time.Millisecond, passive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Set before Run: recorded, configured when Run starts.
-	closed := Peer{Session: config.Session{Address: netip.MustParseAddr("127.0.0.1"), ASN: 64513, Port: 1}}
-	if err := e.SetPeers(ctx, []Peer{closed}); err != nil {
+	passive4 := Peer{Session: config.Session{Address: netip.MustParseAddr("198.18.250.1"), ASN: 64513}}
+	if err := e.SetPeers(ctx, []Peer{passive4}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.SetRoutes(ctx, []Route{{Prefix: p4, Peers: []netip.Addr{r4}}, {Prefix: p6}}); err != nil {
@@ -348,17 +349,17 @@ func TestEngineWithoutSessions(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	closed6 := Peer{Session: config.Session{Address: netip.MustParseAddr("::1"), ASN: 64513, Port: 1}}
+	passive6 := Peer{Session: config.Session{Address: netip.MustParseAddr("2001:db8:fa::1"), ASN: 64513}}
 	steps := []struct {
 		name   string
 		peers  []Peer
 		routes []Route
 	}{
-		{name: "peer added, route restricted to it", peers: []Peer{closed, closed6},
-			routes: []Route{{Prefix: p4, Peers: []netip.Addr{closed.Address}}, {Prefix: p6, Peers: []netip.Addr{closed6.Address}}}},
-		{name: "restriction changed", peers: []Peer{closed, closed6},
+		{name: "peer added, route restricted to it", peers: []Peer{passive4, passive6},
+			routes: []Route{{Prefix: p4, Peers: []netip.Addr{passive4.Address}}, {Prefix: p6, Peers: []netip.Addr{passive6.Address}}}},
+		{name: "restriction changed", peers: []Peer{passive4, passive6},
 			routes: []Route{{Prefix: p4, Peers: []netip.Addr{r4}}, {Prefix: p4b}, {Prefix: p6}}},
-		{name: "peer gone", peers: []Peer{closed6}, routes: []Route{{Prefix: p4b}}},
+		{name: "peer gone", peers: []Peer{passive6}, routes: []Route{{Prefix: p4b}}},
 	}
 	for _, s := range steps {
 		if err := e.SetPeers(ctx, s.peers); err != nil {
@@ -374,14 +375,14 @@ func TestEngineWithoutSessions(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ps := e.Peers()
-		if len(ps) == 1 && ps[0].Address == closed6.Address && ps[0].State != "unknown" {
+		if len(ps) == 1 && ps[0].Address == passive6.Address && ps[0].State != "unknown" {
 			if ps[0].Established {
-				t.Errorf("session with a closed port established: %+v", ps[0])
+				t.Errorf("passive session established: %+v", ps[0])
 			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("peers %+v: want %v's state", ps, closed6.Address)
+			t.Fatalf("peers %+v: want %v's state", ps, passive6.Address)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -38,6 +38,9 @@ type Config struct {
 	// peer (default 10 s). It doubles with each such recovery that does not bring the
 	// session up, up to eight times. See the package documentation for the other recovery.
 	RecoverAfter time.Duration
+
+	// passive makes sessions passive (tests: no connection attempt leaves this host).
+	passive bool
 }
 
 // withDefaults returns c with defaults filled in, or an error naming the bad field.
@@ -122,7 +125,8 @@ type PeerStatus struct {
 	// "openconfirm" or "established"; "unknown" before Run has read it.
 	State       string
 	Established bool
-	// EstablishedAt is when the session came up, zero when it is not established.
+	// EstablishedAt is when the session came up (to the second, as GoBGP has it), zero
+	// when it is not established.
 	EstablishedAt time.Time
 	// BFD is the BFD session's state: "up", "down", "init", "admin-down", or "" without BFD.
 	BFD string
