@@ -15,14 +15,8 @@ import (
 	"github.com/onprem-lb/onprem-lb/config"
 )
 
-var (
-	r4  = netip.MustParseAddr("198.18.250.1")
-	r4b = netip.MustParseAddr("198.18.250.3")
-	r6  = netip.MustParseAddr("2001:db8:fa::1")
-	p4  = netip.MustParsePrefix("198.18.251.1/32")
-	p4b = netip.MustParsePrefix("198.18.251.2/32")
-	p6  = netip.MustParsePrefix("2001:db8:fb::1/128")
-)
+// r4b is a router's address too.
+var r4b = netip.MustParseAddr("198.18.250.3")
 
 // netipEqual compares netip values with ==.
 var netipEqual = cmp.Options{
@@ -35,9 +29,9 @@ func peer(a netip.Addr, asn uint32) Peer {
 }
 
 func TestDiffPeers(t *testing.T) {
-	bfd := peer(r4, 64513)
+	bfd := peer(router4, 64513)
 	bfd.BFD = config.BFD{TransmitInterval: 300 * time.Millisecond, ReceiveInterval: 300 * time.Millisecond, Multiplier: 3}
-	pw := peer(r6, 64513)
+	pw := peer(router6, 64513)
 	pw.Password = "secret"
 	tests := []struct {
 		name                 string
@@ -45,16 +39,16 @@ func TestDiffPeers(t *testing.T) {
 		added, gone, changed []netip.Addr
 	}{
 		{name: "none"},
-		{name: "same", have: []Peer{peer(r4, 1), peer(r6, 1)}, want: []Peer{peer(r6, 1), peer(r4, 1)}},
-		{name: "added", have: []Peer{peer(r4, 1)}, want: []Peer{peer(r6, 1), peer(r4, 1), peer(r4b, 1)},
-			added: []netip.Addr{r4b, r6}},
-		{name: "gone", have: []Peer{peer(r4, 1), peer(r6, 1)}, want: []Peer{peer(r6, 1)}, gone: []netip.Addr{r4}},
-		{name: "ASN changed", have: []Peer{peer(r4, 1), peer(r6, 1)}, want: []Peer{peer(r4, 2), peer(r6, 1)},
-			changed: []netip.Addr{r4}},
-		{name: "BFD and password changed", have: []Peer{peer(r4, 64513), peer(r6, 64513)}, want: []Peer{bfd, pw},
-			changed: []netip.Addr{r4, r6}},
-		{name: "all at once", have: []Peer{peer(r4, 1), peer(r4b, 1)}, want: []Peer{peer(r4b, 2), peer(r6, 1)},
-			added: []netip.Addr{r6}, gone: []netip.Addr{r4}, changed: []netip.Addr{r4b}},
+		{name: "same", have: []Peer{peer(router4, 1), peer(router6, 1)}, want: []Peer{peer(router6, 1), peer(router4, 1)}},
+		{name: "added", have: []Peer{peer(router4, 1)}, want: []Peer{peer(router6, 1), peer(router4, 1), peer(r4b, 1)},
+			added: []netip.Addr{r4b, router6}},
+		{name: "gone", have: []Peer{peer(router4, 1), peer(router6, 1)}, want: []Peer{peer(router6, 1)}, gone: []netip.Addr{router4}},
+		{name: "ASN changed", have: []Peer{peer(router4, 1), peer(router6, 1)}, want: []Peer{peer(router4, 2), peer(router6, 1)},
+			changed: []netip.Addr{router4}},
+		{name: "BFD and password changed", have: []Peer{peer(router4, 64513), peer(router6, 64513)}, want: []Peer{bfd, pw},
+			changed: []netip.Addr{router4, router6}},
+		{name: "all at once", have: []Peer{peer(router4, 1), peer(r4b, 1)}, want: []Peer{peer(r4b, 2), peer(router6, 1)},
+			added: []netip.Addr{router6}, gone: []netip.Addr{router4}, changed: []netip.Addr{r4b}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,8 +71,8 @@ func TestDiffPeers(t *testing.T) {
 
 func TestByAddressRejects(t *testing.T) {
 	for name, peers := range map[string][]Peer{
-		"duplicate": {peer(r4, 1), peer(r4, 2)},
-		"no ASN":    {peer(r4, 0)},
+		"duplicate": {peer(router4, 1), peer(router4, 2)},
+		"no ASN":    {peer(router4, 0)},
 		"invalid":   {peer(netip.Addr{}, 1)},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -90,26 +84,26 @@ func TestByAddressRejects(t *testing.T) {
 }
 
 func TestDiffRoutes(t *testing.T) {
-	comm := Route{Prefix: p4, Communities: []config.Community{65000<<16 | 1}}
+	comm := Route{Prefix: vip4, Communities: []config.Community{65000<<16 | 1}}
 	tests := []struct {
 		name                 string
 		have, want           []Route
 		added, gone, changed []netip.Prefix
 	}{
 		{name: "none"},
-		{name: "same, peers in another order", have: []Route{{Prefix: p4, Peers: []netip.Addr{r4, r4b}}, {Prefix: p6}},
-			want: []Route{{Prefix: p6}, {Prefix: p4, Peers: []netip.Addr{r4b, r4, r4b}}}},
+		{name: "same, peers in another order", have: []Route{{Prefix: vip4, Peers: []netip.Addr{router4, r4b}}, {Prefix: vip6}},
+			want: []Route{{Prefix: vip6}, {Prefix: vip4, Peers: []netip.Addr{r4b, router4, r4b}}}},
 		{name: "unmasked prefix is the same", have: []Route{{Prefix: netip.MustParsePrefix("198.18.251.0/24")}},
 			want: []Route{{Prefix: netip.MustParsePrefix("198.18.251.7/24")}}},
-		{name: "added and gone", have: []Route{{Prefix: p4}}, want: []Route{{Prefix: p6}, {Prefix: p4b}},
-			added: []netip.Prefix{p4b, p6}, gone: []netip.Prefix{p4}},
-		{name: "community added", have: []Route{{Prefix: p4}}, want: []Route{comm}, changed: []netip.Prefix{p4}},
-		{name: "large community", have: []Route{comm}, want: []Route{{Prefix: p4, Communities: comm.Communities,
-			LargeCommunities: []config.LargeCommunity{{Global: 1, Local1: 2, Local2: 3}}}}, changed: []netip.Prefix{p4}},
-		{name: "local preference", have: []Route{{Prefix: p4}}, want: []Route{{Prefix: p4, LocalPreference: 200}},
-			changed: []netip.Prefix{p4}},
-		{name: "peers", have: []Route{{Prefix: p4}}, want: []Route{{Prefix: p4, Peers: []netip.Addr{r4}}},
-			changed: []netip.Prefix{p4}},
+		{name: "added and gone", have: []Route{{Prefix: vip4}}, want: []Route{{Prefix: vip6}, {Prefix: vip4b}},
+			added: []netip.Prefix{vip4b, vip6}, gone: []netip.Prefix{vip4}},
+		{name: "community added", have: []Route{{Prefix: vip4}}, want: []Route{comm}, changed: []netip.Prefix{vip4}},
+		{name: "large community", have: []Route{comm}, want: []Route{{Prefix: vip4, Communities: comm.Communities,
+			LargeCommunities: []config.LargeCommunity{{Global: 1, Local1: 2, Local2: 3}}}}, changed: []netip.Prefix{vip4}},
+		{name: "local preference", have: []Route{{Prefix: vip4}}, want: []Route{{Prefix: vip4, LocalPreference: 200}},
+			changed: []netip.Prefix{vip4}},
+		{name: "peers", have: []Route{{Prefix: vip4}}, want: []Route{{Prefix: vip4, Peers: []netip.Addr{router4}}},
+			changed: []netip.Prefix{vip4}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,22 +125,22 @@ func TestDiffRoutes(t *testing.T) {
 }
 
 func TestExclusions(t *testing.T) {
-	peers, err := byAddress([]Peer{peer(r4, 1), peer(r4b, 1), peer(r6, 1)})
+	peers, err := byAddress([]Peer{peer(router4, 1), peer(r4b, 1), peer(router6, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	routes, err := byPrefix([]Route{
-		{Prefix: p4},                              // every peer
-		{Prefix: p4b, Peers: []netip.Addr{r4b}},   // r4b only
-		{Prefix: p6, Peers: []netip.Addr{r4, r6}}, // r6 (r4 is IPv4)
-		{Prefix: netip.MustParsePrefix("198.18.251.3/32"), Peers: []netip.Addr{r6}}, // nobody
+		{Prefix: vip4}, // every peer
+		{Prefix: vip4b, Peers: []netip.Addr{r4b}},                                        // r4b only
+		{Prefix: vip6, Peers: []netip.Addr{router4, router6}},                            // router6 (router4 is IPv4)
+		{Prefix: netip.MustParsePrefix("198.19.250.3/32"), Peers: []netip.Addr{router6}}, // nobody
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[netip.Addr][]netip.Prefix{
-		r4:  {p4b, netip.MustParsePrefix("198.18.251.3/32")},
-		r4b: {netip.MustParsePrefix("198.18.251.3/32")},
+		router4: {vip4b, netip.MustParsePrefix("198.19.250.3/32")},
+		r4b:     {netip.MustParsePrefix("198.19.250.3/32")},
 	}
 	if d := cmp.Diff(want, exclusions(peers, routes), netipEqual); d != "" {
 		t.Errorf("exclusions (-want +got):\n%s", d)
@@ -154,19 +148,19 @@ func TestExclusions(t *testing.T) {
 }
 
 func TestSymmetricDifference(t *testing.T) {
-	got := symmetricDifference([]netip.Prefix{p4, p4b}, []netip.Prefix{p4b, p6})
-	if d := cmp.Diff([]netip.Prefix{p4, p6}, got, netipEqual); d != "" {
+	got := symmetricDifference([]netip.Prefix{vip4, vip4b}, []netip.Prefix{vip4b, vip6})
+	if d := cmp.Diff([]netip.Prefix{vip4, vip6}, got, netipEqual); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
 	}
 }
 
 func TestAPIPeer(t *testing.T) {
-	c, err := Config{ASN: 64512, RouterID: netip.MustParseAddr("198.18.250.2")}.withDefaults()
+	c, err := Config{ASN: 64512, RouterID: node4}.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := Peer{Session: config.Session{
-		Address: r6, ASN: 64513, Port: 1179, HoldTime: 9 * time.Second, EBGPMultihop: 2,
+		Address: router6, ASN: 64513, Port: 1179, HoldTime: 9 * time.Second, EBGPMultihop: 2,
 		BFD: config.BFD{TransmitInterval: 300 * time.Millisecond, ReceiveInterval: 200 * time.Millisecond, Multiplier: 3},
 	}, Password: "pw"}
 	want := &api.Peer{
@@ -195,7 +189,7 @@ func TestAPIPeer(t *testing.T) {
 			Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true,
 		}}},
 	}
-	if d := cmp.Diff(want, apiPeer(peer(r4, 64513), c, true), protocmp.Transform()); d != "" {
+	if d := cmp.Diff(want, apiPeer(peer(router4, 64513), c, true), protocmp.Transform()); d != "" {
 		t.Errorf("IPv4 peer with defaults (-want +got):\n%s", d)
 	}
 	if got := apiPeer(p, c, false); got.Bfd != nil {
@@ -228,14 +222,14 @@ func TestCommunities(t *testing.T) {
 }
 
 func TestPath(t *testing.T) {
-	r := Route{Prefix: p6, Communities: []config.Community{65000<<16 | 1},
+	r := Route{Prefix: vip6, Communities: []config.Community{65000<<16 | 1},
 		LargeCommunities: []config.LargeCommunity{{Global: 64512, Local1: 1, Local2: 2}}, LocalPreference: 150}
 	p, err := path(r, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Family != gobgp.RF_IPv6_UC || p.Nlri.String() != p6.String() {
-		t.Errorf("family %v, NLRI %v: want IPv6 unicast %v", p.Family, p.Nlri, p6)
+	if p.Family != gobgp.RF_IPv6_UC || p.Nlri.String() != vip6.String() {
+		t.Errorf("family %v, NLRI %v: want IPv6 unicast %v", p.Family, p.Nlri, vip6)
 	}
 	var got []string
 	for _, a := range p.Attrs {
@@ -248,7 +242,7 @@ func TestPath(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("attributes (-want +got):\n%s", d)
 	}
-	p, err = path(Route{Prefix: p4}, false)
+	p, err = path(Route{Prefix: vip4}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +256,7 @@ func TestPath(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
-	c, err := Config{ASN: 1, RouterID: r4}.withDefaults() // StableAfter 3 s, RecoverAfter 10 s
+	c, err := Config{ASN: 1, RouterID: router4}.withDefaults() // StableAfter 3 s, RecoverAfter 10 s
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +321,7 @@ func TestHealth(t *testing.T) {
 // stopping must work without a session.
 func TestEngineWithoutSessions(t *testing.T) {
 	logger, ctx := ktesting.NewTestContext(t)
-	e, err := New(Config{ASN: 64512, RouterID: netip.MustParseAddr("198.18.250.2"), Logger: logger,
+	e, err := New(Config{ASN: 64512, RouterID: node4, Logger: logger,
 		PollInterval: 50 * time.Millisecond, passive: true})
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +331,7 @@ func TestEngineWithoutSessions(t *testing.T) {
 	if err := e.SetPeers(ctx, []Peer{passive4}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.SetRoutes(ctx, []Route{{Prefix: p4, Peers: []netip.Addr{r4}}, {Prefix: p6}}); err != nil {
+	if err := e.SetRoutes(ctx, []Route{{Prefix: vip4, Peers: []netip.Addr{router4}}, {Prefix: vip6}}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -356,10 +350,10 @@ func TestEngineWithoutSessions(t *testing.T) {
 		routes []Route
 	}{
 		{name: "peer added, route restricted to it", peers: []Peer{passive4, passive6},
-			routes: []Route{{Prefix: p4, Peers: []netip.Addr{passive4.Address}}, {Prefix: p6, Peers: []netip.Addr{passive6.Address}}}},
+			routes: []Route{{Prefix: vip4, Peers: []netip.Addr{passive4.Address}}, {Prefix: vip6, Peers: []netip.Addr{passive6.Address}}}},
 		{name: "restriction changed", peers: []Peer{passive4, passive6},
-			routes: []Route{{Prefix: p4, Peers: []netip.Addr{r4}}, {Prefix: p4b}, {Prefix: p6}}},
-		{name: "peer gone", peers: []Peer{passive6}, routes: []Route{{Prefix: p4b}}},
+			routes: []Route{{Prefix: vip4, Peers: []netip.Addr{router4}}, {Prefix: vip4b}, {Prefix: vip6}}},
+		{name: "peer gone", peers: []Peer{passive6}, routes: []Route{{Prefix: vip4b}}},
 	}
 	for _, s := range steps {
 		if err := e.SetPeers(ctx, s.peers); err != nil {

@@ -28,7 +28,7 @@ var (
 	router6 = netip.MustParseAddr("2001:db8:fa::1")
 	node4   = netip.MustParseAddr("198.18.250.2")
 	node6   = netip.MustParseAddr("2001:db8:fa::2")
-	// The routes advertised: they only ever reach the router namespace's table.
+	// The routes advertised: in TestFRR they only ever reach the router namespace's table.
 	vip4  = netip.MustParsePrefix("198.19.250.1/32")
 	vip4b = netip.MustParsePrefix("198.19.250.2/32")
 	vip6  = netip.MustParsePrefix("2001:db8:fb::1/128")
@@ -160,47 +160,16 @@ func (b *frrBed) createNetwork() {
 	}
 }
 
-// routerConf is FRR's configuration: the node's addresses as eBGP neighbors (dynamic: any
-// address of the subnets, as the lab's router has it) with BFD at 300 ms x 3, ECMP, IPv6
-// routes over the IPv6 session.
+// routerConf is FRR's configuration, the lab router's: the node's addresses as eBGP
+// neighbours (dynamic: any address of the subnets) with BFD at 300 ms x 3.
 func routerConf(dynamic bool) lab.FRRConfig {
-	bgp := []string{
-		"route-map NODES-IN permit 10",
-		" set ipv6 next-hop prefer-global",
-		"!",
-		fmt.Sprintf("router bgp %d", routerASN),
-		" bgp router-id " + router4.String(),
-		" no bgp ebgp-requires-policy",
-		" no bgp default ipv4-unicast",
-		" neighbor NODES peer-group",
-		fmt.Sprintf(" neighbor NODES remote-as %d", nodeASN),
-		" neighbor NODES bfd",
-		" neighbor NODES bfd profile nodes",
+	nodes := []netip.Prefix{netip.MustParsePrefix("198.18.250.0/24"), netip.MustParsePrefix("2001:db8:fa::/64")}
+	if !dynamic {
+		nodes = []netip.Prefix{netip.PrefixFrom(node4, 32), netip.PrefixFrom(node6, 128)}
 	}
-	if dynamic {
-		bgp = append(bgp,
-			" bgp listen range 198.18.250.0/24 peer-group NODES",
-			" bgp listen range 2001:db8:fa::/64 peer-group NODES",
-		)
-	} else {
-		for _, n := range []netip.Addr{node4, node6} {
-			bgp = append(bgp, fmt.Sprintf(" neighbor %v peer-group NODES", n))
-		}
-	}
-	bgp = append(bgp,
-		" address-family ipv4 unicast",
-		"  maximum-paths 16",
-		"  neighbor NODES activate",
-		" exit-address-family",
-		" address-family ipv6 unicast",
-		"  maximum-paths 16",
-		"  neighbor NODES activate",
-		"  neighbor NODES route-map NODES-IN in",
-		" exit-address-family",
-	)
 	return lab.FRRConfig{
 		BFDd: lab.BFDProfile("nodes", 300*time.Millisecond, 3),
-		BGPd: strings.Join(bgp, "\n") + "\n",
+		BGPd: lab.RouterBGPConfig(routerASN, router4, nodeASN, nodes),
 	}
 }
 
