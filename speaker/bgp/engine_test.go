@@ -3,6 +3,7 @@ package bgp
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 	api "github.com/osrg/gobgp/v4/api"
 	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"google.golang.org/protobuf/testing/protocmp"
+	"k8s.io/component-base/metrics"
+	"k8s.io/component-base/metrics/testutil"
 	"k8s.io/klog/v2/ktesting"
 
 	"github.com/onprem-lb/onprem-lb/config"
@@ -383,4 +386,47 @@ func TestEngineWithoutSessions(t *testing.T) {
 	if err := e.WithdrawAll(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestMetrics(t *testing.T) {
+	m := NewMetrics()
+	reg := metrics.NewKubeRegistry()
+	m.Register(reg.MustRegister)
+	m.observe(PeerStatus{Address: router4, Established: true, BFD: "up", PrefixesSent: 3}, false)
+	m.observe(PeerStatus{Address: r4b, Established: true, PrefixesSent: 3}, false)
+	m.observe(PeerStatus{Address: router6, BFD: "down"}, true)
+	m.recovered(router6)
+	m.setRoutes(5)
+	m.forget(r4b)
+	want := `
+# HELP onprem_lb_bgp_bfd_up [ALPHA] 1 while the BFD session with the peer is up, else 0; peers with BFD only.
+# TYPE onprem_lb_bgp_bfd_up gauge
+onprem_lb_bgp_bfd_up{peer="198.18.250.1"} 1
+onprem_lb_bgp_bfd_up{peer="2001:db8:fa::1"} 0
+# HELP onprem_lb_bgp_prefixes_sent [ALPHA] Routes the peer has been sent.
+# TYPE onprem_lb_bgp_prefixes_sent gauge
+onprem_lb_bgp_prefixes_sent{peer="198.18.250.1"} 3
+onprem_lb_bgp_prefixes_sent{peer="2001:db8:fa::1"} 0
+# HELP onprem_lb_bgp_routes_advertised [ALPHA] Routes this node advertises (each to the peers it is for).
+# TYPE onprem_lb_bgp_routes_advertised gauge
+onprem_lb_bgp_routes_advertised 5
+# HELP onprem_lb_bgp_session_recoveries_total [ALPHA] Times the peer was deleted and re-added because its session stayed down while it should come up.
+# TYPE onprem_lb_bgp_session_recoveries_total counter
+onprem_lb_bgp_session_recoveries_total{peer="2001:db8:fa::1"} 1
+# HELP onprem_lb_bgp_session_resets_total [ALPHA] Established BGP sessions with the peer seen to go down, for any reason.
+# TYPE onprem_lb_bgp_session_resets_total counter
+onprem_lb_bgp_session_resets_total{peer="2001:db8:fa::1"} 1
+# HELP onprem_lb_bgp_session_up [ALPHA] 1 while the BGP session with the peer is established, else 0.
+# TYPE onprem_lb_bgp_session_up gauge
+onprem_lb_bgp_session_up{peer="198.18.250.1"} 1
+onprem_lb_bgp_session_up{peer="2001:db8:fa::1"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	var nilMetrics *Metrics // counts nothing, and does not panic
+	nilMetrics.observe(PeerStatus{Address: router4}, true)
+	nilMetrics.recovered(router4)
+	nilMetrics.forget(router4)
+	nilMetrics.setRoutes(1)
 }
