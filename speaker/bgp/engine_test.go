@@ -430,3 +430,20 @@ onprem_lb_bgp_session_up{peer="2001:db8:fa::1"} 0
 	nilMetrics.forget(router4)
 	nilMetrics.setRoutes(1)
 }
+
+func TestConfigRejects(t *testing.T) {
+	for name, c := range map[string]Config{
+		"no ASN":            {RouterID: node4},
+		"IPv6 router ID":    {ASN: 1, RouterID: router6},
+		"no router ID":      {ASN: 1},
+		"idle hold in ms":   {ASN: 1, RouterID: node4, IdleHoldTimeAfterReset: 1500 * time.Millisecond},
+		"connect retry 1 s": {ASN: 1, RouterID: node4, ConnectRetry: time.Second},
+		"poll interval 2 s": {ASN: 1, RouterID: node4, PollInterval: 2 * time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := New(c); err == nil {
+				t.Error("no error")
+			}
+		})
+	}
+}
