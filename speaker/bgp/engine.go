@@ -90,18 +90,33 @@ func (e *Engine) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			e.mu.Lock()
-			e.srv = nil
-			e.mu.Unlock()
+			e.stopped()
 			stop()
 			log.Info("BGP engine stopped")
 			return nil
 		case <-t.C:
-			if err := e.poll(ctx, srv); err != nil {
+			if err := e.poll(ctx, srv); err != nil && ctx.Err() == nil {
 				log.Error(err, "Reading the BGP sessions' state")
 			}
 		}
 	}
+}
+
+// stopped forgets the running GoBGP instance and the state of its sessions, which are
+// down from now on.
+func (e *Engine) stopped() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.srv = nil
+	for a, s := range e.status {
+		down := PeerStatus{Address: a, State: "unknown"}
+		if s.BFD != "" {
+			down.BFD = "down"
+		}
+		e.cfg.Metrics.observe(down, s.Established)
+	}
+	clear(e.status)
+	clear(e.bfd)
 }
 
 // start configures srv with the policy, the peers and the routes wanted, and makes it e's.

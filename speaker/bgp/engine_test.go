@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -340,12 +341,13 @@ func TestEngineWithoutSessions(t *testing.T) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- e.Run(ctx) }()
-	defer func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	defer stop()
 	passive6 := Peer{Session: config.Session{Address: netip.MustParseAddr("2001:db8:fa::1"), ASN: 64513}}
 	steps := []struct {
 		name   string
@@ -385,6 +387,10 @@ func TestEngineWithoutSessions(t *testing.T) {
 	}
 	if err := e.WithdrawAll(ctx); err != nil {
 		t.Fatal(err)
+	}
+	stop()
+	if ps := e.Peers(); len(ps) != 1 || ps[0].State != "unknown" {
+		t.Errorf("peers after Run returned: %+v, want %v's state unknown", ps, passive6.Address)
 	}
 }
 
