@@ -451,6 +451,11 @@ func (b *frrBed) frozen(t *testing.T) {
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("recovery took %v, want a few seconds", d)
 	}
+	recoveries := 0
+	for _, s := range b.status(t) {
+		recoveries += s.Recoveries
+	}
+	t.Logf("engine recoveries (delete and re-add) so far: %d", recoveries)
 	t.Logf("engine's view: %+v", b.status(t))
 }
 
