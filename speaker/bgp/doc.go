@@ -28,9 +28,9 @@
 // withdraws the routes they no longer get.
 //
 // [Engine.GracefulShutdown] re-advertises every route with the GRACEFUL_SHUTDOWN community
-// (RFC 8326, 65535:0); routers configured to honour it (e.g. by lowering the LOCAL_PREF of
-// routes that carry it, as FRR's "bgp graceful-shutdown" does for its own) then prefer
-// other paths. Routes set afterwards carry it too.
+// (RFC 8326, 65535:0); routers configured to honour it (e.g. by a route-map that matches
+// the community and lowers LOCAL_PREF) then prefer other paths. Routes set afterwards carry
+// it too.
 //
 // # BFD
 //
