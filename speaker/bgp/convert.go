@@ -30,8 +30,8 @@ func family(a netip.Addr) *api.Family {
 func seconds(d time.Duration) uint64 { return uint64((d + time.Second - 1) / time.Second) }
 
 // apiPeer returns GoBGP's configuration of the session with p: outgoing only, the address
-// family of p's address only, and BFD when p asks for it.
-func apiPeer(p Peer, c Config) *api.Peer {
+// family of p's address only, and BFD when p asks for it and bfd is set.
+func apiPeer(p Peer, c Config, bfd bool) *api.Peer {
 	hold := p.HoldTime
 	if hold == 0 {
 		hold = defaultHoldTime
@@ -57,7 +57,7 @@ func apiPeer(p Peer, c Config) *api.Peer {
 			ConnectRetry:           seconds(c.ConnectRetry),
 			IdleHoldTimeAfterReset: seconds(c.IdleHoldTimeAfterReset),
 		}},
-		Transport: &api.Transport{RemotePort: port},
+		Transport: &api.Transport{RemotePort: port, PassiveMode: c.passive},
 		AfiSafis: []*api.AfiSafi{{
 			Config: &api.AfiSafiConfig{Family: family(p.Address), Enabled: true},
 		}},
@@ -65,7 +65,7 @@ func apiPeer(p Peer, c Config) *api.Peer {
 	if p.EBGPMultihop > 0 {
 		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihop)}
 	}
-	if p.BFD.Enabled() {
+	if bfd && p.BFD.Enabled() {
 		ap.Bfd = &api.BfdPeerConfig{
 			Enabled:                  true,
 			DesiredMinimumTxInterval: uint32(p.BFD.TransmitInterval.Microseconds()),

@@ -37,6 +37,9 @@ type Engine struct {
 	// health and status are per peer, from Run's last read of the sessions.
 	health map[netip.Addr]*health
 	status map[netip.Addr]PeerStatus
+	// bfd holds, per peer with BFD, when the session its BFD session was attached to came
+	// up; no entry while it is detached (see attachBFD).
+	bfd map[netip.Addr]time.Time
 }
 
 // New returns an engine with no peers and no routes. It starts nothing: Run does.
@@ -51,6 +54,7 @@ func New(cfg Config) (*Engine, error) {
 		routes: map[netip.Prefix]Route{},
 		health: map[netip.Addr]*health{},
 		status: map[netip.Addr]PeerStatus{},
+		bfd:    map[netip.Addr]time.Time{},
 	}, nil
 }
 
@@ -86,18 +90,33 @@ func (e *Engine) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			e.mu.Lock()
-			e.srv = nil
-			e.mu.Unlock()
+			e.stopped()
 			stop()
 			log.Info("BGP engine stopped")
 			return nil
 		case <-t.C:
-			if err := e.poll(ctx, srv); err != nil {
+			if err := e.poll(ctx, srv); err != nil && ctx.Err() == nil {
 				log.Error(err, "Reading the BGP sessions' state")
 			}
 		}
 	}
+}
+
+// stopped forgets the running GoBGP instance and the state of its sessions, which are
+// down from now on.
+func (e *Engine) stopped() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.srv = nil
+	for a, s := range e.status {
+		down := PeerStatus{Address: a, State: "unknown"}
+		if s.BFD != "" {
+			down.BFD = "down"
+		}
+		e.cfg.Metrics.observe(down, s.Established)
+	}
+	clear(e.status)
+	clear(e.bfd)
 }
 
 // start configures srv with the policy, the peers and the routes wanted, and makes it e's.
@@ -144,6 +163,7 @@ func (e *Engine) SetPeers(ctx context.Context, peers []Peer) error {
 		if slices.Contains(gone, a) {
 			delete(e.health, a)
 			delete(e.status, a)
+			delete(e.bfd, a)
 			e.cfg.Metrics.forget(a)
 			e.cfg.Logger.Info("BGP peer removed", "peer", a)
 		}
@@ -165,11 +185,12 @@ func (e *Engine) SetPeers(ctx context.Context, peers []Peer) error {
 	return nil
 }
 
-// addPeer adds p to srv, and starts watching its health afresh.
+// addPeer adds p to srv, its BFD session detached, and starts watching its health afresh.
 func (e *Engine) addPeer(ctx context.Context, srv *server.BgpServer, p Peer) error {
-	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, e.cfg)}); err != nil {
+	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, e.cfg, false)}); err != nil {
 		return fmt.Errorf("bgp: add peer %v: %w", p.Address, err)
 	}
+	delete(e.bfd, p.Address)
 	e.health[p.Address] = &health{down: time.Now()}
 	e.cfg.Logger.Info("BGP peer added", "peer", p.Address, "asn", p.ASN, "bfd", p.BFD.Enabled())
 	return nil
@@ -218,6 +239,10 @@ func (e *Engine) setRoutes(ctx context.Context, want map[netip.Prefix]Route) err
 		e.routes[p] = want[p]
 	}
 	if err := e.advertise(srv, append(added, changed...)); err != nil {
+		// Not known to be advertised: the next call advertises them again.
+		for _, p := range append(added, changed...) {
+			delete(e.routes, p)
+		}
 		return err
 	}
 	for _, peer := range slices.SortedFunc(maps.Keys(e.peers), netip.Addr.Compare) {
@@ -316,11 +341,14 @@ func (e *Engine) GracefulShutdown(ctx context.Context) error {
 		return nil
 	}
 	e.gshut = true
-	e.cfg.Logger.Info("BGP graceful shutdown: routes carry GRACEFUL_SHUTDOWN", "routes", len(e.routes))
-	if e.srv == nil {
-		return nil
+	if e.srv != nil {
+		if err := e.advertise(e.srv, slices.Collect(maps.Keys(e.routes))); err != nil {
+			e.gshut = false
+			return err
+		}
 	}
-	return e.advertise(e.srv, slices.Collect(maps.Keys(e.routes)))
+	e.cfg.Logger.Info("BGP graceful shutdown: routes carry GRACEFUL_SHUTDOWN", "routes", len(e.routes))
+	return nil
 }
 
 // WithdrawAll withdraws every route, as SetRoutes(ctx, nil) does.
@@ -374,8 +402,14 @@ func (e *Engine) poll(ctx context.Context, srv *server.BgpServer) error {
 		if !ok {
 			continue // just deleted
 		}
-		if !e.peers[s.Address].BFD.Enabled() {
+		if err := e.attachBFD(ctx, srv, s); err != nil {
+			errs = append(errs, err)
+		}
+		switch _, attached := e.bfd[s.Address]; {
+		case !e.peers[s.Address].BFD.Enabled():
 			s.BFD = ""
+		case !attached:
+			s.BFD = "down"
 		}
 		old, seen := e.status[s.Address]
 		e.status[s.Address] = s
@@ -385,8 +419,9 @@ func (e *Engine) poll(ctx context.Context, srv *server.BgpServer) error {
 			e.cfg.Logger.Info("BGP session state", "peer", s.Address, "state", s.State, "previous", old.State,
 				"bfd", s.BFD, "previousBFD", old.BFD, "prefixesSent", s.PrefixesSent)
 		}
-		if h.observe(now, s, e.cfg) {
-			if err := e.recover(ctx, srv, s.Address, now.Sub(h.down)); err != nil {
+		episode := now.Sub(h.down)
+		if ok, why := h.observe(now, s, e.cfg); ok {
+			if err := e.recover(ctx, srv, s, why, episode); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -394,18 +429,63 @@ func (e *Engine) poll(ctx context.Context, srv *server.BgpServer) error {
 	return errors.Join(errs...)
 }
 
-// recover deletes and re-adds the peer at a, whose session has been down for down.
-func (e *Engine) recover(ctx context.Context, srv *server.BgpServer, a netip.Addr, down time.Duration) error {
-	h := e.health[a]
-	e.cfg.Logger.Info("BGP session stays down: deleting and re-adding the peer", "peer", a,
-		"down", down.Round(time.Millisecond), "recoveries", h.recoveries)
+// recover deletes and re-adds the peer of session s, which has not been stably up for
+// down, for the reason why.
+func (e *Engine) recover(ctx context.Context, srv *server.BgpServer, s PeerStatus, why string, down time.Duration) error {
+	a := s.Address
+	e.cfg.Logger.Info("BGP session stays down: deleting and re-adding the peer", "peer", a, "reason", why,
+		"state", s.State, "bfd", s.BFD, "down", down.Round(time.Millisecond), "recoveries", e.health[a].recoveries)
 	if err := srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
 		return fmt.Errorf("bgp: recover peer %v: %w", a, err)
 	}
-	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(e.peers[a], e.cfg)}); err != nil {
+	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(e.peers[a], e.cfg, false)}); err != nil {
 		return fmt.Errorf("bgp: recover peer %v: %w", a, err)
 	}
+	delete(e.bfd, a)
 	e.cfg.Metrics.recovered(a)
+	return nil
+}
+
+// attachBFD makes the BFD session of the peer of session s, if it has BFD, follow the
+// session: attached (GoBGP makes a fresh BFD session) once the session is established,
+// detached while it is not. An established session that came up again since the BFD
+// session was attached gets a fresh one too. Neither resets the session.
+//
+// FRR makes its BFD session with a peer when the TCP connection comes (a peer of a listen
+// range) or re-makes it with the connection's local address (an explicit neighbor). A GoBGP
+// BFD session that bound itself to FRR's first one never takes up FRR's new one: its
+// packets name a discriminator FRR no longer has, and it drops FRR's, until it expires and
+// resets the BGP session, which repeats with every new session. And a BFD session that
+// expires while the BGP session is down queues a reset for the next one (osrg/gobgp#3561).
+// Attached only to an established session, it meets FRR's final BFD session, and cannot
+// expire while the session is down.
+func (e *Engine) attachBFD(ctx context.Context, srv *server.BgpServer, s PeerStatus) error {
+	p := e.peers[s.Address]
+	if !p.BFD.Enabled() {
+		return nil
+	}
+	at, attached := e.bfd[s.Address]
+	update := func(bfd bool) error {
+		if _, err := srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: apiPeer(p, e.cfg, bfd)}); err != nil {
+			return fmt.Errorf("bgp: peer %v: attach BFD %v: %w", s.Address, bfd, err)
+		}
+		return nil
+	}
+	switch {
+	case !s.Established && attached:
+		delete(e.bfd, s.Address)
+		e.cfg.Logger.V(2).Info("BGP session down: BFD detached", "peer", s.Address)
+		return update(false)
+	case s.Established && (!attached || !at.Equal(s.EstablishedAt)):
+		if attached {
+			if err := update(false); err != nil {
+				return err
+			}
+		}
+		e.bfd[s.Address] = s.EstablishedAt
+		e.cfg.Logger.V(2).Info("BGP session established: BFD attached", "peer", s.Address)
+		return update(true)
+	}
 	return nil
 }
 

@@ -3,6 +3,8 @@ package bgp
 import (
 	"context"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,19 +12,15 @@ import (
 	api "github.com/osrg/gobgp/v4/api"
 	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"google.golang.org/protobuf/testing/protocmp"
+	"k8s.io/component-base/metrics"
+	"k8s.io/component-base/metrics/testutil"
 	"k8s.io/klog/v2/ktesting"
 
 	"github.com/onprem-lb/onprem-lb/config"
 )
 
-var (
-	r4  = netip.MustParseAddr("198.18.250.1")
-	r4b = netip.MustParseAddr("198.18.250.3")
-	r6  = netip.MustParseAddr("2001:db8:fa::1")
-	p4  = netip.MustParsePrefix("198.18.251.1/32")
-	p4b = netip.MustParsePrefix("198.18.251.2/32")
-	p6  = netip.MustParsePrefix("2001:db8:fb::1/128")
-)
+// r4b is a router's address too.
+var r4b = netip.MustParseAddr("198.18.250.3")
 
 // netipEqual compares netip values with ==.
 var netipEqual = cmp.Options{
@@ -35,9 +33,9 @@ func peer(a netip.Addr, asn uint32) Peer {
 }
 
 func TestDiffPeers(t *testing.T) {
-	bfd := peer(r4, 64513)
+	bfd := peer(router4, 64513)
 	bfd.BFD = config.BFD{TransmitInterval: 300 * time.Millisecond, ReceiveInterval: 300 * time.Millisecond, Multiplier: 3}
-	pw := peer(r6, 64513)
+	pw := peer(router6, 64513)
 	pw.Password = "secret"
 	tests := []struct {
 		name                 string
@@ -45,16 +43,16 @@ func TestDiffPeers(t *testing.T) {
 		added, gone, changed []netip.Addr
 	}{
 		{name: "none"},
-		{name: "same", have: []Peer{peer(r4, 1), peer(r6, 1)}, want: []Peer{peer(r6, 1), peer(r4, 1)}},
-		{name: "added", have: []Peer{peer(r4, 1)}, want: []Peer{peer(r6, 1), peer(r4, 1), peer(r4b, 1)},
-			added: []netip.Addr{r4b, r6}},
-		{name: "gone", have: []Peer{peer(r4, 1), peer(r6, 1)}, want: []Peer{peer(r6, 1)}, gone: []netip.Addr{r4}},
-		{name: "ASN changed", have: []Peer{peer(r4, 1), peer(r6, 1)}, want: []Peer{peer(r4, 2), peer(r6, 1)},
-			changed: []netip.Addr{r4}},
-		{name: "BFD and password changed", have: []Peer{peer(r4, 64513), peer(r6, 64513)}, want: []Peer{bfd, pw},
-			changed: []netip.Addr{r4, r6}},
-		{name: "all at once", have: []Peer{peer(r4, 1), peer(r4b, 1)}, want: []Peer{peer(r4b, 2), peer(r6, 1)},
-			added: []netip.Addr{r6}, gone: []netip.Addr{r4}, changed: []netip.Addr{r4b}},
+		{name: "same", have: []Peer{peer(router4, 1), peer(router6, 1)}, want: []Peer{peer(router6, 1), peer(router4, 1)}},
+		{name: "added", have: []Peer{peer(router4, 1)}, want: []Peer{peer(router6, 1), peer(router4, 1), peer(r4b, 1)},
+			added: []netip.Addr{r4b, router6}},
+		{name: "gone", have: []Peer{peer(router4, 1), peer(router6, 1)}, want: []Peer{peer(router6, 1)}, gone: []netip.Addr{router4}},
+		{name: "ASN changed", have: []Peer{peer(router4, 1), peer(router6, 1)}, want: []Peer{peer(router4, 2), peer(router6, 1)},
+			changed: []netip.Addr{router4}},
+		{name: "BFD and password changed", have: []Peer{peer(router4, 64513), peer(router6, 64513)}, want: []Peer{bfd, pw},
+			changed: []netip.Addr{router4, router6}},
+		{name: "all at once", have: []Peer{peer(router4, 1), peer(r4b, 1)}, want: []Peer{peer(r4b, 2), peer(router6, 1)},
+			added: []netip.Addr{router6}, gone: []netip.Addr{router4}, changed: []netip.Addr{r4b}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,8 +75,8 @@ func TestDiffPeers(t *testing.T) {
 
 func TestByAddressRejects(t *testing.T) {
 	for name, peers := range map[string][]Peer{
-		"duplicate": {peer(r4, 1), peer(r4, 2)},
-		"no ASN":    {peer(r4, 0)},
+		"duplicate": {peer(router4, 1), peer(router4, 2)},
+		"no ASN":    {peer(router4, 0)},
 		"invalid":   {peer(netip.Addr{}, 1)},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -90,26 +88,26 @@ func TestByAddressRejects(t *testing.T) {
 }
 
 func TestDiffRoutes(t *testing.T) {
-	comm := Route{Prefix: p4, Communities: []config.Community{65000<<16 | 1}}
+	comm := Route{Prefix: vip4, Communities: []config.Community{65000<<16 | 1}}
 	tests := []struct {
 		name                 string
 		have, want           []Route
 		added, gone, changed []netip.Prefix
 	}{
 		{name: "none"},
-		{name: "same, peers in another order", have: []Route{{Prefix: p4, Peers: []netip.Addr{r4, r4b}}, {Prefix: p6}},
-			want: []Route{{Prefix: p6}, {Prefix: p4, Peers: []netip.Addr{r4b, r4, r4b}}}},
+		{name: "same, peers in another order", have: []Route{{Prefix: vip4, Peers: []netip.Addr{router4, r4b}}, {Prefix: vip6}},
+			want: []Route{{Prefix: vip6}, {Prefix: vip4, Peers: []netip.Addr{r4b, router4, r4b}}}},
 		{name: "unmasked prefix is the same", have: []Route{{Prefix: netip.MustParsePrefix("198.18.251.0/24")}},
 			want: []Route{{Prefix: netip.MustParsePrefix("198.18.251.7/24")}}},
-		{name: "added and gone", have: []Route{{Prefix: p4}}, want: []Route{{Prefix: p6}, {Prefix: p4b}},
-			added: []netip.Prefix{p4b, p6}, gone: []netip.Prefix{p4}},
-		{name: "community added", have: []Route{{Prefix: p4}}, want: []Route{comm}, changed: []netip.Prefix{p4}},
-		{name: "large community", have: []Route{comm}, want: []Route{{Prefix: p4, Communities: comm.Communities,
-			LargeCommunities: []config.LargeCommunity{{Global: 1, Local1: 2, Local2: 3}}}}, changed: []netip.Prefix{p4}},
-		{name: "local preference", have: []Route{{Prefix: p4}}, want: []Route{{Prefix: p4, LocalPreference: 200}},
-			changed: []netip.Prefix{p4}},
-		{name: "peers", have: []Route{{Prefix: p4}}, want: []Route{{Prefix: p4, Peers: []netip.Addr{r4}}},
-			changed: []netip.Prefix{p4}},
+		{name: "added and gone", have: []Route{{Prefix: vip4}}, want: []Route{{Prefix: vip6}, {Prefix: vip4b}},
+			added: []netip.Prefix{vip4b, vip6}, gone: []netip.Prefix{vip4}},
+		{name: "community added", have: []Route{{Prefix: vip4}}, want: []Route{comm}, changed: []netip.Prefix{vip4}},
+		{name: "large community", have: []Route{comm}, want: []Route{{Prefix: vip4, Communities: comm.Communities,
+			LargeCommunities: []config.LargeCommunity{{Global: 1, Local1: 2, Local2: 3}}}}, changed: []netip.Prefix{vip4}},
+		{name: "local preference", have: []Route{{Prefix: vip4}}, want: []Route{{Prefix: vip4, LocalPreference: 200}},
+			changed: []netip.Prefix{vip4}},
+		{name: "peers", have: []Route{{Prefix: vip4}}, want: []Route{{Prefix: vip4, Peers: []netip.Addr{router4}}},
+			changed: []netip.Prefix{vip4}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,22 +129,22 @@ func TestDiffRoutes(t *testing.T) {
 }
 
 func TestExclusions(t *testing.T) {
-	peers, err := byAddress([]Peer{peer(r4, 1), peer(r4b, 1), peer(r6, 1)})
+	peers, err := byAddress([]Peer{peer(router4, 1), peer(r4b, 1), peer(router6, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	routes, err := byPrefix([]Route{
-		{Prefix: p4},                              // every peer
-		{Prefix: p4b, Peers: []netip.Addr{r4b}},   // r4b only
-		{Prefix: p6, Peers: []netip.Addr{r4, r6}}, // r6 (r4 is IPv4)
-		{Prefix: netip.MustParsePrefix("198.18.251.3/32"), Peers: []netip.Addr{r6}}, // nobody
+		{Prefix: vip4}, // every peer
+		{Prefix: vip4b, Peers: []netip.Addr{r4b}},                                        // r4b only
+		{Prefix: vip6, Peers: []netip.Addr{router4, router6}},                            // router6 (router4 is IPv4)
+		{Prefix: netip.MustParsePrefix("198.19.250.3/32"), Peers: []netip.Addr{router6}}, // nobody
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[netip.Addr][]netip.Prefix{
-		r4:  {p4b, netip.MustParsePrefix("198.18.251.3/32")},
-		r4b: {netip.MustParsePrefix("198.18.251.3/32")},
+		router4: {vip4b, netip.MustParsePrefix("198.19.250.3/32")},
+		r4b:     {netip.MustParsePrefix("198.19.250.3/32")},
 	}
 	if d := cmp.Diff(want, exclusions(peers, routes), netipEqual); d != "" {
 		t.Errorf("exclusions (-want +got):\n%s", d)
@@ -154,19 +152,19 @@ func TestExclusions(t *testing.T) {
 }
 
 func TestSymmetricDifference(t *testing.T) {
-	got := symmetricDifference([]netip.Prefix{p4, p4b}, []netip.Prefix{p4b, p6})
-	if d := cmp.Diff([]netip.Prefix{p4, p6}, got, netipEqual); d != "" {
+	got := symmetricDifference([]netip.Prefix{vip4, vip4b}, []netip.Prefix{vip4b, vip6})
+	if d := cmp.Diff([]netip.Prefix{vip4, vip6}, got, netipEqual); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
 	}
 }
 
 func TestAPIPeer(t *testing.T) {
-	c, err := Config{ASN: 64512, RouterID: netip.MustParseAddr("198.18.250.2")}.withDefaults()
+	c, err := Config{ASN: 64512, RouterID: node4}.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := Peer{Session: config.Session{
-		Address: r6, ASN: 64513, Port: 1179, HoldTime: 9 * time.Second, EBGPMultihop: 2,
+		Address: router6, ASN: 64513, Port: 1179, HoldTime: 9 * time.Second, EBGPMultihop: 2,
 		BFD: config.BFD{TransmitInterval: 300 * time.Millisecond, ReceiveInterval: 200 * time.Millisecond, Multiplier: 3},
 	}, Password: "pw"}
 	want := &api.Peer{
@@ -182,7 +180,7 @@ func TestAPIPeer(t *testing.T) {
 			Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}, Enabled: true,
 		}}},
 	}
-	if d := cmp.Diff(want, apiPeer(p, c), protocmp.Transform()); d != "" {
+	if d := cmp.Diff(want, apiPeer(p, c, true), protocmp.Transform()); d != "" {
 		t.Errorf("IPv6 peer with everything (-want +got):\n%s", d)
 	}
 	want = &api.Peer{
@@ -195,8 +193,11 @@ func TestAPIPeer(t *testing.T) {
 			Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true,
 		}}},
 	}
-	if d := cmp.Diff(want, apiPeer(peer(r4, 64513), c), protocmp.Transform()); d != "" {
+	if d := cmp.Diff(want, apiPeer(peer(router4, 64513), c, true), protocmp.Transform()); d != "" {
 		t.Errorf("IPv4 peer with defaults (-want +got):\n%s", d)
+	}
+	if got := apiPeer(p, c, false); got.Bfd != nil {
+		t.Errorf("BFD held back: %v", got.Bfd)
 	}
 }
 
@@ -225,14 +226,14 @@ func TestCommunities(t *testing.T) {
 }
 
 func TestPath(t *testing.T) {
-	r := Route{Prefix: p6, Communities: []config.Community{65000<<16 | 1},
+	r := Route{Prefix: vip6, Communities: []config.Community{65000<<16 | 1},
 		LargeCommunities: []config.LargeCommunity{{Global: 64512, Local1: 1, Local2: 2}}, LocalPreference: 150}
 	p, err := path(r, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Family != gobgp.RF_IPv6_UC || p.Nlri.String() != p6.String() {
-		t.Errorf("family %v, NLRI %v: want IPv6 unicast %v", p.Family, p.Nlri, p6)
+	if p.Family != gobgp.RF_IPv6_UC || p.Nlri.String() != vip6.String() {
+		t.Errorf("family %v, NLRI %v: want IPv6 unicast %v", p.Family, p.Nlri, vip6)
 	}
 	var got []string
 	for _, a := range p.Attrs {
@@ -245,7 +246,7 @@ func TestPath(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("attributes (-want +got):\n%s", d)
 	}
-	p, err = path(Route{Prefix: p4}, false)
+	p, err = path(Route{Prefix: vip4}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestPath(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
-	c, err := Config{ASN: 1, RouterID: r4}.withDefaults() // StableAfter 3 s, RecoverAfter 10 s
+	c, err := Config{ASN: 1, RouterID: router4}.withDefaults() // StableAfter 3 s, RecoverAfter 10 s
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +269,8 @@ func TestHealth(t *testing.T) {
 	up := func(since float64, bfd string) PeerStatus {
 		return PeerStatus{Established: true, EstablishedAt: at(since), BFD: bfd}
 	}
-	down := func(bfd string) PeerStatus { return PeerStatus{BFD: bfd} }
+	down := func(bfd string) PeerStatus { return PeerStatus{State: "active", BFD: bfd} }
+	idle := func(bfd string) PeerStatus { return PeerStatus{State: "idle", BFD: bfd} }
 	type step struct {
 		at      float64
 		s       PeerStatus
@@ -286,11 +288,21 @@ func TestHealth(t *testing.T) {
 		{name: "flaps: up but never stably", steps: []step{
 			// BFD first seen up at 1 s starts the clock.
 			{1, up(1, "up"), false}, {3, down("up"), false}, {5, up(5, "up"), false}, {7, down("up"), false},
-			{10, up(10, "up"), false}, {11, up(10, "up"), true},
+			{10, up(10, "up"), false}, {10.9, down("up"), false}, {11, down("up"), true},
+		}},
+		{name: "established is never recovered", steps: []step{
+			{9, up(8.5, ""), false}, {11, up(8.5, ""), false}, {11.4, down(""), true},
 		}},
 		{name: "BFD up again restarts the clock", steps: []step{
 			{20, up(10, "up"), false}, {21, down("down"), false}, {29, down("down"), false},
 			{30, down("up"), false}, {39.9, down("up"), false}, {40, down("up"), true},
+		}},
+		{name: "idle: recovered quickly, once", steps: []step{
+			{0.5, idle("down"), false}, {2.4, idle("down"), false}, {2.5, idle("down"), true}, {3.5, down(""), false},
+			{4, idle(""), false}, {12.4, idle(""), false}, {12.5, idle(""), true},
+		}},
+		{name: "quick recovery again once established", steps: []step{
+			{1, idle(""), false}, {3, idle(""), true}, {4, up(4, ""), false}, {4.5, idle(""), false}, {6.5, idle(""), true},
 		}},
 		{name: "stably up resets the backoff", steps: []step{
 			{10, down(""), true}, {20, up(15, ""), false}, {21, down(""), false}, {31, down(""), true},
@@ -300,7 +312,7 @@ func TestHealth(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := &health{down: t0}
 			for _, s := range tt.steps {
-				if got := h.observe(at(s.at), s.s, c); got != s.recover {
+				if got, _ := h.observe(at(s.at), s.s, c); got != s.recover {
 					t.Errorf("at %v s: recover %v, want %v", s.at, got, s.recover)
 				}
 			}
@@ -308,43 +320,45 @@ func TestHealth(t *testing.T) {
 	}
 }
 
-// TestEngineWithoutSessions runs GoBGP with peers that never answer (nothing listens on
-// their port) and routes restricted to some of them: configuring it all, changing it and
+// TestEngineWithoutSessions runs GoBGP with passive peers (it connects to none, and listens
+// on no BGP port) and routes restricted to some of them: configuring it all, changing it and
 // stopping must work without a session.
 func TestEngineWithoutSessions(t *testing.T) {
 	logger, ctx := ktesting.NewTestContext(t)
-	e, err := New(Config{ASN: 64512, RouterID: netip.MustParseAddr("198.18.250.2"), Logger: logger, PollInterval: 50 * time.Millisecond})
+	e, err := New(Config{ASN: 64512, RouterID: node4, Logger: logger,
+		PollInterval: 50 * time.Millisecond, passive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Set before Run: recorded, configured when Run starts.
-	closed := Peer{Session: config.Session{Address: netip.MustParseAddr("127.0.0.1"), ASN: 64513, Port: 1}}
-	if err := e.SetPeers(ctx, []Peer{closed}); err != nil {
+	passive4 := Peer{Session: config.Session{Address: netip.MustParseAddr("198.18.250.1"), ASN: 64513}}
+	if err := e.SetPeers(ctx, []Peer{passive4}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.SetRoutes(ctx, []Route{{Prefix: p4, Peers: []netip.Addr{r4}}, {Prefix: p6}}); err != nil {
+	if err := e.SetRoutes(ctx, []Route{{Prefix: vip4, Peers: []netip.Addr{router4}}, {Prefix: vip6}}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- e.Run(ctx) }()
-	defer func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
-	closed6 := Peer{Session: config.Session{Address: netip.MustParseAddr("::1"), ASN: 64513, Port: 1}}
+	})
+	defer stop()
+	passive6 := Peer{Session: config.Session{Address: netip.MustParseAddr("2001:db8:fa::1"), ASN: 64513}}
 	steps := []struct {
 		name   string
 		peers  []Peer
 		routes []Route
 	}{
-		{name: "peer added, route restricted to it", peers: []Peer{closed, closed6},
-			routes: []Route{{Prefix: p4, Peers: []netip.Addr{closed.Address}}, {Prefix: p6, Peers: []netip.Addr{closed6.Address}}}},
-		{name: "restriction changed", peers: []Peer{closed, closed6},
-			routes: []Route{{Prefix: p4, Peers: []netip.Addr{r4}}, {Prefix: p4b}, {Prefix: p6}}},
-		{name: "peer gone", peers: []Peer{closed6}, routes: []Route{{Prefix: p4b}}},
+		{name: "peer added, route restricted to it", peers: []Peer{passive4, passive6},
+			routes: []Route{{Prefix: vip4, Peers: []netip.Addr{passive4.Address}}, {Prefix: vip6, Peers: []netip.Addr{passive6.Address}}}},
+		{name: "restriction changed", peers: []Peer{passive4, passive6},
+			routes: []Route{{Prefix: vip4, Peers: []netip.Addr{router4}}, {Prefix: vip4b}, {Prefix: vip6}}},
+		{name: "peer gone", peers: []Peer{passive6}, routes: []Route{{Prefix: vip4b}}},
 	}
 	for _, s := range steps {
 		if err := e.SetPeers(ctx, s.peers); err != nil {
@@ -360,18 +374,82 @@ func TestEngineWithoutSessions(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ps := e.Peers()
-		if len(ps) == 1 && ps[0].Address == closed6.Address && ps[0].State != "unknown" {
+		if len(ps) == 1 && ps[0].Address == passive6.Address && ps[0].State != "unknown" {
 			if ps[0].Established {
-				t.Errorf("session with a closed port established: %+v", ps[0])
+				t.Errorf("passive session established: %+v", ps[0])
 			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("peers %+v: want %v's state", ps, closed6.Address)
+			t.Fatalf("peers %+v: want %v's state", ps, passive6.Address)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if err := e.WithdrawAll(ctx); err != nil {
 		t.Fatal(err)
+	}
+	stop()
+	if ps := e.Peers(); len(ps) != 1 || ps[0].State != "unknown" {
+		t.Errorf("peers after Run returned: %+v, want %v's state unknown", ps, passive6.Address)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	m := NewMetrics()
+	reg := metrics.NewKubeRegistry()
+	m.Register(reg.MustRegister)
+	m.observe(PeerStatus{Address: router4, Established: true, BFD: "up", PrefixesSent: 3}, false)
+	m.observe(PeerStatus{Address: r4b, Established: true, PrefixesSent: 3}, false)
+	m.observe(PeerStatus{Address: router6, BFD: "down"}, true)
+	m.recovered(router6)
+	m.setRoutes(5)
+	m.forget(r4b)
+	want := `
+# HELP onprem_lb_bgp_bfd_up [ALPHA] 1 while the BFD session with the peer is up, else 0; peers with BFD only.
+# TYPE onprem_lb_bgp_bfd_up gauge
+onprem_lb_bgp_bfd_up{peer="198.18.250.1"} 1
+onprem_lb_bgp_bfd_up{peer="2001:db8:fa::1"} 0
+# HELP onprem_lb_bgp_prefixes_sent [ALPHA] Routes the peer has been sent.
+# TYPE onprem_lb_bgp_prefixes_sent gauge
+onprem_lb_bgp_prefixes_sent{peer="198.18.250.1"} 3
+onprem_lb_bgp_prefixes_sent{peer="2001:db8:fa::1"} 0
+# HELP onprem_lb_bgp_routes_advertised [ALPHA] Routes this node advertises (each to the peers it is for).
+# TYPE onprem_lb_bgp_routes_advertised gauge
+onprem_lb_bgp_routes_advertised 5
+# HELP onprem_lb_bgp_session_recoveries_total [ALPHA] Times the peer was deleted and re-added because its session stayed down while it should come up.
+# TYPE onprem_lb_bgp_session_recoveries_total counter
+onprem_lb_bgp_session_recoveries_total{peer="2001:db8:fa::1"} 1
+# HELP onprem_lb_bgp_session_resets_total [ALPHA] Established BGP sessions with the peer seen to go down, for any reason.
+# TYPE onprem_lb_bgp_session_resets_total counter
+onprem_lb_bgp_session_resets_total{peer="2001:db8:fa::1"} 1
+# HELP onprem_lb_bgp_session_up [ALPHA] 1 while the BGP session with the peer is established, else 0.
+# TYPE onprem_lb_bgp_session_up gauge
+onprem_lb_bgp_session_up{peer="198.18.250.1"} 1
+onprem_lb_bgp_session_up{peer="2001:db8:fa::1"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	var nilMetrics *Metrics // counts nothing, and does not panic
+	nilMetrics.observe(PeerStatus{Address: router4}, true)
+	nilMetrics.recovered(router4)
+	nilMetrics.forget(router4)
+	nilMetrics.setRoutes(1)
+}
+
+func TestConfigRejects(t *testing.T) {
+	for name, c := range map[string]Config{
+		"no ASN":            {RouterID: node4},
+		"IPv6 router ID":    {ASN: 1, RouterID: router6},
+		"no router ID":      {ASN: 1},
+		"idle hold in ms":   {ASN: 1, RouterID: node4, IdleHoldTimeAfterReset: 1500 * time.Millisecond},
+		"connect retry 1 s": {ASN: 1, RouterID: node4, ConnectRetry: time.Second},
+		"poll interval 2 s": {ASN: 1, RouterID: node4, PollInterval: 2 * time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := New(c); err == nil {
+				t.Error("no error")
+			}
+		})
 	}
 }

@@ -28,7 +28,7 @@ var (
 	router6 = netip.MustParseAddr("2001:db8:fa::1")
 	node4   = netip.MustParseAddr("198.18.250.2")
 	node6   = netip.MustParseAddr("2001:db8:fa::2")
-	// The routes advertised: they only ever reach the router namespace's table.
+	// The routes advertised: in TestFRR they only ever reach the router namespace's table.
 	vip4  = netip.MustParsePrefix("198.19.250.1/32")
 	vip4b = netip.MustParsePrefix("198.19.250.2/32")
 	vip6  = netip.MustParsePrefix("2001:db8:fb::1/128")
@@ -68,22 +68,42 @@ func TestFRR(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes a minute")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	// The lab's router accepts any node of its subnet (bgp listen range): FRR then makes the
+	// peer, and its BFD session, when the node connects, and deletes them when the session
+	// goes down. With an explicit neighbor, FRR keeps them. Both must recover.
+	t.Run("listen range", func(t *testing.T) { testFRR(t, "d", true) })
+	t.Run("explicit neighbors", func(t *testing.T) { testFRR(t, "e", false) })
+}
+
+// testFRR runs the scenarios against FRR in namespaces obt-<pid>-<variant>r and ...n: all of
+// them when FRR accepts the node by a listen range (dynamic), those of failures and recovery
+// otherwise.
+func testFRR(t *testing.T, variant string, dynamic bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer cancel()
 	b := &frrBed{t: t, ctx: ctx,
-		router: fmt.Sprintf("obt-%d-r", os.Getpid()), node: fmt.Sprintf("obt-%d-n", os.Getpid())}
+		router: fmt.Sprintf("obt-%d-%sr", os.Getpid(), variant), node: fmt.Sprintf("obt-%d-%sn", os.Getpid(), variant)}
 	b.createNetwork()
 	dir, err := os.MkdirTemp("", "obt-bgp-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	if os.Getenv("OBT_BGP_KEEP") != "" {
+		t.Logf("keeping %s (OBT_BGP_KEEP)", dir)
+	} else {
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
 	if err := os.Chmod(dir, 0o711); err != nil { // the daemons, user frr, must reach their directory
 		t.Fatal(err)
 	}
-	b.frr, err = lab.RunFRR(ctx, dir, dir, b.router, "router", routerConf())
+	b.frr, err = lab.RunFRR(ctx, dir, dir, b.router, "router", routerConf(dynamic))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if os.Getenv("OBT_BGP_DEBUG") != "" {
+		if _, err := b.frr.Vtysh(ctx, "configure terminal", "log stdout debugging", "debug bfd peer", "debug bfd network", "debug bgp bfd", "debug bgp neighbor-events"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -101,19 +121,23 @@ func TestFRR(t *testing.T) {
 	b.do(helperRequest{Op: "peers", Peers: []Peer{b.peer4, b.peer6}})
 
 	steps := []struct {
-		name string
-		f    func(t *testing.T)
+		name     string
+		f        func(t *testing.T)
+		failures bool // one of the scenarios of failures and recovery
 	}{
-		{"sessions up", func(t *testing.T) { b.sessionsUp(t, start) }},
-		{"routes", b.routes},
-		{"one peer changed", b.onePeerChanged},
-		{"route for some peers", b.routePeers},
-		{"frozen speaker", b.frozen},
-		{"BFD dropped by the router", b.bfdDropped},
-		{"10000 routes", b.manyRoutes},
-		{"graceful shutdown", b.gracefulShutdown},
+		{"sessions up", func(t *testing.T) { b.sessionsUp(t, start) }, true},
+		{"routes", b.routes, true},
+		{"one peer changed", b.onePeerChanged, false},
+		{"route for some peers", b.routePeers, false},
+		{"frozen speaker", b.frozen, true},
+		{"BFD dropped by the router", b.bfdDropped, true},
+		{"10000 routes", b.manyRoutes, false},
+		{"graceful shutdown", b.gracefulShutdown, false},
 	}
 	for _, s := range steps {
+		if !dynamic && !s.failures {
+			continue
+		}
 		if !t.Run(s.name, s.f) {
 			break // the bed is in an unknown state
 		}
@@ -136,41 +160,16 @@ func (b *frrBed) createNetwork() {
 	}
 }
 
-// routerConf is FRR's configuration: both node addresses as eBGP neighbors with BFD at
-// 300 ms x 3, ECMP, the IPv6 session for IPv6 routes.
-func routerConf() lab.FRRConfig {
-	var bgp []string
-	bgp = append(bgp,
-		"route-map NODES-IN permit 10",
-		" set ipv6 next-hop prefer-global",
-		"!",
-		fmt.Sprintf("router bgp %d", routerASN),
-		" bgp router-id "+router4.String(),
-		" no bgp ebgp-requires-policy",
-		" no bgp default ipv4-unicast",
-	)
-	for _, n := range []netip.Addr{node4, node6} {
-		bgp = append(bgp,
-			fmt.Sprintf(" neighbor %v remote-as %d", n, nodeASN),
-			fmt.Sprintf(" neighbor %v bfd", n),
-			fmt.Sprintf(" neighbor %v bfd profile nodes", n),
-			fmt.Sprintf(" neighbor %v timers connect 1", n),
-		)
+// routerConf is FRR's configuration, the lab router's: the node's addresses as eBGP
+// neighbours (dynamic: any address of the subnets) with BFD at 300 ms x 3.
+func routerConf(dynamic bool) lab.FRRConfig {
+	nodes := []netip.Prefix{netip.MustParsePrefix("198.18.250.0/24"), netip.MustParsePrefix("2001:db8:fa::/64")}
+	if !dynamic {
+		nodes = []netip.Prefix{netip.PrefixFrom(node4, 32), netip.PrefixFrom(node6, 128)}
 	}
-	bgp = append(bgp,
-		" address-family ipv4 unicast",
-		"  maximum-paths 16",
-		"  neighbor "+node4.String()+" activate",
-		" exit-address-family",
-		" address-family ipv6 unicast",
-		"  maximum-paths 16",
-		"  neighbor "+node6.String()+" activate",
-		"  neighbor "+node6.String()+" route-map NODES-IN in",
-		" exit-address-family",
-	)
 	return lab.FRRConfig{
 		BFDd: lab.BFDProfile("nodes", 300*time.Millisecond, 3),
-		BGPd: strings.Join(bgp, "\n") + "\n",
+		BGPd: lab.RouterBGPConfig(routerASN, router4, nodeASN, nodes),
 	}
 }
 
@@ -265,7 +264,12 @@ func (b *frrBed) via(t *testing.T, timeout time.Duration, prefix netip.Prefix, w
 type frrNeighbor struct {
 	State       string `json:"bgpState"`
 	Established int    `json:"connectionsEstablished"`
+	// Since is when the session came up, in seconds since the epoch: FRR computes it from
+	// the uptime, so it may differ by one from one call to the next.
+	Since int64 `json:"bgpTimerUpEstablishedEpoch"`
 }
+
+func abs(i int64) int64 { return max(i, -i) }
 
 func (b *frrBed) neighbors(t *testing.T) map[string]frrNeighbor {
 	t.Helper()
@@ -301,12 +305,26 @@ func (b *frrBed) bfdUp(t *testing.T, timeout time.Duration) time.Duration {
 func (b *frrBed) sessionsUp(t *testing.T, start time.Time) {
 	b.established(t, 20*time.Second, router4, router6)
 	figure(t, "engine start to both sessions established", time.Since(start))
+	first := b.status(t)
 	b.bfdUp(t, 20*time.Second)
 	figure(t, "engine start to both BFD sessions up (FRR's view, 300 ms x 3)", time.Since(start))
+	waitFor(t, 30*time.Second, "both sessions established for 3 s", func() (bool, error) {
+		st := b.status(t)
+		for _, a := range []netip.Addr{router4, router6} {
+			if !st[a].Established || time.Since(st[a].EstablishedAt) < 3*time.Second {
+				return false, fmt.Errorf("%+v", st)
+			}
+		}
+		return true, nil
+	})
 	for a, s := range b.status(t) {
 		if s.BFD != "up" {
 			t.Errorf("engine's BFD session with %v: %q, want up", a, s.BFD)
 		}
+		if !s.EstablishedAt.Equal(first[a].EstablishedAt) {
+			t.Errorf("session with %v reset after it came up: %+v, then %+v", a, first[a], s)
+		}
+		t.Logf("engine's view of %v: %+v", a, s)
 	}
 }
 
@@ -344,8 +362,8 @@ func (b *frrBed) notReset(t *testing.T, before map[string]frrNeighbor, engineBef
 	node := map[netip.Addr]netip.Addr{router4: node4, router6: node6}
 	for _, p := range peers {
 		n := node[p].String()
-		if after[n] != before[n] {
-			t.Errorf("FRR's session with %s changed: %+v, then %+v", n, before[n], after[n])
+		if b, a := before[n], after[n]; a.State != b.State || a.Established != b.Established || abs(a.Since-b.Since) > 1 {
+			t.Errorf("FRR's session with %s reset: %+v, then %+v", n, b, a)
 		}
 		if !engineAfter[p].Established || !engineAfter[p].EstablishedAt.Equal(engineBefore[p].EstablishedAt) {
 			t.Errorf("engine's session with %v reset: %+v, then %+v", p, engineBefore[p], engineAfter[p])
@@ -367,7 +385,8 @@ func (b *frrBed) onePeerChanged(t *testing.T) {
 	})
 	figure(t, "SetPeers with a changed peer to its session re-established", d)
 	after := b.neighbors(t)
-	if n := node6.String(); after[n].Established <= before[n].Established {
+	// A session of a listen range is a new peer each time: its count of sessions stays 1.
+	if n := node6.String(); after[n].Established <= before[n].Established && after[n].Since < before[n].Since+2 {
 		t.Errorf("FRR's session with %s not reset: %+v, then %+v", n, before[n], after[n])
 	}
 	b.notReset(t, before, engineBefore, router4)
@@ -399,6 +418,7 @@ func (b *frrBed) routePeers(t *testing.T) {
 }
 
 func (b *frrBed) frozen(t *testing.T) {
+	b.bfdUp(t, 10*time.Second)
 	pid := b.engine.cmd.Process.Pid
 	start := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
@@ -426,9 +446,16 @@ func (b *frrBed) frozen(t *testing.T) {
 	figure(t, "speaker thawed (SIGCONT) after 2 s frozen to its routes back on the router", time.Since(start))
 	b.established(t, 10*time.Second, router4, router6)
 	figure(t, "speaker thawed to both sessions established", time.Since(start))
+	b.bfdUp(t, 10*time.Second)
+	figure(t, "speaker thawed to both BFD sessions up (FRR's view)", time.Since(start))
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("recovery took %v, want a few seconds", d)
 	}
+	recoveries := 0
+	for _, s := range b.status(t) {
+		recoveries += s.Recoveries
+	}
+	t.Logf("engine recoveries (delete and re-add) so far: %d", recoveries)
 	t.Logf("engine's view: %+v", b.status(t))
 }
 
@@ -445,6 +472,7 @@ func (b *frrBed) bfdDropped(t *testing.T) {
 		}
 		return nil
 	}
+	b.bfdUp(t, 10*time.Second)
 	recoveriesBefore := 0
 	for _, s := range b.status(t) {
 		recoveriesBefore += s.Recoveries

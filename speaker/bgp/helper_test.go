@@ -133,11 +133,15 @@ func startHelper(t *testing.T, ns string, asn uint32, id netip.Addr, logPath str
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGCONT)
 		h.in.Close() // the helper stops its engine (closing the sessions) and exits
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
 		select {
-		case <-exited:
+		case err := <-exited:
+			if err != nil { // e.g. the race detector's exit status
+				t.Errorf("helper: %v", err)
+			}
 		case <-time.After(10 * time.Second):
+			t.Errorf("helper still running 10 s after its input closed: killed")
 			cmd.Process.Kill()
 			<-exited
 		}

@@ -28,16 +28,20 @@ type Config struct {
 	// ConnectRetry is the interval between connection attempts, in whole seconds, 2 s or
 	// more (default 2 s; GoBGP's own default is 120 s).
 	ConnectRetry time.Duration
-	// PollInterval is how often Run reads the sessions' state (default 500 ms).
+	// PollInterval is how often Run reads the sessions' state (default 500 ms, at most 1 s:
+	// shorter than a reconnection, so that Run sees every session go down).
 	PollInterval time.Duration
 	// StableAfter is how long a session must stay established to count as up for recovery
 	// (default 3 s): a session that comes up and is torn down at once is still down.
 	StableAfter time.Duration
-	// RecoverAfter is how long a session may stay down, counted from when it went down, was
-	// (re)configured or its BFD session came up again, before Run deletes and re-adds the
-	// peer (default 10 s). It doubles with each recovery that does not bring the session
-	// up, up to eight times.
+	// RecoverAfter is how long a session may stay not stably up, counted from when it went
+	// down, the peer was added or its BFD session came up, before Run deletes and re-adds the
+	// peer (default 10 s). It doubles with each such recovery that does not bring the
+	// session up, up to eight times. See the package documentation for the other recovery.
 	RecoverAfter time.Duration
+
+	// passive makes sessions passive (tests: no connection attempt leaves this host).
+	passive bool
 }
 
 // withDefaults returns c with defaults filled in, or an error naming the bad field.
@@ -64,6 +68,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("bgp: idle hold time %v: want whole seconds, at least 1", c.IdleHoldTimeAfterReset)
 	case c.ConnectRetry < 2*time.Second || c.ConnectRetry%time.Second != 0:
 		return c, fmt.Errorf("bgp: connect retry %v: want whole seconds, at least 2", c.ConnectRetry)
+	case c.PollInterval < 0 || c.PollInterval > time.Second:
+		return c, fmt.Errorf("bgp: poll interval %v: want at most 1 s", c.PollInterval)
 	}
 	return c, nil
 }
@@ -122,9 +128,11 @@ type PeerStatus struct {
 	// "openconfirm" or "established"; "unknown" before Run has read it.
 	State       string
 	Established bool
-	// EstablishedAt is when the session came up, zero when it is not established.
+	// EstablishedAt is when the session came up (to the second, as GoBGP has it), zero
+	// when it is not established.
 	EstablishedAt time.Time
-	// BFD is the BFD session's state: "up", "down", "init", "admin-down", or "" without BFD.
+	// BFD is the BFD session's state: "up", "down", "init", "admin-down", or "" without BFD;
+	// "down" while the session is not established (see the package documentation).
 	BFD string
 	// PrefixesSent is the number of routes the peer has been sent.
 	PrefixesSent uint64

@@ -30,7 +30,9 @@
 //
 // FRR instances (StartFRR: the router's, or test peers in node namespaces) keep their
 // configuration, sockets and pid files in <Dir>/frr/<name>, run as the user frr, and are
-// driven with FRR.Vtysh and FRR.BFDPeers.
+// driven with FRR.Vtysh and FRR.BFDPeers. RunFRR runs one without a lab, in a namespace of
+// the caller's (speaker/bgp's TestFRR does), with RouterBGPConfig and BFDProfile for the
+// router's configuration.
 //
 // Promises: one lab per machine at a time (a lock says so instead of breaking the running one);
 // Start cleans up whatever an earlier lab left behind, also after a crash; Stop removes every

@@ -154,19 +154,39 @@ func BFDProfile(name string, interval time.Duration, multiplier int) string {
 // addresses rather than their link-local ones.
 func routerConfig(r *Router) FRRConfig {
 	o := r.Options
+	return FRRConfig{
+		BFDd: BFDProfile("nodes", o.BFDInterval, o.BFDMultiplier),
+		BGPd: RouterBGPConfig(o.ASN, r.IPv4, o.ClusterASN, []netip.Prefix{LANPrefix4, LANPrefix6}),
+	}
+}
+
+// RouterBGPConfig is the bgpd configuration of the lab's router, of AS asn and router ID
+// id, for nodes of AS nodeASN: members of the peer group NODES, with BFD (profile "nodes"),
+// IPv4 and IPv6 routes from up to 16 nodes installed as one ECMP route, through the nodes'
+// global IPv6 addresses. A node is any address of a prefix of nodes (bgp listen range:
+// dynamic neighbours), or, for a single address (a /32 or /128), that address as an
+// explicit neighbour.
+func RouterBGPConfig(asn uint32, id netip.Addr, nodeASN uint32, nodes []netip.Prefix) string {
 	bgp := []string{
 		"route-map NODES-IN permit 10",
 		" set ipv6 next-hop prefer-global",
 		"!",
-		fmt.Sprintf("router bgp %d", o.ASN),
-		" bgp router-id " + r.IPv4.String(),
+		fmt.Sprintf("router bgp %d", asn),
+		" bgp router-id " + id.String(),
 		" no bgp ebgp-requires-policy",
 		" neighbor NODES peer-group",
-		fmt.Sprintf(" neighbor NODES remote-as %d", o.ClusterASN),
+		fmt.Sprintf(" neighbor NODES remote-as %d", nodeASN),
 		" neighbor NODES bfd",
 		" neighbor NODES bfd profile nodes",
-		" bgp listen range " + LANPrefix4.String() + " peer-group NODES",
-		" bgp listen range " + LANPrefix6.String() + " peer-group NODES",
+	}
+	for _, n := range nodes {
+		if n.IsSingleIP() {
+			bgp = append(bgp, " neighbor "+n.Addr().String()+" peer-group NODES")
+		} else {
+			bgp = append(bgp, " bgp listen range "+n.String()+" peer-group NODES")
+		}
+	}
+	bgp = append(bgp,
 		" address-family ipv4 unicast",
 		"  maximum-paths 16",
 		" exit-address-family",
@@ -175,11 +195,8 @@ func routerConfig(r *Router) FRRConfig {
 		"  neighbor NODES activate",
 		"  neighbor NODES route-map NODES-IN in",
 		" exit-address-family",
-	}
-	return FRRConfig{
-		BFDd: BFDProfile("nodes", o.BFDInterval, o.BFDMultiplier),
-		BGPd: strings.Join(bgp, "\n") + "\n",
-	}
+	)
+	return strings.Join(bgp, "\n") + "\n"
 }
 
 // NextHops returns the gateways of the route to exactly prefix in h's main routing table,
