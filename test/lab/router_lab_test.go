@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
-
 	"github.com/onprem-lb/onprem-lb/test/lab"
 	"github.com/onprem-lb/onprem-lb/test/lab/labtest"
 )
@@ -120,8 +118,8 @@ func TestRouter(t *testing.T) {
 				thaw()
 				t.Fatal(err)
 			}
-			v4, err4 := nextHopsWithin(ctx, r, vip4, both(0)[:1], 5*time.Second)
-			_, err6 := nextHopsWithin(ctx, r, vip6, both(1)[:1], 5*time.Second)
+			v4, err4 := r.WaitNextHops(ctx, vip4, both(0)[:1], 5*time.Second)
+			_, err6 := r.WaitNextHops(ctx, vip6, both(1)[:1], 5*time.Second)
 			thaw()
 			if err := errors.Join(err4, err6); err != nil {
 				t.Fatalf("run %d: %v", run+1, err)
@@ -202,7 +200,7 @@ func peerConfig(n *lab.Node, r *lab.Router) lab.FRRConfig {
 // how long that took.
 func waitNextHops(ctx context.Context, t *testing.T, r *lab.Router, prefix netip.Prefix, want []netip.Addr, timeout time.Duration) time.Duration {
 	t.Helper()
-	took, err := nextHopsWithin(ctx, r, prefix, want, timeout)
+	took, err := r.WaitNextHops(ctx, prefix, want, timeout)
 	if err != nil {
 		out, _ := r.FRR.Vtysh(ctx, "show bgp summary", "show ip route", "show ipv6 route")
 		t.Fatalf("%v\n%s", err, out)
@@ -210,43 +208,11 @@ func waitNextHops(ctx context.Context, t *testing.T, r *lab.Router, prefix netip
 	return took
 }
 
-// nextHopsWithin waits until the router's kernel routes prefix via exactly want, and returns
-// how long that took, or an error after timeout.
-func nextHopsWithin(ctx context.Context, r *lab.Router, prefix netip.Prefix, want []netip.Addr, timeout time.Duration) (time.Duration, error) {
-	began := time.Now()
-	var got []netip.Addr
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		got, last = r.NextHops(ctx, prefix)
-		return last == nil && slices.Equal(got, want), nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("router's route to %s: next hops %v (err %v), want %v within %v", prefix, got, last, want, timeout)
-	}
-	return time.Since(began), nil
-}
-
 // waitBFDUp waits until the router's BFD sessions with every address of peers are up with
 // the router's timers.
 func waitBFDUp(ctx context.Context, t *testing.T, r *lab.Router, peers []netip.Addr) {
 	t.Helper()
-	ms := int(r.Options.BFDInterval.Milliseconds())
-	var sessions []lab.BFDPeer
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		sessions, last = r.FRR.BFDPeers(ctx)
-		up := map[netip.Addr]bool{}
-		for _, s := range sessions {
-			up[s.Peer] = s.Status == "up" && s.TransmitInterval == ms && s.ReceiveInterval == ms && s.DetectMultiplier == r.Options.BFDMultiplier
-		}
-		for _, a := range peers {
-			if !up[a] {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatalf("router's BFD sessions with %v not all up at %d ms x %d within 10s: %+v (err %v)", peers, ms, r.Options.BFDMultiplier, sessions, last)
+	if err := r.WaitBFDUp(ctx, peers, 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
