@@ -1,0 +1,377 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/onprem-lb/onprem-lb/test/lab"
+)
+
+// bgpPools peers every node with the lab's router over IPv4 and IPv6, with the router's BFD
+// timers, and announces the pool "public" over BGP only. Its ranges are outside the LAN, so
+// that nothing but the speakers' routes brings their traffic to the nodes.
+const bgpPools = `
+bgp:
+  asn: 64512
+  peers:
+    - name: router-v4
+      address: 198.18.0.254
+      asn: 64513
+      bfd: {transmitInterval: 100ms, receiveInterval: 100ms, multiplier: 3}
+    - name: router-v6
+      address: 2001:db8:18::fe
+      asn: 64513
+      bfd: {transmitInterval: 100ms, receiveInterval: 100ms, multiplier: 3}
+pools:
+  - name: public
+    addresses: [198.18.3.0/28, 2001:db8:1c::/124]
+    announce: bgp
+    bgpAdvertisement:
+      communities: ["` + bgpCommunity + `"]
+`
+
+const bgpCommunity = "64512:100"
+
+// TestBGP proves BGP mode against the lab's router (FRR): every node peers over both
+// families with BFD; a Cluster Service is routed over every node (ECMP), a Local one over the
+// nodes of its endpoints only, with the client's address kept; a node that loses its endpoint
+// or dies leaves the router within a second; and a speaker stopping drains its paths
+// (GRACEFUL_SHUTDOWN) before it withdraws them, without a failed request.
+func TestBGP(t *testing.T) {
+	ctx, l, sp := startSpeakers(t, lab.Options{Router: &lab.RouterOptions{}}, bgpPools)
+	ctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
+	defer cancel()
+	r, client := l.Router, l.Router.Clients[0]
+	const ns = "bgp"
+	podsOnEveryNode(ctx, t, l, ns, "web")
+	create(ctx, t, l, lbService(ns, "web", dualStack))
+	web := vipPrefixes(waitIngress(ctx, t, l, ns, "web", 2))
+	assigned := time.Now()
+
+	t.Run("every node has an IPv4 and an IPv6 session with the router, BFD up at 100 ms x 3", func(t *testing.T) {
+		began := time.Now()
+		var peers []netip.Addr
+		for k, afi := range []string{"ipv4", "ipv6"} {
+			want := hops(l.Nodes...)[k]
+			peers = append(peers, want...)
+			var states map[netip.Addr]string
+			var last error
+			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+				states, last = r.FRR.BGPSessions(ctx, afi)
+				return last == nil && !slices.ContainsFunc(want, func(a netip.Addr) bool { return states[a] != "Established" }), nil
+			})
+			if err != nil {
+				t.Fatalf("router's %s sessions %v (err %v), want %v Established\n%s", afi, states, last, want, routeState(ctx, r, nil))
+			}
+		}
+		if err := r.WaitBFDUp(ctx, peers, 30*time.Second); err != nil {
+			t.Fatalf("%v\n%s", err, routeState(ctx, r, nil))
+		}
+		t.Logf("figure: %d sessions Established and BFD up with %v (%v after the speakers converged)", len(peers), peers, time.Since(began).Round(time.Millisecond))
+	})
+
+	t.Run("a Cluster Service is routed over every node, with the pool's community, and answers WAN clients", func(t *testing.T) {
+		at := waitRouted(ctx, t, r, web, hops(l.Nodes...), 30*time.Second)
+		for k, p := range web {
+			t.Logf("figure: %s routed over %v %v after the Service got its IPs", p, hops(l.Nodes...)[k], at[k].Sub(assigned).Round(time.Millisecond))
+			paths := bgpPaths(ctx, t, r, p)
+			if len(paths) != len(l.Nodes) {
+				t.Errorf("%s: %d paths in the router's BGP table, want %d: %+v", p, len(paths), len(l.Nodes), paths)
+			}
+			for _, path := range paths {
+				if !slices.Contains(path.Communities, bgpCommunity) {
+					t.Errorf("%s from %s: communities %v, want %s", p, path.Peer, path.Communities, bgpCommunity)
+				}
+			}
+			url := vipURL(p.Addr().String())
+			waitGet(ctx, t, client, url)
+			sources := map[string]int{}
+			for i := range 30 {
+				reply, err := lab.GetHTTP(ctx, client.NS, url)
+				if err != nil {
+					t.Fatalf("GET %d of %s from %s: %v", i, url, client.Name, err)
+				}
+				sources[reply.ClientIP()]++
+			}
+			// The nodes masquerade external traffic of a Cluster Service: the source a
+			// backend sees names the node the router chose.
+			t.Logf("figure: 30 GETs of %s from %s through the router all answered; sources the backends saw: %v", url, client.Name, sources)
+			if len(sources) < 2 {
+				t.Errorf("%s: all 30 connections entered through one node (%v), want them spread by the ECMP route", url, sources)
+			}
+		}
+	})
+
+	first := addPod(ctx, t, l, ns, "loc-node-1", "node-1", "loc")
+	create(ctx, t, l, lbService(ns, "loc", dualStack, localService))
+	loc := vipPrefixes(waitIngress(ctx, t, l, ns, "loc", 2))
+
+	t.Run("a Local Service is routed over the node of its pod only, and the pod sees the WAN client's address", func(t *testing.T) {
+		waitRouted(ctx, t, r, loc, hops(l.Nodes[0]), 30*time.Second)
+		for k, p := range loc {
+			if paths := bgpPaths(ctx, t, r, p); len(paths) != 1 || paths[0].Peer != l.Nodes[0].Addrs()[k] {
+				t.Errorf("%s: paths %+v, want one from %s", p, paths, l.Nodes[0].Addrs()[k])
+			}
+			url := vipURL(p.Addr().String())
+			waitGet(ctx, t, client, url)
+			for range 10 {
+				reply, err := lab.GetHTTP(ctx, client.NS, url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if reply.Pod != podKey(first) || reply.ClientIP() != client.Addrs()[k].String() {
+					t.Fatalf("%s: answered by %s seeing %s, want %s seeing the client %s", url, reply.Pod, reply.ClientIP(), podKey(first), client.Addrs()[k])
+				}
+			}
+		}
+	})
+
+	t.Run("a node whose local endpoint goes away leaves the router within a second of the EndpointSlice change", func(t *testing.T) {
+		addPod(ctx, t, l, ns, "loc-node-2", "node-2", "loc")
+		waitRouted(ctx, t, r, loc, hops(l.Nodes[0], l.Nodes[1]), 30*time.Second)
+		changed := endpointNotReady(ctx, t, l, ns, "loc", first.Name)
+		deleted := time.Now()
+		deletePod(ctx, t, l, first)
+		at := waitRouted(ctx, t, r, loc, hops(l.Nodes[1]), 10*time.Second)
+		var sliceAt time.Time
+		select {
+		case sliceAt = <-changed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the EndpointSlices of %s/loc never showed %s not ready", ns, first.Name)
+		}
+		for k, p := range loc {
+			took := at[k].Sub(sliceAt)
+			t.Logf("figure: %s lost %s %v after the EndpointSlice change (%v after the pod's deletion)", p, l.Nodes[0].Name, took.Round(time.Millisecond), at[k].Sub(deleted).Round(time.Millisecond))
+			if took > 5*time.Second {
+				t.Errorf("%s: %s left the router %v after the EndpointSlice change, want about a second (at most 5 s)", p, l.Nodes[0].Name, took.Round(time.Millisecond))
+			}
+		}
+	})
+
+	t.Run("a node that dies leaves the router within BFD's detection time", func(t *testing.T) {
+		n := l.Nodes[2]
+		killNode(ctx, t, l, n)
+		killed := time.Now()
+		at, err := routedWithin(ctx, r, web, hops(l.Nodes[0], l.Nodes[1]), 10*time.Second)
+		reviveNode(ctx, t, l, n)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, routeState(ctx, r, nil))
+		}
+		for k, p := range web {
+			took := at[k].Sub(killed)
+			t.Logf("figure: %s lost the dead %s %v after it died (BFD %v x %d)", p, n.Name, took.Round(time.Millisecond), r.Options.BFDInterval, r.Options.BFDMultiplier)
+			if took > 3*time.Second {
+				t.Errorf("%s: the dead %s left the router after %v, want at most 3 s (BFD)", p, n.Name, took.Round(time.Millisecond))
+			}
+		}
+		revived := time.Now()
+		at = waitRouted(ctx, t, r, web, hops(l.Nodes...), 2*time.Minute)
+		if err := r.WaitBFDUp(ctx, n.Addrs(), 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("figure: %s routed over %s again %v after it came back", web[0], n.Name, at[0].Sub(revived).Round(time.Millisecond))
+	})
+
+	t.Run("a speaker that stops drains its paths with GRACEFUL_SHUTDOWN first, and no WAN request fails", func(t *testing.T) {
+		n := l.Nodes[1]
+		waitRouted(ctx, t, r, web, hops(l.Nodes...), 30*time.Second)
+		watch := watchPath(ctx, r, web[0], n.IPv4)
+		var stopped, gone time.Time
+		var routeErr error
+		failures, total := lab.RequestsDuring(ctx, client.NS, vipURL(web[0].Addr().String()), nil, func() {
+			stopped = time.Now()
+			sp.stopSpeaker(ctx, n)
+			gone = time.Now()
+			_, routeErr = routedWithin(ctx, r, web, hops(l.Nodes[0], l.Nodes[2]), 10*time.Second)
+		})
+		seen := watch()
+		if routeErr != nil {
+			t.Fatalf("%v\n%s", routeErr, routeState(ctx, r, web))
+		}
+		since := func(at time.Time) string {
+			if at.IsZero() {
+				return "never"
+			}
+			return at.Sub(stopped).Round(time.Millisecond).String()
+		}
+		t.Logf("figure: after %s's speaker pod was deleted: GRACEFUL_SHUTDOWN on its path of %s after %s (local preference %d), out of the ECMP route after %s, path withdrawn after %s, pod gone after %s",
+			n.Name, web[0], since(seen.gshut), seen.gshutLocalPref, since(seen.left), since(seen.withdrawn), since(gone))
+		t.Logf("figure: %d GETs of %s from %s during the stop, %d failed", total, web[0].Addr(), client.Name, len(failures))
+		switch {
+		case seen.gshut.IsZero():
+			t.Errorf("the router never saw GRACEFUL_SHUTDOWN on %s's path of %s", n.Name, web[0])
+		case seen.withdrawn.IsZero():
+			t.Errorf("%s's path of %s never withdrawn", n.Name, web[0])
+		case !seen.gshut.Before(seen.withdrawn):
+			t.Errorf("GRACEFUL_SHUTDOWN seen after %s, the path withdrawn after %s: want the drain first", since(seen.gshut), since(seen.withdrawn))
+		case seen.left.IsZero() || !seen.left.Before(seen.withdrawn):
+			t.Errorf("%s left the ECMP route after %s, its path was withdrawn after %s: want the router to move traffic away during the drain", n.Name, since(seen.left), since(seen.withdrawn))
+		}
+		if len(failures) > 0 {
+			t.Errorf("%d of %d GETs failed:\n%s", len(failures), total, strings.Join(failures, "\n"))
+		}
+	})
+}
+
+// vipPrefixes returns the host prefixes (/32, /128) of a Service's ingress IPs, IPv4 first.
+func vipPrefixes(ingress []corev1.LoadBalancerIngress) []netip.Prefix {
+	var ps []netip.Prefix
+	for _, in := range ingress {
+		a := netip.MustParseAddr(in.IP)
+		ps = append(ps, netip.PrefixFrom(a, a.BitLen()))
+	}
+	slices.SortFunc(ps, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return ps
+}
+
+// hops returns the router's next hops through nodes, per family: their IPv4 addresses, then
+// their IPv6 ones, each sorted as Router.NextHops sorts them.
+func hops(nodes ...*lab.Node) [][]netip.Addr {
+	out := make([][]netip.Addr, 2)
+	for _, n := range nodes {
+		for k, a := range n.Addrs() {
+			out[k] = append(out[k], a)
+		}
+	}
+	for _, h := range out {
+		slices.SortFunc(h, netip.Addr.Compare)
+	}
+	return out
+}
+
+// routedWithin waits, for every prefix at once, until the router's kernel routes prefixes[k]
+// via exactly want[k], and returns when each did, or an error after timeout.
+func routedWithin(ctx context.Context, r *lab.Router, prefixes []netip.Prefix, want [][]netip.Addr, timeout time.Duration) ([]time.Time, error) {
+	at := make([]time.Time, len(prefixes))
+	errs := make([]error, len(prefixes))
+	var wg sync.WaitGroup
+	for k := range prefixes {
+		wg.Go(func() {
+			_, errs[k] = r.WaitNextHops(ctx, prefixes[k], want[k], timeout)
+			at[k] = time.Now()
+		})
+	}
+	wg.Wait()
+	return at, errors.Join(errs...)
+}
+
+// waitRouted is routedWithin failing t with the router's state.
+func waitRouted(ctx context.Context, t testing.TB, r *lab.Router, prefixes []netip.Prefix, want [][]netip.Addr, timeout time.Duration) []time.Time {
+	t.Helper()
+	at, err := routedWithin(ctx, r, prefixes, want, timeout)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, routeState(ctx, r, prefixes))
+	}
+	return at
+}
+
+// routeState is what the router says of its sessions and of prefixes.
+func routeState(ctx context.Context, r *lab.Router, prefixes []netip.Prefix) string {
+	cmds := []string{"show bgp summary", "show bfd peers brief"}
+	for _, p := range prefixes {
+		afi := "ipv4"
+		if p.Addr().Is6() {
+			afi = "ipv6"
+		}
+		cmds = append(cmds, fmt.Sprintf("show bgp %s unicast %s", afi, p), fmt.Sprintf("show %s route %s", strings.TrimSuffix(afi, "v4"), p))
+	}
+	out, err := r.FRR.Vtysh(ctx, cmds...)
+	if err != nil {
+		return fmt.Sprintf("router: %v\n%s", err, out)
+	}
+	return out
+}
+
+// bgpPaths returns the paths of prefix in the router's BGP table.
+func bgpPaths(ctx context.Context, t testing.TB, r *lab.Router, prefix netip.Prefix) []lab.BGPPath {
+	t.Helper()
+	paths, err := r.FRR.BGPPaths(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return paths
+}
+
+// endpointNotReady watches the EndpointSlices of Service ns/svc and sends on the returned
+// channel the time one first shows pod not ready or without it.
+func endpointNotReady(ctx context.Context, t testing.TB, l *lab.Lab, ns, svc, pod string) <-chan time.Time {
+	t.Helper()
+	w, err := l.Client.DiscoveryV1().EndpointSlices(ns).Watch(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := make(chan time.Time, 1)
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			s, ok := ev.Object.(*discoveryv1.EndpointSlice)
+			if !ok {
+				continue
+			}
+			ready := slices.ContainsFunc(s.Endpoints, func(e discoveryv1.Endpoint) bool {
+				return e.TargetRef != nil && e.TargetRef.Name == pod && (e.Conditions.Ready == nil || *e.Conditions.Ready)
+			})
+			if !ready {
+				changed <- time.Now()
+				return
+			}
+		}
+	}()
+	return changed
+}
+
+// pathSeen is when the router first saw a node's path of a prefix carry GRACEFUL_SHUTDOWN
+// (and with which local preference), leave the kernel's ECMP route, and be withdrawn.
+type pathSeen struct {
+	gshut, left, withdrawn time.Time
+	gshutLocalPref         int
+}
+
+// watchPath polls the router every 20 ms for the path of prefix from peer until the
+// returned function is called, which returns what it saw.
+func watchPath(ctx context.Context, r *lab.Router, prefix netip.Prefix, peer netip.Addr) func() pathSeen {
+	ctx, cancel := context.WithCancel(ctx)
+	var seen pathSeen
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for ctx.Err() == nil {
+			now := time.Now()
+			if paths, err := r.FRR.BGPPaths(ctx, prefix); err == nil {
+				i := slices.IndexFunc(paths, func(p lab.BGPPath) bool { return p.Peer == peer })
+				switch {
+				case i < 0 && seen.withdrawn.IsZero():
+					seen.withdrawn = now
+				case i >= 0 && paths[i].GracefulShutdown() && seen.gshut.IsZero():
+					seen.gshut, seen.gshutLocalPref = now, paths[i].LocalPref
+				}
+			}
+			if nh, err := r.NextHops(ctx, prefix); err == nil && !slices.Contains(nh, peer) && seen.left.IsZero() {
+				seen.left = now
+			}
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() pathSeen {
+		cancel()
+		<-done
+		return seen
+	}
+}
