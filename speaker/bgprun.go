@@ -28,7 +28,10 @@ const DefaultBGPDrainDelay = 3 * time.Second
 // engine, given the peers whose nodeSelector matches this node and the routes the controller
 // computes, so that only the sessions whose settings changed are reset.
 type bgpSpeaker struct {
-	node     string
+	node string
+	// drain is how long routes carry GRACEFUL_SHUTDOWN before a stop or the exclusion label
+	// withdraws them.
+	drain    time.Duration
 	metrics  *bgp.Metrics
 	readFile func(name string) ([]byte, error)
 	// changed wakes Run when engine was replaced.
@@ -38,8 +41,12 @@ type bgpSpeaker struct {
 	// engine is the engine wanted, nil without a bgp: section; global its ASN and router ID.
 	engine *bgp.Engine
 	global bgpGlobal
-	// draining: the speaker is stopping, engine's routes carry GRACEFUL_SHUTDOWN.
-	draining bool
+	// stopping: the speaker is stopping, engine's routes carry GRACEFUL_SHUTDOWN.
+	stopping bool
+	// excludedAt is when sync first saw this node excluded from load balancers (the zero
+	// time while it is not): from then its routes carry GRACEFUL_SHUTDOWN for drain, then are
+	// withdrawn.
+	excludedAt time.Time
 }
 
 // bgpGlobal is what an engine is made with: a change needs a new engine.
@@ -48,36 +55,38 @@ type bgpGlobal struct {
 	routerID netip.Addr
 }
 
-func newBGPSpeaker(node string, m *bgp.Metrics) *bgpSpeaker {
-	return &bgpSpeaker{node: node, metrics: m, readFile: os.ReadFile, changed: make(chan struct{}, 1)}
+func newBGPSpeaker(node string, m *bgp.Metrics, drain time.Duration) *bgpSpeaker {
+	return &bgpSpeaker{node: node, drain: drain, metrics: m, readFile: os.ReadFile, changed: make(chan struct{}, 1)}
 }
 
 // sync makes the engine follow cfg, this node's Node self, and routes, the routes this node
-// advertises. It returns what went wrong (a peer's password file unreadable, no router ID);
-// the rest is applied all the same.
-func (s *bgpSpeaker) sync(ctx context.Context, cfg *config.Config, self *corev1.Node, routes []bgp.Route) error {
+// advertises, at now. While self has just got the exclusion label, the routes it had stay,
+// with GRACEFUL_SHUTDOWN, for the drain delay: sync returns how long until it should be
+// called again (0: no need). It returns what went wrong (a peer's password file unreadable,
+// no router ID); the rest is applied all the same.
+func (s *bgpSpeaker) sync(ctx context.Context, cfg *config.Config, self *corev1.Node, routes []bgp.Route, now time.Time) (time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining {
-		return nil
+	if s.stopping {
+		return 0, nil
 	}
 	if cfg.BGP == nil {
 		s.replace(nil, bgpGlobal{})
-		return nil
+		return 0, nil
 	}
 	global := bgpGlobal{asn: cfg.BGP.ASN, routerID: cfg.BGP.RouterID}
 	if !global.routerID.IsValid() {
 		ip, ok := nodeIP(self, true)
 		if !ok {
 			s.replace(nil, bgpGlobal{})
-			return fmt.Errorf("speaker: BGP: node %s has no IPv4 InternalIP to be the router ID; set bgp.routerID in the pool file", s.node)
+			return 0, fmt.Errorf("speaker: BGP: node %s has no IPv4 InternalIP to be the router ID; set bgp.routerID in the pool file", s.node)
 		}
 		global.routerID = ip
 	}
 	if s.engine == nil || global != s.global {
 		e, err := bgp.New(bgp.Config{ASN: global.asn, RouterID: global.routerID, Logger: klog.Background().WithName("bgp"), Metrics: s.metrics})
 		if err != nil {
-			return fmt.Errorf("speaker: BGP: %w", err)
+			return 0, fmt.Errorf("speaker: BGP: %w", err)
 		}
 		if s.engine != nil {
 			klog.InfoS("BGP ASN or router ID changed: every session restarts", "asn", global.asn, "routerID", global.routerID)
@@ -85,13 +94,20 @@ func (s *bgpSpeaker) sync(ctx context.Context, cfg *config.Config, self *corev1.
 		s.replace(e, global)
 	}
 	peers, err := s.peersOf(cfg.BGP, self)
-	if perr := s.engine.SetPeers(ctx, peers); perr != nil {
-		err = errors.Join(err, perr)
+	err = errors.Join(err, s.engine.SetPeers(ctx, peers))
+	_, excluded := self.Labels[corev1.LabelNodeExcludeBalancers]
+	switch {
+	case excluded && s.excludedAt.IsZero():
+		s.excludedAt = now
+		klog.InfoS("Node excluded from load balancers: BGP routes carry GRACEFUL_SHUTDOWN, then are withdrawn", "node", s.node, "delay", s.drain)
+		return s.drain, errors.Join(err, s.engine.SetGracefulShutdown(ctx, true))
+	case excluded && now.Sub(s.excludedAt) < s.drain:
+		return s.drain - now.Sub(s.excludedAt), err
+	case !excluded && !s.excludedAt.IsZero():
+		s.excludedAt = time.Time{}
+		err = errors.Join(err, s.engine.SetGracefulShutdown(ctx, false))
 	}
-	if rerr := s.engine.SetRoutes(ctx, routes); rerr != nil {
-		err = errors.Join(err, rerr)
-	}
-	return err
+	return 0, errors.Join(err, s.engine.SetRoutes(ctx, routes))
 }
 
 // replace makes e the engine wanted, and wakes Run to run it instead of the last one. s.mu
@@ -130,10 +146,10 @@ func (s *bgpSpeaker) peersOf(b *config.BGP, self *corev1.Node) ([]bgp.Peer, erro
 	return peers, errors.Join(errs...)
 }
 
-// run runs the engine wanted until ctx ends, replacing it when sync does. Then, if drain is
-// positive, it drains: the routes carry GRACEFUL_SHUTDOWN for drain, then are withdrawn,
-// then the engine stops.
-func (s *bgpSpeaker) run(ctx context.Context, drain time.Duration) {
+// run runs the engine wanted until ctx ends, replacing it when sync does. Then it drains:
+// the routes carry GRACEFUL_SHUTDOWN for the drain delay, then are withdrawn, then the
+// engine stops.
+func (s *bgpSpeaker) run(ctx context.Context) {
 	var running *bgp.Engine
 	stop, done := runEngine(nil)
 	defer func() { stop(); <-done }()
@@ -153,18 +169,18 @@ func (s *bgpSpeaker) run(ctx context.Context, drain time.Duration) {
 		}
 	}
 	s.mu.Lock()
-	s.draining = true
+	s.stopping = true
 	s.mu.Unlock()
-	if running == nil || drain <= 0 {
+	if running == nil {
 		return
 	}
-	dctx, cancel := context.WithTimeout(context.Background(), drain+5*time.Second)
+	dctx, cancel := context.WithTimeout(context.Background(), s.drain+5*time.Second)
 	defer cancel()
-	if err := running.GracefulShutdown(dctx); err != nil {
+	if err := running.SetGracefulShutdown(dctx, true); err != nil {
 		klog.ErrorS(err, "BGP graceful shutdown")
 	}
-	klog.InfoS("BGP routes carry GRACEFUL_SHUTDOWN; withdrawing them after the drain delay", "delay", drain)
-	time.Sleep(drain)
+	klog.InfoS("BGP routes carry GRACEFUL_SHUTDOWN; withdrawing them after the drain delay", "delay", s.drain)
+	time.Sleep(s.drain)
 	if err := running.WithdrawAll(dctx); err != nil {
 		klog.ErrorS(err, "BGP withdraw")
 	}

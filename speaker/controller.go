@@ -58,7 +58,7 @@ type forwarder interface {
 
 // bgpSyncer is what the controller needs of bgpSpeaker.
 type bgpSyncer interface {
-	sync(ctx context.Context, cfg *config.Config, self *corev1.Node, routes []bgp.Route) error
+	sync(ctx context.Context, cfg *config.Config, self *corev1.Node, routes []bgp.Route, now time.Time) (time.Duration, error)
 }
 
 // hcnpServer is what the controller needs of health.HCNPServer.
@@ -533,15 +533,19 @@ func (c *controller) syncBGP(in Inputs, assignments map[netip.Addr]*Assignment) 
 	if c.bgp == nil || self == nil {
 		return
 	}
-	want, wait := c.damper.filter(time.Now(), routes(c.node, in.Config, assignments))
-	if wait > 0 {
-		time.AfterFunc(wait, c.kick)
-	}
+	now := time.Now()
+	want, held := c.damper.filter(now, routes(c.node, in.Config, assignments))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.bgp.sync(ctx, in.Config, self, want); err != nil {
+	draining, err := c.bgp.sync(ctx, in.Config, self, want, now)
+	if err != nil {
 		klog.ErrorS(err, "BGP not fully configured; retrying", "after", bgpRetry)
 		time.AfterFunc(bgpRetry, c.kick)
+	}
+	for _, wait := range []time.Duration{held, draining} {
+		if wait > 0 {
+			time.AfterFunc(wait, c.kick)
+		}
 	}
 }
 

@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg Config) error {
 	dp := dataplane.New(dataplane.Options{Metrics: dataplaneMetrics})
 	hcnp := health.NewHCNPServer(health.ServerOptions{ProxyHealthy: ctrl.forwardingHealthy.Load})
 	defer hcnp.Close()
-	bgpSpeaker := newBGPSpeaker(cfg.NodeName, bgpMetrics)
+	bgpSpeaker := newBGPSpeaker(cfg.NodeName, bgpMetrics, cfg.BGPDrainDelay)
 	ctrl.members, ctrl.announce, ctrl.prober, ctrl.forward, ctrl.hcnp, ctrl.bgp = members, ann, prober, dp, hcnp, bgpSpeaker
 
 	return runParts(ctx, cfg, parts{
@@ -218,7 +218,7 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	wg.Go(func() { p.watcher.Run(ctrlCtx) })
 	// With BGP, a stop drains the routes (GRACEFUL_SHUTDOWN, the drain delay, withdraw)
 	// while the L2 handover runs.
-	wg.Go(func() { p.bgp.run(ctrlCtx, cfg.BGPDrainDelay) })
+	wg.Go(func() { p.bgp.run(ctrlCtx) })
 	if srv != nil {
 		wg.Go(func() { fail("metrics server", ignoreClosed(srv.serve())) })
 	}

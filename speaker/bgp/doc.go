@@ -27,7 +27,7 @@
 // peers concerned are re-sent their routes (a soft reset out, no session reset), which
 // withdraws the routes they no longer get.
 //
-// [Engine.GracefulShutdown] re-advertises every route with the GRACEFUL_SHUTDOWN community
+// [Engine.SetGracefulShutdown] re-advertises every route with the GRACEFUL_SHUTDOWN community
 // (RFC 8326, 65535:0); routers configured to honour it (e.g. by a route-map that matches
 // the community and lowers LOCAL_PREF) then prefer other paths. Routes set afterwards carry
 // it too.

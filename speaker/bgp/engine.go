@@ -331,23 +331,24 @@ func (e *Engine) setPolicy(ctx context.Context, srv *server.BgpServer, ex map[ne
 	return nil
 }
 
-// GracefulShutdown re-advertises every route with the GRACEFUL_SHUTDOWN community (RFC 8326)
-// added, so that routers that honour it prefer other paths; routes set later carry it too.
-// The caller then waits for traffic to move, and stops the engine.
-func (e *Engine) GracefulShutdown(ctx context.Context) error {
+// SetGracefulShutdown with on re-advertises every route with the GRACEFUL_SHUTDOWN community
+// (RFC 8326) added, so that routers that honour it prefer other paths, and routes set later
+// carry it too; the caller then waits for traffic to move, and withdraws or stops. Without on
+// it re-advertises them as they are (the drain was called off).
+func (e *Engine) SetGracefulShutdown(ctx context.Context, on bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.gshut {
+	if e.gshut == on {
 		return nil
 	}
-	e.gshut = true
+	e.gshut = on
 	if e.srv != nil {
 		if err := e.advertise(e.srv, slices.Collect(maps.Keys(e.routes))); err != nil {
-			e.gshut = false
+			e.gshut = !on
 			return err
 		}
 	}
-	e.cfg.Logger.Info("BGP graceful shutdown: routes carry GRACEFUL_SHUTDOWN", "routes", len(e.routes))
+	e.cfg.Logger.Info("BGP graceful shutdown", "on", on, "routes", len(e.routes))
 	return nil
 }
 

@@ -368,7 +368,7 @@ func TestEngineWithoutSessions(t *testing.T) {
 			t.Fatalf("%s: %v", s.name, err)
 		}
 	}
-	if err := e.GracefulShutdown(ctx); err != nil {
+	if err := e.SetGracefulShutdown(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

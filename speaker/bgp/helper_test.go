@@ -74,7 +74,7 @@ func TestHelperEngine(t *testing.T) {
 			case "routes":
 				err = e.SetRoutes(ctx, req.Routes)
 			case "gshut":
-				err = e.GracefulShutdown(ctx)
+				err = e.SetGracefulShutdown(ctx, true)
 			case "withdraw":
 				err = e.WithdrawAll(ctx)
 			case "status":
