@@ -33,6 +33,10 @@ type Inputs struct {
 	// LocalHealthy says whether a node's healthCheckNodePort for a Local Service reports
 	// local endpoints; nil means it does wherever the EndpointSlices say so.
 	LocalHealthy func(svc types.NamespacedName, node string) bool
+	// LocalConfirmed is LocalHealthy for VIPs advertised over BGP: a node's
+	// healthCheckNodePort must have reported local endpoints at least once (a route attracts
+	// traffic from the whole network at once); nil means LocalHealthy.
+	LocalConfirmed func(svc types.NamespacedName, node string) bool
 }
 
 // Assignment says which node announces one VIP.
@@ -69,7 +73,8 @@ type Skipped struct {
 // nodeSelector, and, for each Service, whose service proxy is healthy (Cluster) or that
 // have a ready local endpoint of the VIP's family (or, when no node has one, a serving one,
 // as kube-proxy falls back to terminating endpoints) that their healthCheckNodePort confirms
-// (Local). Services that share a VIP get the nodes eligible for all of
+// (Local; for a pool announced over BGP, that has confirmed it at least once: see
+// Inputs.LocalConfirmed). Services that share a VIP get the nodes eligible for all of
 // them, or, if no node is, for any of them. Assign does not modify its inputs.
 func Assign(in Inputs) (assignments map[netip.Addr]*Assignment, skipped []Skipped) {
 	base := baseNodes(in)
@@ -146,8 +151,12 @@ func servingNodes(in Inputs, ip netip.Addr, pool *config.Pool, base []*corev1.No
 		var nodes []string
 		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
 			key := keyOf(svc)
+			healthy := in.LocalHealthy
+			if pool.Announce.BGP() && in.LocalConfirmed != nil {
+				healthy = in.LocalConfirmed
+			}
 			nodes = slices.DeleteFunc(localNodes(in.Endpoints(key), familyOf(ip), candidates), func(n string) bool {
-				return in.LocalHealthy != nil && !in.LocalHealthy(key, n)
+				return healthy != nil && !healthy(key, n)
 			})
 		} else {
 			nodes = slices.DeleteFunc(slices.Clone(candidates), func(n string) bool {

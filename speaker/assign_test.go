@@ -126,8 +126,11 @@ func TestAssign(t *testing.T) {
 		nodes     map[string]*corev1.Node
 		members   []string
 		unhealthy map[string]bool // node, or namespace/name/node for a Local Service
-		want      map[netip.Addr]*Assignment
-		skipped   []Skipped
+		// unconfirmed are the namespace/name/node of Local Services whose healthCheckNodePort
+		// has not reported local endpoints yet.
+		unconfirmed map[string]bool
+		want        map[netip.Addr]*Assignment
+		skipped     []Skipped
 	}{{
 		name:     "cluster: any live node",
 		services: []*corev1.Service{svcWith("web", false, "198.18.0.200")},
@@ -244,6 +247,21 @@ func TestAssign(t *testing.T) {
 		want: map[netip.Addr]*Assignment{netip.MustParseAddr("198.18.2.9"): {IP: netip.MustParseAddr("198.18.2.9"),
 			Owner: Owner(netip.MustParseAddr("198.18.2.9"), all), Pool: "routed", Services: []types.NamespacedName{web}, Nodes: all, Announce: config.AnnounceBGP}},
 	}, {
+		name:     "BGP pool, local: only nodes whose healthCheckNodePort confirmed local endpoints",
+		services: []*corev1.Service{svcWith("web", true, "198.18.2.9")},
+		slices:   map[string][]*discoveryv1.EndpointSlice{"web": {slice(v4, "node-1", "node-2")}},
+		nodes:    three, members: all,
+		unconfirmed: map[string]bool{"default/web/node-1": true},
+		want: map[netip.Addr]*Assignment{netip.MustParseAddr("198.18.2.9"): {IP: netip.MustParseAddr("198.18.2.9"),
+			Owner: "node-2", Pool: "routed", Services: []types.NamespacedName{web}, Nodes: []string{"node-2"}, Announce: config.AnnounceBGP}},
+	}, {
+		name:     "L2 pool, local: a node not probed yet is eligible (a fresh VIP does not wait)",
+		services: []*corev1.Service{svcWith("web", true, "198.18.0.200")},
+		slices:   map[string][]*discoveryv1.EndpointSlice{"web": {slice(v4, "node-1")}},
+		nodes:    three, members: all,
+		unconfirmed: map[string]bool{"default/web/node-1": true},
+		want:        map[netip.Addr]*Assignment{ip: {IP: ip, Owner: "node-1", Pool: "lan", Services: []types.NamespacedName{web}, Nodes: []string{"node-1"}}},
+	}, {
 		name: "VIPs outside the pools, bad IPs, other classes and other types are never assigned",
 		services: []*corev1.Service{
 			svcWith("web", false, "198.18.5.5", "not-an-ip"),
@@ -277,6 +295,9 @@ func TestAssign(t *testing.T) {
 				Members:      tt.members,
 				ProxyHealthy: func(node string) bool { return !tt.unhealthy[node] },
 				LocalHealthy: func(svc types.NamespacedName, node string) bool { return !tt.unhealthy[svc.String()+"/"+node] },
+				LocalConfirmed: func(svc types.NamespacedName, node string) bool {
+					return !tt.unhealthy[svc.String()+"/"+node] && !tt.unconfirmed[svc.String()+"/"+node]
+				},
 			}
 			for _, a := range tt.want {
 				if a.Announce == "" {

@@ -71,6 +71,7 @@ type prober interface {
 	SetTargets(t health.Targets)
 	ProxyHealthy(node string) bool
 	LocalHealthy(svc health.ServiceKey, node string) bool
+	LocalConfirmed(svc health.ServiceKey, node string) bool
 }
 
 // resyncPeriod is how often the controller recomputes ownership whatever happened.
@@ -376,6 +377,9 @@ func (c *controller) inputs() (Inputs, []*corev1.Service, []*corev1.Node, error)
 		ProxyHealthy: c.prober.ProxyHealthy,
 		LocalHealthy: func(svc types.NamespacedName, node string) bool {
 			return c.prober.LocalHealthy(health.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}, node)
+		},
+		LocalConfirmed: func(svc types.NamespacedName, node string) bool {
+			return c.prober.LocalConfirmed(health.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}, node)
 		},
 	}, svcs, nodeList, nil
 }

@@ -278,6 +278,18 @@ func (p *Prober) LocalHealthy(svc ServiceKey, node string) bool {
 	return l == nil || l.v.healthy()
 }
 
+// LocalConfirmed reports whether svc's healthCheckNodePort on node has reported local
+// endpoints at least once since it became a target, and LocalHealthy holds: a target not
+// probed yet is not confirmed. BGP waits for it, because a route attracts traffic at
+// once, from the whole network; kube-proxy answers 503 until it has programmed the
+// Service.
+func (p *Prober) LocalConfirmed(svc ServiceKey, node string) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	l := p.locals[localKey{svc: svc, node: node}]
+	return l != nil && l.v.confirmed()
+}
+
 // Run probes every target once per Interval, the first round at once, with
 // a fixed pool of Workers goroutines, each probing one node's targets (its
 // proxy, then its Local Services) at a time. It returns when ctx is done,
@@ -425,12 +437,13 @@ func (p *Prober) apply(plan []*nodeJob) bool {
 			if s == nil || s.port != l.port {
 				continue
 			}
-			before := s.v.healthy()
+			before := s.v
 			s.v = step(kindLocal, s.v, l.out)
-			if before != s.v.healthy() {
+			if before.healthy() != s.v.healthy() {
 				changed = true
 				p.log.Info("Local endpoints health changed", "service", l.key.svc, "node", l.key.node, "port", l.port, "healthy", s.v.healthy(), "reason", errString(l.err))
 			}
+			changed = changed || before.confirmed() != s.v.confirmed() // LocalConfirmed
 		}
 	}
 	p.setGaugesLocked()

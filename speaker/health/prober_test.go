@@ -228,6 +228,9 @@ func TestProberRounds(t *testing.T) {
 	if diff := cmp.Diff(all(nil), get()); diff != "" {
 		t.Fatalf("before any probe, all healthy (-want +got):\n%s", diff)
 	}
+	if p.LocalConfirmed(web, "a") {
+		t.Error("before any probe, web on a is confirmed, want not (not probed yet)")
+	}
 
 	steps := []struct {
 		name       string
@@ -236,8 +239,9 @@ func TestProberRounds(t *testing.T) {
 		wantChange bool
 	}{
 		{
-			name: "first round: c times out once, b refuses (no endpoint)",
-			want: all(nil),
+			name:       "first round: c times out once, b refuses (no endpoint); web and api answer on a: confirmed",
+			want:       all(nil),
+			wantChange: true, // LocalConfirmed
 		},
 		{
 			name:       "second round: c times out twice, its Local target fails unprobed",
@@ -295,6 +299,9 @@ func TestProberRounds(t *testing.T) {
 		p.round(ctx, jobs)
 		if diff := cmp.Diff(s.want, get()); diff != "" {
 			t.Errorf("%s: verdicts (-want +got):\n%s", s.name, diff)
+		}
+		if s.name == steps[0].name && (!p.LocalConfirmed(web, "a") || !p.LocalConfirmed(api, "a")) {
+			t.Errorf("%s: web and api on a not confirmed after answering 200", s.name)
 		}
 		if got := changes.Load() - before; (got > 0) != s.wantChange || got > 1 {
 			t.Errorf("%s: OnChange called %d times, want change=%v (at most once per round)", s.name, got, s.wantChange)

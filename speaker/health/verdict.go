@@ -60,6 +60,8 @@ type verdict struct {
 	probed bool
 	// answered: the target answered HTTP at least once (any status).
 	answered bool
+	// succeeded: the target answered 2xx at least once.
+	succeeded bool
 	// fails counts consecutive failed probes.
 	fails int
 	// noEndpoint (proxy targets only): every probe so far that reached the
@@ -75,6 +77,12 @@ type verdict struct {
 //   - otherwise: healthy unless the last failureThreshold probes all failed.
 func (v verdict) healthy() bool {
 	return v.noEndpoint || v.fails < failureThreshold
+}
+
+// confirmed reports whether the target has answered 2xx at least once and is healthy:
+// unlike healthy, a target not probed yet, or that has only failed so far, is not.
+func (v verdict) confirmed() bool {
+	return v.succeeded && v.healthy()
 }
 
 // step folds one probe outcome into a target's verdict. It is the whole
@@ -93,7 +101,7 @@ func step(k kind, v verdict, o outcome) verdict {
 	v.probed = true
 	switch o {
 	case outcomeOK:
-		v.answered = true
+		v.answered, v.succeeded = true, true
 		v.noEndpoint = false
 		v.fails = 0
 	case outcomeRefused:

@@ -125,3 +125,30 @@ func TestProbeURL(t *testing.T) {
 		}
 	}
 }
+
+func TestConfirmed(t *testing.T) {
+	const ok, bad, refused = outcomeOK, outcomeStatus, outcomeRefused
+	for _, tt := range []struct {
+		name    string
+		history []outcome
+		want    bool
+	}{
+		{name: "not probed yet", want: false},
+		{name: "503 so far (kube-proxy has not programmed the Service yet)", history: []outcome{bad}, want: false},
+		{name: "refused so far", history: []outcome{refused}, want: false},
+		{name: "answered 200", history: []outcome{bad, ok}, want: true},
+		{name: "one 503 after a 200", history: []outcome{ok, bad}, want: true},
+		{name: "two 503 after a 200", history: []outcome{ok, bad, bad}, want: false},
+		{name: "healed", history: []outcome{ok, bad, bad, ok}, want: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var v verdict
+			for _, o := range tt.history {
+				v = step(kindLocal, v, o)
+			}
+			if got := v.confirmed(); got != tt.want {
+				t.Errorf("confirmed after %v = %v, want %v", tt.history, got, tt.want)
+			}
+		})
+	}
+}
