@@ -95,8 +95,7 @@ func TestBGP(t *testing.T) {
 					t.Errorf("%s from %s: communities %v, want %s", p, path.Peer, path.Communities, bgpCommunity)
 				}
 			}
-			url := vipURL(p.Addr().String())
-			waitGet(ctx, t, client, url)
+			url := servedEverywhere(ctx, t, client, p, l.Nodes...)
 			sources := map[string]int{}
 			for i := range 30 {
 				reply, err := lab.GetHTTP(ctx, client.NS, url)
@@ -124,8 +123,7 @@ func TestBGP(t *testing.T) {
 			if paths := bgpPaths(ctx, t, r, p); len(paths) != 1 || paths[0].Peer != l.Nodes[0].Addrs()[k] {
 				t.Errorf("%s: paths %+v, want one from %s", p, paths, l.Nodes[0].Addrs()[k])
 			}
-			url := vipURL(p.Addr().String())
-			waitGet(ctx, t, client, url)
+			url := servedEverywhere(ctx, t, client, p, l.Nodes[0])
 			for range 10 {
 				reply, err := lab.GetHTTP(ctx, client.NS, url)
 				if err != nil {
@@ -249,6 +247,36 @@ func hops(nodes ...*lab.Node) [][]netip.Addr {
 		slices.SortFunc(h, netip.Addr.Compare)
 	}
 	return out
+}
+
+// servedEverywhere waits until kube-proxy has programmed prefix's VIP on every node of nodes
+// and a WAN client gets an answer from it (routed by now), and returns its URL. The speakers
+// advertise a VIP without waiting for kube-proxy: until it has, a node that gets the VIP's
+// packets has no route for them (a lab node has no default route) and answers ICMP network
+// unreachable. The figures logged say for how long.
+func servedEverywhere(ctx context.Context, t testing.TB, client *lab.Host, prefix netip.Prefix, nodes ...*lab.Node) string {
+	t.Helper()
+	url := vipURL(prefix.Addr().String())
+	began := time.Now()
+	save := "iptables-save"
+	if prefix.Addr().Is6() {
+		save = "ip6tables-save"
+	}
+	for _, n := range nodes {
+		var out string
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			var err error
+			out, err = n.Exec(ctx, save, "-t", "nat")
+			return err == nil && strings.Contains(out, "-d "+prefix.String()), nil
+		})
+		if err != nil {
+			t.Fatalf("%s: kube-proxy never programmed %s: %v\n%s", n.Name, prefix, err, out)
+		}
+	}
+	programmed := time.Since(began)
+	waitGet(ctx, t, client, url)
+	t.Logf("figure: %s programmed by kube-proxy on %d nodes %v after it was routed; answered the WAN client after %v", prefix.Addr(), len(nodes), programmed.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+	return url
 }
 
 // routedWithin waits, for every prefix at once, until the router's kernel routes prefixes[k]
