@@ -58,7 +58,7 @@ func TestBGP(t *testing.T) {
 	podsOnEveryNode(ctx, t, l, ns, "web")
 	create(ctx, t, l, lbService(ns, "web", dualStack))
 	web := vipPrefixes(waitIngress(ctx, t, l, ns, "web", 2))
-	assigned := time.Now()
+	webWatch := watchHops(ctx, r, web)
 
 	t.Run("every node has an IPv4 and an IPv6 session with the router, BFD up at 100 ms x 3", func(t *testing.T) {
 		began := time.Now()
@@ -84,8 +84,9 @@ func TestBGP(t *testing.T) {
 
 	t.Run("a Cluster Service is routed over every node, with the pool's community, and answers WAN clients", func(t *testing.T) {
 		at := waitRouted(ctx, t, r, web, hops(l.Nodes...), 30*time.Second)
+		defer steady(t, webWatch, hops(l.Nodes...), at)
 		for k, p := range web {
-			t.Logf("figure: %s routed over %v %v after the Service got its IPs", p, hops(l.Nodes...)[k], at[k].Sub(assigned).Round(time.Millisecond))
+			t.Logf("figure: %s routed over %v %v after the Service got its IPs", p, hops(l.Nodes...)[k], at[k].Sub(webWatch.began).Round(time.Millisecond))
 			paths := bgpPaths(ctx, t, r, p)
 			if len(paths) != len(l.Nodes) {
 				t.Errorf("%s: %d paths in the router's BGP table, want %d: %+v", p, len(paths), len(l.Nodes), paths)
@@ -116,9 +117,11 @@ func TestBGP(t *testing.T) {
 	first := addPod(ctx, t, l, ns, "loc-node-1", "node-1", "loc")
 	create(ctx, t, l, lbService(ns, "loc", dualStack, localService))
 	loc := vipPrefixes(waitIngress(ctx, t, l, ns, "loc", 2))
+	locWatch := watchHops(ctx, r, loc)
 
 	t.Run("a Local Service is routed over the node of its pod only, and the pod sees the WAN client's address", func(t *testing.T) {
-		waitRouted(ctx, t, r, loc, hops(l.Nodes[0]), 30*time.Second)
+		at := waitRouted(ctx, t, r, loc, hops(l.Nodes[0]), 30*time.Second)
+		defer steady(t, locWatch, hops(l.Nodes[0]), at)
 		for k, p := range loc {
 			if paths := bgpPaths(ctx, t, r, p); len(paths) != 1 || paths[0].Peer != l.Nodes[0].Addrs()[k] {
 				t.Errorf("%s: paths %+v, want one from %s", p, paths, l.Nodes[0].Addrs()[k])
@@ -277,6 +280,61 @@ func servedEverywhere(ctx context.Context, t testing.TB, client *lab.Host, prefi
 	waitGet(ctx, t, client, url)
 	t.Logf("figure: %s programmed by kube-proxy on %d nodes %v after it was routed; answered the WAN client after %v", prefix.Addr(), len(nodes), programmed.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 	return url
+}
+
+// hopsChange is when the router's next hops for a prefix changed, and to what.
+type hopsChange struct {
+	at   time.Time
+	hops []netip.Addr
+}
+
+// hopsWatch records the router's next hops for some prefixes, polled every 10 ms, from
+// began until stop.
+type hopsWatch struct {
+	prefixes []netip.Prefix
+	began    time.Time
+	stop     func() [][]hopsChange // each prefix's changes, the first what it saw first
+}
+
+func watchHops(ctx context.Context, r *lab.Router, prefixes []netip.Prefix) *hopsWatch {
+	ctx, cancel := context.WithCancel(ctx)
+	history := make([][]hopsChange, len(prefixes))
+	var wg sync.WaitGroup
+	for k, p := range prefixes {
+		wg.Go(func() {
+			wait.PollUntilContextCancel(ctx, 10*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+				hops, err := r.NextHops(ctx, p)
+				if n := len(history[k]); err == nil && (n == 0 || !slices.Equal(history[k][n-1].hops, hops)) {
+					history[k] = append(history[k], hopsChange{time.Now(), hops})
+				}
+				return false, nil
+			})
+		})
+	}
+	return &hopsWatch{prefixes, time.Now(), func() [][]hopsChange {
+		cancel()
+		wg.Wait()
+		return history
+	}}
+}
+
+// steady checks that the router's route to each prefix w watches reached want[k] and then
+// stayed, watching it for 4 s after at[k], when it was seen to reach it: longer than the
+// speakers' hold-down, so that a withdrawal and the advertisement after it are both seen.
+func steady(t testing.TB, w *hopsWatch, want [][]netip.Addr, at []time.Time) {
+	t.Helper()
+	time.Sleep(time.Until(slices.MaxFunc(at, time.Time.Compare).Add(4 * time.Second)))
+	for k, changes := range w.stop() {
+		var lines []string
+		for _, c := range changes {
+			lines = append(lines, fmt.Sprintf("after %v: %v", c.at.Sub(w.began).Round(time.Millisecond), c.hops))
+		}
+		if i := slices.IndexFunc(changes, func(c hopsChange) bool { return slices.Equal(c.hops, want[k]) }); i < 0 || i < len(changes)-1 {
+			t.Errorf("the router's route to %s did not stay at %v once there; since the IP was assigned:\n%s", w.prefixes[k], want[k], strings.Join(lines, "\n"))
+		} else {
+			t.Logf("figure: the router's route to %s since the IP was assigned: %s", w.prefixes[k], strings.Join(lines, "; "))
+		}
+	}
 }
 
 // routedWithin waits, for every prefix at once, until the router's kernel routes prefixes[k]
