@@ -140,8 +140,11 @@ func TestBGP(t *testing.T) {
 	})
 
 	t.Run("a node whose local endpoint goes away leaves the router within a second of the EndpointSlice change", func(t *testing.T) {
+		added := watchHops(ctx, r, loc)
 		addPod(ctx, t, l, ns, "loc-node-2", "node-2", "loc")
-		waitRouted(ctx, t, r, loc, hops(l.Nodes[0], l.Nodes[1]), 30*time.Second)
+		// A node that gets a local endpoint must not flap either; and the route must be
+		// steady before the measure.
+		steady(t, added, hops(l.Nodes[0], l.Nodes[1]), waitRouted(ctx, t, r, loc, hops(l.Nodes[0], l.Nodes[1]), 30*time.Second))
 		changed := endpointNotReady(ctx, t, l, ns, "loc", first.Name)
 		deleted := time.Now()
 		deletePod(ctx, t, l, first)
@@ -321,6 +324,7 @@ func watchHops(ctx context.Context, r *lab.Router, prefixes []netip.Prefix) *hop
 // steady checks that the router's route to each prefix w watches reached want[k] and then
 // stayed, watching it for 4 s after at[k], when it was seen to reach it: longer than the
 // speakers' hold-down, so that a withdrawal and the advertisement after it are both seen.
+// w should start with the change (an IP assigned, an endpoint added).
 func steady(t testing.TB, w *hopsWatch, want [][]netip.Addr, at []time.Time) {
 	t.Helper()
 	time.Sleep(time.Until(slices.MaxFunc(at, time.Time.Compare).Add(4 * time.Second)))
@@ -330,9 +334,9 @@ func steady(t testing.TB, w *hopsWatch, want [][]netip.Addr, at []time.Time) {
 			lines = append(lines, fmt.Sprintf("after %v: %v", c.at.Sub(w.began).Round(time.Millisecond), c.hops))
 		}
 		if i := slices.IndexFunc(changes, func(c hopsChange) bool { return slices.Equal(c.hops, want[k]) }); i < 0 || i < len(changes)-1 {
-			t.Errorf("the router's route to %s did not stay at %v once there; since the IP was assigned:\n%s", w.prefixes[k], want[k], strings.Join(lines, "\n"))
+			t.Errorf("the router's route to %s did not stay at %v once there; since the change:\n%s", w.prefixes[k], want[k], strings.Join(lines, "\n"))
 		} else {
-			t.Logf("figure: the router's route to %s since the IP was assigned: %s", w.prefixes[k], strings.Join(lines, "; "))
+			t.Logf("figure: the router's route to %s since the change: %s", w.prefixes[k], strings.Join(lines, "; "))
 		}
 	}
 }
