@@ -20,7 +20,9 @@ type BGPPath struct {
 	// Communities are the path's communities as FRR writes them: "64512:100", well-known
 	// ones by name ("graceful-shutdown" for 65535:0).
 	Communities []string
-	LocalPref   int
+	// LocalPref is the path's LOCAL_PREF, -1 if it has none (FRR sets 0 on a path that
+	// carries GRACEFUL_SHUTDOWN).
+	LocalPref int
 	// Best and Multipath say whether the path is the best one or one of its ECMP peers.
 	Best, Multipath bool
 }
@@ -55,7 +57,7 @@ func parseBGPPaths(data []byte) ([]BGPPath, error) {
 			Community struct {
 				String string `json:"string"`
 			} `json:"community"`
-			LocalPref int  `json:"locPrf"`
+			LocalPref *int `json:"locPrf"`
 			Multipath bool `json:"multipath"`
 			Bestpath  struct {
 				Overall bool `json:"overall"`
@@ -71,10 +73,11 @@ func parseBGPPaths(data []byte) ([]BGPPath, error) {
 		if err != nil {
 			return nil, fmt.Errorf("lab: parse BGP paths: peer: %w", err)
 		}
-		paths = append(paths, BGPPath{
-			Peer: peer, Communities: strings.Fields(p.Community.String), LocalPref: p.LocalPref,
-			Best: p.Bestpath.Overall, Multipath: p.Multipath,
-		})
+		path := BGPPath{Peer: peer, Communities: strings.Fields(p.Community.String), LocalPref: -1, Best: p.Bestpath.Overall, Multipath: p.Multipath}
+		if p.LocalPref != nil {
+			path.LocalPref = *p.LocalPref
+		}
+		paths = append(paths, path)
 	}
 	return paths, nil
 }

@@ -145,3 +145,48 @@ func addrs(ss ...string) []netip.Addr {
 	}
 	return as
 }
+
+func TestParseBGPPaths(t *testing.T) {
+	// FRR 8.4's `show bgp ipv6 unicast <prefix> json`, trimmed, of two nodes' paths, one of
+	// them draining.
+	out := `{"prefix": "2001:db8:1c::/128", "paths": [
+		{"aspath": {"string": "64512"}, "valid": true, "multipath": true, "community": {"string": "64512:100", "list": ["64512:100"]},
+		 "nexthops": [{"ip": "2001:db8:18::d", "afi": "ipv6", "scope": "global", "used": true}],
+		 "peer": {"peerId": "2001:db8:18::d", "routerId": "198.18.0.13", "type": "external"}},
+		{"aspath": {"string": "64512"}, "valid": true, "locPrf": 0, "bestpath": {"overall": true, "selectionReason": "Older Path"},
+		 "community": {"string": "64512:100 graceful-shutdown", "list": ["64512:100", "gracefulShutdown"]},
+		 "nexthops": [{"ip": "2001:db8:18::b", "afi": "ipv6", "scope": "global", "used": true}],
+		 "peer": {"peerId": "2001:db8:18::b", "routerId": "198.18.0.11", "type": "external"}}]}`
+	got, err := parseBGPPaths([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []BGPPath{
+		{Peer: netip.MustParseAddr("2001:db8:18::d"), Communities: []string{"64512:100"}, LocalPref: -1, Multipath: true},
+		{Peer: netip.MustParseAddr("2001:db8:18::b"), Communities: []string{"64512:100", "graceful-shutdown"}, LocalPref: 0, Best: true},
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("parseBGPPaths (-want +got):\n%s", diff)
+	}
+	if got[0].GracefulShutdown() || !got[1].GracefulShutdown() {
+		t.Errorf("GracefulShutdown: %v, %v, want false, true", got[0].GracefulShutdown(), got[1].GracefulShutdown())
+	}
+	if none, err := parseBGPPaths([]byte(`{}`)); err != nil || len(none) != 0 {
+		t.Errorf("no route: %v, %v; want no path", none, err)
+	}
+}
+
+func TestParseBGPSessions(t *testing.T) {
+	// FRR 8.4's `show bgp ipv6 unicast summary json`, trimmed.
+	out := `{"routerId": "198.18.0.254", "as": 64513, "peers": {
+		"198.18.0.11": {"dynamicPeer": true, "remoteAs": 64512, "state": "Established", "peerState": "OK", "pfxRcd": 0},
+		"2001:db8:18::c": {"dynamicPeer": true, "remoteAs": 64512, "state": "Active", "peerState": "OK"}}}`
+	got, err := parseBGPSessions([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[netip.Addr]string{netip.MustParseAddr("198.18.0.11"): "Established", netip.MustParseAddr("2001:db8:18::c"): "Active"}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("parseBGPSessions (-want +got):\n%s", diff)
+	}
+}
