@@ -216,13 +216,14 @@ func runEngine(e *bgp.Engine) (stop context.CancelFunc, done chan struct{}) {
 	return stop, done
 }
 
-// peerStatus returns the state of each BGP session, for /announcements; nil without BGP.
-func (s *bgpSpeaker) peerStatus() []bgp.PeerStatus {
+// view returns the engine's sessions and routes, for /announcements/bgp.
+func (s *bgpSpeaker) view() bgpView {
 	s.mu.Lock()
 	e := s.engine
 	s.mu.Unlock()
 	if e == nil {
-		return nil
+		return bgpAnnouncements(nil, nil, false)
 	}
-	return e.Peers()
+	routes, draining := e.Routes()
+	return bgpAnnouncements(e.Peers(), routes, draining)
 }

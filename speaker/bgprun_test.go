@@ -64,6 +64,9 @@ pools: [{name: routed, addresses: [198.18.2.0/24], announce: bgp}]
 	if s.engine == nil || s.global != (bgpGlobal{64512, netip.MustParseAddr("198.18.0.11")}) {
 		t.Fatalf("engine %v with %+v, want one with ASN 64512 and the node's IPv4 as router ID", s.engine, s.global)
 	}
+	if v := s.view(); len(v.Sessions) != 1 || len(v.Routes) != 1 || v.Routes[0].Prefix != "198.18.2.1/32" || v.Sessions[0].State != "unknown" {
+		t.Errorf("/announcements/bgp before the engine runs: %+v, want tor-a's session (unknown) and 198.18.2.1/32", v)
+	}
 	// tor-b is for rack b, tor-c has no password: only tor-a.
 	if diff := cmp.Diff([]netip.Addr{netip.MustParseAddr("198.18.0.254")}, addrs(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("peers (-want +got):\n%s", diff)

@@ -20,7 +20,7 @@ func TestMetricsServerDefaultIsLoopbackOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The default's host with any free port: the real port may be taken on a test machine.
-	srv, err := metricsServer(Config{MetricsAddr: net.JoinHostPort(host, "0")}, metrics.NewKubeRegistry(), func() map[netip.Addr]l2.Status { return nil })
+	srv, err := metricsServer(Config{MetricsAddr: net.JoinHostPort(host, "0")}, metrics.NewKubeRegistry(), func() map[netip.Addr]l2.Status { return nil }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestMetricsServerDefaultIsLoopbackOnly(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	port := srv.ln.Addr().(*net.TCPAddr).Port
 
-	for _, path := range []string{"/healthz", "/metrics", "/announcements"} {
+	for _, path := range []string{"/healthz", "/metrics", "/announcements", "/announcements/bgp"} {
 		resp, err := http.Get("http://" + netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String() + path)
 		if err != nil {
 			t.Fatalf("GET %s on loopback: %v", path, err)
@@ -60,7 +60,7 @@ func TestMetricsServerDefaultIsLoopbackOnly(t *testing.T) {
 // TestMetricsServerProfiling checks that /debug/pprof/ is served only when asked for.
 func TestMetricsServerProfiling(t *testing.T) {
 	for _, profiling := range []bool{false, true} {
-		srv, err := metricsServer(Config{MetricsAddr: "127.0.0.1:0", Profiling: profiling}, metrics.NewKubeRegistry(), func() map[netip.Addr]l2.Status { return nil })
+		srv, err := metricsServer(Config{MetricsAddr: "127.0.0.1:0", Profiling: profiling}, metrics.NewKubeRegistry(), func() map[netip.Addr]l2.Status { return nil }, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

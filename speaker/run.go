@@ -194,7 +194,7 @@ func runParts(ctx context.Context, cfg Config, p parts) error {
 	var srv *server
 	if cfg.MetricsAddr != "" {
 		var err error
-		if srv, err = metricsServer(cfg, p.registry, p.announcer.State); err != nil {
+		if srv, err = metricsServer(cfg, p.registry, p.announcer.State, p.bgp.view); err != nil {
 			return err
 		}
 	}
@@ -278,7 +278,7 @@ func refuseProxy(ctx context.Context, cfg Config, why error, node *corev1.Node, 
 	recorder.Eventf(node, corev1.EventTypeWarning, EventServiceProxyUnsupported, "onprem-speaker serves no LoadBalancer IP from this node: %v; %s", why, fix)
 	m.SetUnsupportedProxy("ipvs")
 	if cfg.MetricsAddr != "" {
-		srv, err := metricsServer(cfg, registry, func() map[netip.Addr]l2.Status { return nil })
+		srv, err := metricsServer(cfg, registry, func() map[netip.Addr]l2.Status { return nil }, nil)
 		if err != nil {
 			return err
 		}
@@ -348,10 +348,10 @@ type server struct {
 	ln net.Listener
 }
 
-// metricsServer listens on cfg.MetricsAddr for /metrics (registry), /healthz and
-// /announcements (what this node answers for: state), and with cfg.Profiling for
-// /debug/pprof/.
-func metricsServer(cfg Config, registry metrics.KubeRegistry, state func() map[netip.Addr]l2.Status) (*server, error) {
+// metricsServer listens on cfg.MetricsAddr for /metrics (registry), /healthz,
+// /announcements (what this node answers for: state), /announcements/bgp (its BGP sessions
+// and routes: bgpState, nil for none) and with cfg.Profiling for /debug/pprof/.
+func metricsServer(cfg Config, registry metrics.KubeRegistry, state func() map[netip.Addr]l2.Status, bgpState func() bgpView) (*server, error) {
 	ln, err := net.Listen("tcp", cfg.MetricsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("speaker: metrics: %w", err)
@@ -362,7 +362,11 @@ func metricsServer(cfg Config, registry metrics.KubeRegistry, state func() map[n
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.HandlerFor(registry, metrics.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })
-	mux.Handle("/announcements", announcementsHandler(state))
+	mux.Handle("/announcements", jsonHandler(func() []announcement { return announcements(state()) }))
+	if bgpState == nil {
+		bgpState = func() bgpView { return bgpAnnouncements(nil, nil, false) }
+	}
+	mux.Handle("/announcements/bgp", jsonHandler(bgpState))
 	if cfg.Profiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -280,7 +280,7 @@ func resent(old, new []netip.Prefix, have, want map[netip.Prefix]Route) bool {
 func symmetricDifference(a, b []netip.Prefix) []netip.Prefix {
 	var d []netip.Prefix
 	for len(a) > 0 && len(b) > 0 {
-		switch c := comparePrefixes(a[0], b[0]); {
+		switch c := a[0].Compare(b[0]); {
 		case c < 0:
 			d, a = append(d, a[0]), a[1:]
 		case c > 0:
@@ -357,6 +357,18 @@ func (e *Engine) WithdrawAll(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.setRoutes(ctx, map[netip.Prefix]Route{})
+}
+
+// Routes returns the routes wanted (advertised while Run runs), sorted by prefix, and
+// whether they carry GRACEFUL_SHUTDOWN.
+func (e *Engine) Routes() ([]Route, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs := make([]Route, 0, len(e.routes))
+	for _, p := range slices.SortedFunc(maps.Keys(e.routes), netip.Prefix.Compare) {
+		rs = append(rs, e.routes[p])
+	}
+	return rs, e.gshut
 }
 
 // Peers returns the state of the session with each peer as Run last read it, sorted by

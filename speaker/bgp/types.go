@@ -1,7 +1,6 @@
 package bgp
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -207,11 +206,7 @@ func diffPeers(have, want map[netip.Addr]Peer) (added, gone, changed []netip.Add
 
 // diffRoutes compares the routes advertised (have) with those wanted, both normal.
 func diffRoutes(have, want map[netip.Prefix]Route) (added, gone, changed []netip.Prefix) {
-	return diff(have, want, Route.equal, comparePrefixes)
-}
-
-func comparePrefixes(a, b netip.Prefix) int {
-	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	return diff(have, want, Route.equal, netip.Prefix.Compare)
 }
 
 // exclusions returns, for every peer that must not get some routes of its address family,
@@ -229,7 +224,7 @@ func exclusions(peers map[netip.Addr]Peer, routes map[netip.Prefix]Route) map[ne
 		}
 	}
 	for _, s := range ex {
-		slices.SortFunc(s, comparePrefixes)
+		slices.SortFunc(s, netip.Prefix.Compare)
 	}
 	return ex
 }
