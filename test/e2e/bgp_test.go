@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,7 +50,8 @@ const bgpCommunity = "64512:100"
 // TestBGP proves BGP mode against the lab's router (FRR): every node peers over both
 // families with BFD; a Cluster Service is routed over every node (ECMP), a Local one over the
 // nodes of its endpoints only, with the client's address kept; a node that loses its endpoint
-// or dies leaves the router within a second; and a speaker stopping drains its paths
+// or dies leaves the router within a second, and so does one whose kube-proxy stops; a
+// Service coming and going resets no session; and a speaker stopping drains its paths
 // (GRACEFUL_SHUTDOWN) before it withdraws them, without a failed request.
 func TestBGP(t *testing.T) {
 	ctx, l, sp := startSpeakers(t, lab.Options{Router: &lab.RouterOptions{}}, bgpPools)
@@ -187,6 +191,42 @@ func TestBGP(t *testing.T) {
 		t.Logf("figure: %s routed over %s again %v after it came back", web[0], n.Name, at[0].Sub(revived).Round(time.Millisecond))
 	})
 
+	t.Run("kube-proxy stopped on a node withdraws its Cluster routes; started again, they come back", func(t *testing.T) {
+		n := l.Nodes[0]
+		waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
+		n.KubeProxy.Kill()
+		stopped := time.Now()
+		at, err := routedWithin(ctx, r, web, hops(l.Nodes[1], l.Nodes[2]), 10*time.Second)
+		if startErr := l.StartKubeProxy(ctx, n); startErr != nil {
+			t.Fatal(startErr)
+		}
+		if err != nil {
+			t.Fatalf("%v\n%s", err, routeState(ctx, r, web))
+		}
+		for k, p := range web {
+			took := at[k].Sub(stopped)
+			t.Logf("figure: %s lost %s %v after its kube-proxy stopped", p, n.Name, took.Round(time.Millisecond))
+			if took > 5*time.Second {
+				t.Errorf("%s: %s left the router %v after its kube-proxy stopped, want about a second (at most 5 s)", p, n.Name, took.Round(time.Millisecond))
+			}
+		}
+		restarted := time.Now()
+		at = waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
+		t.Logf("figure: %s routed over %s again %v after its kube-proxy restarted", web[0], n.Name, at[0].Sub(restarted).Round(time.Millisecond))
+	})
+
+	t.Run("a Service created and deleted resets no session", func(t *testing.T) {
+		before := establishedSince(t, l)
+		create(ctx, t, l, lbService(ns, "extra"))
+		extra := vipPrefixes(waitIngress(ctx, t, l, ns, "extra", 1))
+		waitRouted(ctx, t, r, extra, hops(l.Nodes...)[:1], time.Minute)
+		deleteAndWait(ctx, t, l, ns, "extra")
+		waitRouted(ctx, t, r, extra, [][]netip.Addr{nil}, time.Minute)
+		if diff := cmp.Diff(before, establishedSince(t, l)); diff != "" {
+			t.Errorf("sessions (node peer: state since) before and after a Service came and went (-before +after):\n%s", diff)
+		}
+	})
+
 	t.Run("a speaker that stops drains its paths with GRACEFUL_SHUTDOWN first, and no WAN request fails", func(t *testing.T) {
 		n := l.Nodes[1]
 		waitRouted(ctx, t, r, web, hops(l.Nodes...), 30*time.Second)
@@ -226,6 +266,34 @@ func TestBGP(t *testing.T) {
 			t.Errorf("%d of %d GETs failed:\n%s", len(failures), total, strings.Join(failures, "\n"))
 		}
 	})
+}
+
+// establishedSince returns, for each node and peer, the state of the session and since when
+// it is established, from each speaker's /announcements/bgp.
+func establishedSince(t testing.TB, l *lab.Lab) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, n := range l.Nodes {
+		resp, err := lab.HTTPClient(l.ControlPlane.NS, time.Second).Get("http://" + net.JoinHostPort(n.IPv4.String(), "7472") + "/announcements/bgp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			Sessions []struct {
+				Peer, State   string
+				EstablishedAt string `json:"establishedAt"`
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil || len(v.Sessions) != 2 {
+			t.Fatalf("%s's /announcements/bgp: %+v (err %v), want its 2 sessions", n.Name, v, err)
+		}
+		for _, s := range v.Sessions {
+			out[n.Name+" "+s.Peer] = s.State + " since " + s.EstablishedAt
+		}
+	}
+	return out
 }
 
 // ingressNode names the node by which a connection to a Cluster Service entered, from the

@@ -187,12 +187,14 @@ func (k *keepAlive) get(t testing.TB, when string) lab.Reply {
 	return r
 }
 
-// waitMembers waits until the speaker of node n sees want members (onprem_lb_speaker_members
-// on its /metrics).
-func waitMembers(ctx context.Context, t testing.TB, l *lab.Lab, n *lab.Node, want int) {
+// waitServable waits until n's speaker counts want members and judges every node's service
+// proxy healthy: from then on, by that speaker's inputs, every node may serve again. After a
+// node comes back, its proxy's health is probed again by each speaker: until then ownership
+// may still move.
+func waitServable(ctx context.Context, t testing.TB, l *lab.Lab, n *lab.Node, want int) {
 	t.Helper()
 	url := "http://" + net.JoinHostPort(n.IPv4.String(), "7472") + "/metrics"
-	var got float64
+	var members, unhealthy float64
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		resp, err := lab.HTTPClient(l.ControlPlane.NS, time.Second).Get(url)
 		if err != nil {
@@ -200,10 +202,11 @@ func waitMembers(ctx context.Context, t testing.TB, l *lab.Lab, n *lab.Node, wan
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		got = metricValue(string(body), "onprem_lb_speaker_members")
-		return got == float64(want), nil
+		members = metricValue(string(body), "onprem_lb_speaker_members")
+		unhealthy = metricValue(string(body), `onprem_lb_speaker_unhealthy_targets{kind="proxy"}`)
+		return members == float64(want) && unhealthy == 0, nil
 	})
 	if err != nil {
-		t.Fatalf("the speaker of %s sees %v members, want %d: %v", n.Name, got, want, err)
+		t.Fatalf("the speaker of %s sees %v members and %v unhealthy service proxies, want %d and 0: %v", n.Name, members, unhealthy, want, err)
 	}
 }
