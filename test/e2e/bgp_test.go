@@ -51,8 +51,9 @@ const bgpCommunity = "64512:100"
 // families with BFD; a Cluster Service is routed over every node (ECMP), a Local one over the
 // nodes of its endpoints only, with the client's address kept; a node that loses its endpoint
 // or dies leaves the router within a second, and so does one whose kube-proxy stops; a
-// Service coming and going resets no session; and a speaker stopping drains its paths
-// (GRACEFUL_SHUTDOWN) before it withdraws them, without a failed request.
+// Service coming and going resets no session; and a node getting the exclusion label, or a
+// speaker stopping, drains its paths (GRACEFUL_SHUTDOWN) before it withdraws them, without a
+// failed request.
 func TestBGP(t *testing.T) {
 	ctx, l, sp := startSpeakers(t, lab.Options{Router: &lab.RouterOptions{}}, bgpPools)
 	ctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
@@ -227,45 +228,88 @@ func TestBGP(t *testing.T) {
 		}
 	})
 
+	t.Run("the exclusion label drains a node's paths with GRACEFUL_SHUTDOWN first, and no WAN request fails; removed, they come back", func(t *testing.T) {
+		n := l.Nodes[0]
+		label := func(change string) {
+			t.Helper()
+			if out, err := l.Kubectl(ctx, "label", "node", n.Name, corev1.LabelNodeExcludeBalancers+change, "--overwrite"); err != nil {
+				t.Fatalf("label node: %v\n%s", err, out)
+			}
+		}
+		waitRouted(ctx, t, r, web, hops(l.Nodes...), 30*time.Second)
+		drained(ctx, t, r, client, web, n, hops(l.Nodes[1], l.Nodes[2]), "the exclusion label was set", func() { label("=true") })
+		label("-")
+		removed := time.Now()
+		at := waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
+		t.Logf("figure: %s routed over %s again %v after the exclusion label was removed", web[0], n.Name, at[0].Sub(removed).Round(time.Millisecond))
+	})
+
 	t.Run("a speaker that stops drains its paths with GRACEFUL_SHUTDOWN first, and no WAN request fails", func(t *testing.T) {
 		n := l.Nodes[1]
 		waitRouted(ctx, t, r, web, hops(l.Nodes...), 30*time.Second)
-		watch := watchPath(ctx, r, web[0], n.IPv4)
-		var stopped, gone time.Time
-		var routeErr error
-		failures, total := lab.RequestsDuring(ctx, client.NS, vipURL(web[0].Addr().String()), nil, func() {
-			stopped = time.Now()
+		var gone time.Time
+		began := drained(ctx, t, r, client, web, n, hops(l.Nodes[0], l.Nodes[2]), "its speaker pod was deleted", func() {
 			sp.stopSpeaker(ctx, n)
 			gone = time.Now()
-			_, routeErr = routedWithin(ctx, r, web, hops(l.Nodes[0], l.Nodes[2]), 10*time.Second)
 		})
-		seen := watch()
-		if routeErr != nil {
-			t.Fatalf("%v\n%s", routeErr, routeState(ctx, r, web))
-		}
-		since := func(at time.Time) string {
-			if at.IsZero() {
-				return "never"
-			}
-			return at.Sub(stopped).Round(time.Millisecond).String()
-		}
-		t.Logf("figure: after %s's speaker pod was deleted: GRACEFUL_SHUTDOWN on its path of %s after %s (local preference %d), out of the ECMP route after %s, path withdrawn after %s, pod gone after %s",
-			n.Name, web[0], since(seen.gshut), seen.gshutLocalPref, since(seen.left), since(seen.withdrawn), since(gone))
-		t.Logf("figure: %d GETs of %s from %s during the stop, %d failed", total, web[0].Addr(), client.Name, len(failures))
-		switch {
-		case seen.gshut.IsZero():
-			t.Errorf("the router never saw GRACEFUL_SHUTDOWN on %s's path of %s", n.Name, web[0])
-		case seen.withdrawn.IsZero():
-			t.Errorf("%s's path of %s never withdrawn", n.Name, web[0])
-		case !seen.gshut.Before(seen.withdrawn):
-			t.Errorf("GRACEFUL_SHUTDOWN seen after %s, the path withdrawn after %s: want the drain first", since(seen.gshut), since(seen.withdrawn))
-		case seen.left.IsZero() || !seen.left.Before(seen.withdrawn):
-			t.Errorf("%s left the ECMP route after %s, its path was withdrawn after %s: want the router to move traffic away during the drain", n.Name, since(seen.left), since(seen.withdrawn))
-		}
-		if len(failures) > 0 {
-			t.Errorf("%d of %d GETs failed:\n%s", len(failures), total, strings.Join(failures, "\n"))
-		}
+		t.Logf("figure: %s's speaker pod gone %v after its deletion", n.Name, gone.Sub(began).Round(time.Millisecond))
 	})
+}
+
+// drained does what makes node n drain its paths (change, described by what) while a WAN
+// client sends GETs to the first of the prefixes, and checks that the router saw
+// GRACEFUL_SHUTDOWN on n's path before the path was withdrawn, moved the traffic off n
+// before that, routes the prefixes over rest afterwards, and that no GET failed until the
+// path was gone. It returns when change began.
+func drained(ctx context.Context, t *testing.T, r *lab.Router, client *lab.Host, prefixes []netip.Prefix, n *lab.Node, rest [][]netip.Addr, what string, change func()) time.Time {
+	t.Helper()
+	watch := watchPath(ctx, r, prefixes[0], n.IPv4)
+	var began, withdrawn time.Time
+	var routeErr error
+	failures, total := lab.RequestsDuring(ctx, client.NS, vipURL(prefixes[0].Addr().String()), nil, func() {
+		began = time.Now()
+		change()
+		_, routeErr = routedWithin(ctx, r, prefixes, rest, 10*time.Second)
+		// The path itself goes at the end of the drain: the GETs go on until then.
+		wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			paths, err := r.FRR.BGPPaths(ctx, prefixes[0])
+			if err != nil || slices.ContainsFunc(paths, func(p lab.BGPPath) bool { return p.Peer == n.IPv4 }) {
+				return false, nil
+			}
+			withdrawn = time.Now()
+			return true, nil
+		})
+	})
+	seen := watch()
+	if seen.withdrawn.IsZero() {
+		seen.withdrawn = withdrawn // seen by the wait above between two polls of the watch
+	}
+	if routeErr != nil {
+		t.Fatalf("%v\n%s", routeErr, routeState(ctx, r, prefixes))
+	}
+	since := func(at time.Time) string {
+		if at.IsZero() {
+			return "never"
+		}
+		return at.Sub(began).Round(time.Millisecond).String()
+	}
+	t.Logf("figure: after %s: GRACEFUL_SHUTDOWN on %s's path of %s after %s (local preference %d), out of the ECMP route after %s, path withdrawn after %s",
+		what, n.Name, prefixes[0], since(seen.gshut), seen.gshutLocalPref, since(seen.left), since(seen.withdrawn))
+	t.Logf("figure: %d GETs of %s from %s meanwhile, %d failed", total, prefixes[0].Addr(), client.Name, len(failures))
+	switch {
+	case seen.gshut.IsZero():
+		t.Errorf("the router never saw GRACEFUL_SHUTDOWN on %s's path of %s", n.Name, prefixes[0])
+	case seen.withdrawn.IsZero():
+		t.Errorf("%s's path of %s never withdrawn", n.Name, prefixes[0])
+	case !seen.gshut.Before(seen.withdrawn):
+		t.Errorf("GRACEFUL_SHUTDOWN seen after %s, the path withdrawn after %s: want the drain first", since(seen.gshut), since(seen.withdrawn))
+	case seen.left.IsZero() || !seen.left.Before(seen.withdrawn):
+		t.Errorf("%s left the ECMP route after %s, its path was withdrawn after %s: want the router to move traffic away during the drain", n.Name, since(seen.left), since(seen.withdrawn))
+	}
+	if len(failures) > 0 {
+		t.Errorf("%d of %d GETs failed:\n%s", len(failures), total, strings.Join(failures, "\n"))
+	}
+	return began
 }
 
 // establishedSince returns, for each node and peer, the state of the session and since when
