@@ -40,11 +40,13 @@
 //     use is detected as kube-proxy's iptables wrapper does, and logged once.
 //
 // Chain layout, nat: PREROUTING and OUTPUT → ONPREM-LB-SERVICES → (last byte
-// of the destination) ONPREM-LB-VIPS-xx → (VIP, protocol, port, source
-// range) ONPREM-LB-SVC-<hash> (one per Service port: mark for masquerade if
-// Cluster, affinity, random choice, DNAT; no per-endpoint chains, see
-// buildRulesCached for why). POSTROUTING → ONPREM-LB-POSTROUTING masquerades packets
-// marked by ONPREM-LB-MARK-MASQ (mark bit 0x2000 unless configured).
+// of the destination) ONPREM-LB-VIPS-xx (Local Services first; around the
+// Cluster ones the shard sets the masquerade mark and clears it again) →
+// (VIP, protocol, port, source range) ONPREM-LB-SVC-<hash> (one per Service
+// port: affinity, random choice, DNAT; no per-endpoint chains, see
+// buildRulesCached for why). POSTROUTING → ONPREM-LB-POSTROUTING masquerades
+// packets with the mark (bit 0x2000 unless configured). Above 1,000
+// Services the per-VIP rules carry no comments.
 // filter: INPUT, FORWARD and OUTPUT (new connections) → ONPREM-LB-FIREWALL →
 // ONPREM-LB-FW-xx: what still goes to a VIP was not DNATed, so is dropped
 // (source range) or rejected. mangle: POSTROUTING (new connections) →

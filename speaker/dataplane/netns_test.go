@@ -130,6 +130,9 @@ func newTestbed(t *testing.T) testbed {
 	// /24 and /64 back through it; the node has the VIPs on a dummy.
 	run(t, "ip", "-n", tb.cli, "route", "add", "198.18.96.192/26", "via", "198.18.96.1")
 	run(t, "ip", "-n", tb.cli, "-6", "route", "add", "2001:db8:96::a:0/112", "via", "2001:db8:96::1:1")
+	// And b1 itself, for traffic through the node that is not to a VIP.
+	run(t, "ip", "-n", tb.cli, "route", "add", "198.18.96.16/28", "via", "198.18.96.1")
+	run(t, "ip", "-n", tb.cli, "-6", "route", "add", "2001:db8:96::2:0/112", "via", "2001:db8:96::1:1")
 	for _, b := range []struct{ ns, via4, via6 string }{{tb.b1, "198.18.96.17", "2001:db8:96::2:1"}, {tb.b2, "198.18.96.33", "2001:db8:96::3:1"}} {
 		run(t, "ip", "-n", b.ns, "route", "add", "198.18.96.0/24", "via", b.via4)
 		run(t, "ip", "-n", b.ns, "-6", "route", "add", "2001:db8:96::/64", "via", b.via6)
@@ -267,6 +270,9 @@ func TestNetnsForwarding(t *testing.T) {
 		Service{Namespace: "t", Name: "noeps", VIPs: both(3), Ports: port80(nil)},
 		Service{Namespace: "t", Name: "affinity", VIPs: both(4), Ports: port80(all), AffinityTimeout: time.Hour},
 		Service{Namespace: "t", Name: "nolocal", VIPs: both(5), Ports: port80(append(eps(IPv4, false, false), eps(IPv6, false, false)...)), Local: true},
+		// A Cluster VIP in b1's shard (same last byte), never dialled: the
+		// shard marks for masquerade what enters it.
+		Service{Namespace: "t", Name: "b1shard", VIPs: []netip.Addr{netip.MustParseAddr("198.18.97.18"), netip.MustParseAddr("2001:db8:96::a:2")}, Ports: port80(all)},
 	)
 	if err := d.Sync(services); err != nil {
 		t.Fatalf("Sync: %v", err)
@@ -405,6 +411,12 @@ func checkTraffic(t *testing.T, tb testbed, f Family) {
 			if got, err := dial(tb.cli, a.cliIn, c.vip, c.port, 2*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Errorf("%s (%s): %q, %v; want connection refused", c.name, netip.AddrPortFrom(c.vip, c.port), got, err)
 			}
+		}
+	})
+	t.Run("not to a VIP, through a shard with Cluster Services: not masqueraded", func(t *testing.T) {
+		got, err := dial(tb.cli, a.cliIn, a.b1, 8080, connectTimeout)
+		if want := "b1 " + a.cliIn.String(); err != nil || got != want {
+			t.Errorf("straight to b1: %q, %v; want %q", got, err, want)
 		}
 	})
 	t.Run("session affinity", func(t *testing.T) {

@@ -25,6 +25,12 @@ func itoa(i int) string {
 	return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(i)).String()[len("0.0.0.0:"):]
 }
 
+// marked are the lines of a nat shard's Cluster Services: between marking
+// for masquerade and taking the mark off again.
+func marked(shard string, lines ...string) []string {
+	return append(append([]string{"-A " + shard + " -j MARK --or-mark 0x2000"}, lines...), "-A "+shard+" -j MARK --set-mark 0x0/0x2000")
+}
+
 // rules joins lines into a chain content.
 func rules(lines ...string) string {
 	if len(lines) == 0 {
@@ -57,10 +63,9 @@ func TestBuildRules(t *testing.T) {
 			Ports: []Port{{Protocol: TCP, Port: 80, Endpoints: eps}}}},
 		want: ruleset{
 			{tableNAT, servicesChain}: rules("-A ONPREM-LB-SERVICES -d 0.0.0.10/0.0.0.255 -j ONPREM-LB-VIPS-0A"),
-			{tableNAT, "ONPREM-LB-VIPS-0A"}: rules(
-				`-A ONPREM-LB-VIPS-0A -d 198.18.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80" -j ` + web),
+			{tableNAT, "ONPREM-LB-VIPS-0A"}: rules(marked("ONPREM-LB-VIPS-0A",
+				`-A ONPREM-LB-VIPS-0A -d 198.18.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80" -j `+web)...),
 			{tableNAT, web}: rules(
-				"-A "+web+" -j ONPREM-LB-MARK-MASQ",
 				"-A "+web+" -p tcp -m statistic --mode random --probability 0.5000000000 -j DNAT --to-destination 10.0.0.1:8080",
 				"-A "+web+" -p tcp -j DNAT --to-destination 10.0.0.2:8080"),
 			{tableFilter, firewallChain}: rules("-A ONPREM-LB-FIREWALL -d 0.0.0.10/0.0.0.255 -j ONPREM-LB-FW-0A"),
@@ -96,6 +101,27 @@ func TestBuildRules(t *testing.T) {
 				`-A ONPREM-LB-FW-0A -d 198.18.0.10/32 -m comment --comment "port not served"` + reject),
 		},
 	}, {
+		name:   "local and cluster in one shard: the local rules first, unmarked",
+		family: IPv4,
+		services: []Service{
+			{Namespace: "ns", Name: "web", VIPs: []netip.Addr{addr("198.18.1.10")}, Ports: []Port{{Protocol: TCP, Port: 80, Endpoints: eps[1:]}}},
+			{Namespace: "ns", Name: "dns", VIPs: []netip.Addr{addr("198.18.0.10")}, Local: true, Ports: []Port{{Protocol: UDP, Port: 53, Endpoints: eps[:1]}}},
+		},
+		want: ruleset{
+			{tableNAT, servicesChain}: rules("-A ONPREM-LB-SERVICES -d 0.0.0.10/0.0.0.255 -j ONPREM-LB-VIPS-0A"),
+			{tableNAT, "ONPREM-LB-VIPS-0A"}: rules(append([]string{
+				`-A ONPREM-LB-VIPS-0A -d 198.18.0.10/32 -p udp -m udp --dport 53 -m comment --comment "ns/dns:udp/53" -j ` + dns},
+				marked("ONPREM-LB-VIPS-0A", `-A ONPREM-LB-VIPS-0A -d 198.18.1.10/32 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80" -j `+web)...)...),
+			{tableNAT, web}: rules("-A " + web + " -p tcp -j DNAT --to-destination 10.0.0.2:8080"),
+			{tableNAT, dns}: rules(
+				"-A "+dns+" -s 10.0.0.1/32 -j ONPREM-LB-MARK-MASQ",
+				"-A "+dns+" -p udp -j DNAT --to-destination 10.0.0.1:8080"),
+			{tableFilter, firewallChain}: fw10,
+			{tableFilter, "ONPREM-LB-FW-0A"}: rules(
+				`-A ONPREM-LB-FW-0A -d 198.18.0.10/32 -m comment --comment "port not served"`+reject,
+				`-A ONPREM-LB-FW-0A -d 198.18.1.10/32 -m comment --comment "port not served"`+reject),
+		},
+	}, {
 		name:   "local without local endpoints: rejected",
 		family: IPv4,
 		services: []Service{{Namespace: "ns", Name: "web", VIPs: []netip.Addr{addr("198.18.0.10")}, Local: true,
@@ -115,10 +141,9 @@ func TestBuildRules(t *testing.T) {
 			Ports: []Port{{Protocol: TCP, Port: 80, Endpoints: eps}}}},
 		want: ruleset{
 			{tableNAT, servicesChain}: rules("-A ONPREM-LB-SERVICES -d 0.0.0.10/0.0.0.255 -j ONPREM-LB-VIPS-0A"),
-			{tableNAT, "ONPREM-LB-VIPS-0A"}: rules(
-				`-A ONPREM-LB-VIPS-0A -d 198.18.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80" -j ` + web),
+			{tableNAT, "ONPREM-LB-VIPS-0A"}: rules(marked("ONPREM-LB-VIPS-0A",
+				`-A ONPREM-LB-VIPS-0A -d 198.18.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80" -j `+web)...),
 			{tableNAT, web}: rules(
-				"-A "+web+" -j ONPREM-LB-MARK-MASQ",
 				"-A "+web+" -p tcp -m recent --name "+sepList(web, "tcp", "10.0.0.1:8080")+" --mask 255.255.255.255 --rsource --update --seconds 2 --reap -j DNAT --to-destination 10.0.0.1:8080",
 				"-A "+web+" -p tcp -m recent --name "+sepList(web, "tcp", "10.0.0.2:8080")+" --mask 255.255.255.255 --rsource --update --seconds 2 --reap -j DNAT --to-destination 10.0.0.2:8080",
 				"-A "+web+" -p tcp -m statistic --mode random --probability 0.5000000000 -m recent --name "+sepList(web, "tcp", "10.0.0.1:8080")+" --mask 255.255.255.255 --rsource --set -j DNAT --to-destination 10.0.0.1:8080",
@@ -135,12 +160,11 @@ func TestBuildRules(t *testing.T) {
 			Ports:        []Port{{Protocol: TCP, Port: 80, Endpoints: eps[:1]}}}},
 		want: ruleset{
 			{tableNAT, servicesChain}: rules("-A ONPREM-LB-SERVICES -d 0.0.0.10/0.0.0.255 -j ONPREM-LB-VIPS-0A"),
-			{tableNAT, "ONPREM-LB-VIPS-0A"}: rules(
+			{tableNAT, "ONPREM-LB-VIPS-0A"}: rules(marked("ONPREM-LB-VIPS-0A",
 				`-A ONPREM-LB-VIPS-0A -s 192.0.2.0/24 -d 198.18.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80" -j `+web,
-				`-A ONPREM-LB-VIPS-0A -s 203.0.113.7/32 -d 198.18.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80" -j `+web),
+				`-A ONPREM-LB-VIPS-0A -s 203.0.113.7/32 -d 198.18.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80" -j `+web)...),
 			{tableNAT, web}: rules(
-				"-A "+web+" -j ONPREM-LB-MARK-MASQ",
-				"-A "+web+" -p tcp -j DNAT --to-destination 10.0.0.1:8080"),
+				"-A " + web + " -p tcp -j DNAT --to-destination 10.0.0.1:8080"),
 			{tableFilter, firewallChain}: fw10,
 			{tableFilter, "ONPREM-LB-FW-0A"}: rules(
 				`-A ONPREM-LB-FW-0A -d 198.18.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80 not in loadBalancerSourceRanges" -j DROP`,
@@ -166,10 +190,9 @@ func TestBuildRules(t *testing.T) {
 			Ports: []Port{{Protocol: TCP, Port: 80, Endpoints: append(eps6, eps...)}}}},
 		want: ruleset{
 			{tableNAT, servicesChain}: rules("-A ONPREM-LB-SERVICES -d ::10/::ff -j ONPREM-LB-VIPS-10"),
-			{tableNAT, "ONPREM-LB-VIPS-10"}: rules(
-				`-A ONPREM-LB-VIPS-10 -d 2001:db8::10/128 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80" -j ` + web),
+			{tableNAT, "ONPREM-LB-VIPS-10"}: rules(marked("ONPREM-LB-VIPS-10",
+				`-A ONPREM-LB-VIPS-10 -d 2001:db8::10/128 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80" -j `+web)...),
 			{tableNAT, web}: rules(
-				"-A "+web+" -j ONPREM-LB-MARK-MASQ",
 				"-A "+web+" -p tcp -m statistic --mode random --probability 0.5000000000 -j DNAT --to-destination [fd00::1]:8080",
 				"-A "+web+" -p tcp -j DNAT --to-destination [fd00::2]:8080"),
 			{tableFilter, firewallChain}: rules("-A ONPREM-LB-FIREWALL -d ::10/::ff -j ONPREM-LB-FW-10"),
@@ -189,17 +212,15 @@ func TestBuildRules(t *testing.T) {
 			{tableNAT, servicesChain}: rules(
 				"-A ONPREM-LB-SERVICES -d 0.0.0.10/0.0.0.255 -j ONPREM-LB-VIPS-0A",
 				"-A ONPREM-LB-SERVICES -d 0.0.0.11/0.0.0.255 -j ONPREM-LB-VIPS-0B"),
-			{tableNAT, "ONPREM-LB-VIPS-0A"}: rules(
+			{tableNAT, "ONPREM-LB-VIPS-0A"}: rules(marked("ONPREM-LB-VIPS-0A",
 				`-A ONPREM-LB-VIPS-0A -d 198.18.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "ns/web:tcp/80" -j `+web,
-				`-A ONPREM-LB-VIPS-0A -d 198.18.1.10/32 -p udp -m udp --dport 53 -m comment --comment "ns/dns:udp/53" -j `+dns),
-			{tableNAT, "ONPREM-LB-VIPS-0B"}: rules(
-				`-A ONPREM-LB-VIPS-0B -d 198.18.0.11/32 -p udp -m udp --dport 53 -m comment --comment "ns/dns:udp/53" -j ` + dns),
+				`-A ONPREM-LB-VIPS-0A -d 198.18.1.10/32 -p udp -m udp --dport 53 -m comment --comment "ns/dns:udp/53" -j `+dns)...),
+			{tableNAT, "ONPREM-LB-VIPS-0B"}: rules(marked("ONPREM-LB-VIPS-0B",
+				`-A ONPREM-LB-VIPS-0B -d 198.18.0.11/32 -p udp -m udp --dport 53 -m comment --comment "ns/dns:udp/53" -j `+dns)...),
 			{tableNAT, web}: rules(
-				"-A "+web+" -j ONPREM-LB-MARK-MASQ",
-				"-A "+web+" -p tcp -j DNAT --to-destination 10.0.0.1:8080"),
+				"-A " + web + " -p tcp -j DNAT --to-destination 10.0.0.1:8080"),
 			{tableNAT, dns}: rules(
-				"-A "+dns+" -j ONPREM-LB-MARK-MASQ",
-				"-A "+dns+" -p udp -j DNAT --to-destination 10.0.0.3:53"),
+				"-A " + dns + " -p udp -j DNAT --to-destination 10.0.0.3:53"),
 			{tableFilter, firewallChain}: rules(
 				"-A ONPREM-LB-FIREWALL -d 0.0.0.10/0.0.0.255 -j ONPREM-LB-FW-0A",
 				"-A ONPREM-LB-FIREWALL -d 0.0.0.11/0.0.0.255 -j ONPREM-LB-FW-0B"),
@@ -369,6 +390,40 @@ func TestBuildRulesCache(t *testing.T) {
 	}
 	if n := len(cache.entries); n != len(svcs) {
 		t.Errorf("cache holds %d Services, want %d", n, len(svcs))
+	}
+}
+
+// Up to commentLimit Services every per-VIP rule names its Service in a
+// comment; above it none carries a comment, with or without the cache, and
+// back below it the comments return.
+func TestBuildRulesCommentsOnlyUpToLimit(t *testing.T) {
+	cache := newRuleCache()
+	cfg := genConfig{mark: 0x2000}
+	for _, n := range []int{commentLimit, commentLimit + 1, commentLimit} {
+		svcs := manyServices(n)
+		svcs[0].Ports[0].Endpoints = nil // a "has no endpoints" reject
+		rs := buildRulesCached(svcs, IPv4, cfg, cache)
+		if diff := cmp.Diff(buildRules(svcs, IPv4, cfg), rs); diff != "" {
+			t.Fatalf("%d Services: cached build differs (-uncached +cached):\n%s", n, diff)
+		}
+		var vipRules, commented int
+		for k, content := range rs {
+			if !strings.HasPrefix(k.name, vipsShardPrefix) && !strings.HasPrefix(k.name, fwShardPrefix) {
+				continue
+			}
+			vipRules += strings.Count(content, " -d ")
+			commented += strings.Count(content, " -m comment ")
+		}
+		want := vipRules
+		if n > commentLimit {
+			want = 0
+		}
+		if commented != want {
+			t.Errorf("%d Services: %d of %d per-VIP rules carry a comment, want %d", n, commented, vipRules, want)
+		}
+		if n <= commentLimit && !strings.Contains(rs[chainKey{tableFilter, "ONPREM-LB-FW-00"}], `--comment "ns0/svc0:tcp/80 has no endpoints"`) {
+			t.Errorf("%d Services: the reject of svc0 does not name it:\n%s", n, rs[chainKey{tableFilter, "ONPREM-LB-FW-00"}])
+		}
 	}
 }
 
