@@ -6,6 +6,9 @@ import (
 	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/onprem-lb/onprem-lb/config"
 	"github.com/onprem-lb/onprem-lb/speaker/bgp"
 )
@@ -83,11 +86,11 @@ type damper struct {
 }
 
 // filter returns the routes of want that may be advertised at now: all but those whose
-// prefix was withdrawn less than holdDown before now; and, if it held some back, how long
-// until the first of them may go (0 if none). Routes advertised before pass at once, their
-// attributes as they are now. It records want's prefixes as advertised and the others as
-// withdrawn.
-func (d *damper) filter(now time.Time, want []bgp.Route) ([]bgp.Route, time.Duration) {
+// prefix was withdrawn less than holdDown before now; if it held some back, how long until
+// the first of them may go (0 if none); and the prefixes advertised until now that want
+// lacks, withdrawn from now. Routes advertised before pass at once, their attributes as they
+// are now. It records want's prefixes as advertised and the others as withdrawn.
+func (d *damper) filter(now time.Time, want []bgp.Route) (pass []bgp.Route, wait time.Duration, gone []netip.Prefix) {
 	if d.advertised == nil {
 		d.advertised, d.withdrawn = map[netip.Prefix]bool{}, map[netip.Prefix]time.Time{}
 	}
@@ -99,10 +102,9 @@ func (d *damper) filter(now time.Time, want []bgp.Route) ([]bgp.Route, time.Dura
 		if !wanted[p] {
 			delete(d.advertised, p)
 			d.withdrawn[p] = now
+			gone = append(gone, p)
 		}
 	}
-	var out []bgp.Route
-	var wait time.Duration
 	for _, r := range want {
 		if !d.advertised[r.Prefix] {
 			if at, ok := d.withdrawn[r.Prefix]; ok && now.Sub(at) < holdDown {
@@ -113,12 +115,72 @@ func (d *damper) filter(now time.Time, want []bgp.Route) ([]bgp.Route, time.Dura
 			}
 			d.advertised[r.Prefix] = true
 		}
-		out = append(out, r)
+		pass = append(pass, r)
 	}
 	for p, at := range d.withdrawn {
 		if now.Sub(at) >= holdDown {
 			delete(d.withdrawn, p)
 		}
 	}
-	return out, wait
+	return pass, wait, gone
+}
+
+// Why a node withdraws a route: the reason label of onprem_lb_bgp_withdrawals_total.
+const (
+	WithdrawReleased        = "released"          // no IP of the prefix is assigned and advertised over BGP any more
+	WithdrawExcluded        = "excluded"          // the node got the exclusion label
+	WithdrawNoLocalEndpoint = "no-local-endpoint" // the IPs' Services are Local and the node has no ready, confirmed endpoint of them
+	WithdrawNotEligible     = "not-eligible"      // the node may no longer serve the IPs: its service proxy, the pool's nodeSelector, its speaker's liveness
+	WithdrawStopping        = "stopping"          // the speaker stopped
+)
+
+// withdrawReasons counts by reason why the prefixes gone are withdrawn by a node (excluded:
+// it has the exclusion label) after a sync that assigned assignments to the Services
+// services.
+func withdrawReasons(gone []netip.Prefix, assignments map[netip.Addr]*Assignment, excluded bool, services []*corev1.Service) map[string]int {
+	if len(gone) == 0 {
+		return nil
+	}
+	var local map[types.NamespacedName]bool
+	isLocal := func(key types.NamespacedName) bool {
+		if local == nil {
+			local = map[types.NamespacedName]bool{}
+			for _, svc := range services {
+				local[keyOf(svc)] = svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+			}
+		}
+		return local[key]
+	}
+	reasons := map[string]int{}
+	for _, p := range gone {
+		var in []*Assignment
+		if p.IsSingleIP() {
+			if a := assignments[p.Addr()]; a != nil && a.Announce.BGP() {
+				in = append(in, a)
+			}
+		} else {
+			for ip, a := range assignments {
+				if a.Announce.BGP() && p.Contains(ip) {
+					in = append(in, a)
+				}
+			}
+		}
+		allLocal := true
+		for _, a := range in {
+			for _, key := range a.Services {
+				allLocal = allLocal && isLocal(key)
+			}
+		}
+		switch {
+		case len(in) == 0:
+			reasons[WithdrawReleased]++
+		case excluded:
+			reasons[WithdrawExcluded]++
+		case allLocal:
+			reasons[WithdrawNoLocalEndpoint]++
+		default:
+			reasons[WithdrawNotEligible]++
+		}
+	}
+	return reasons
 }

@@ -2,10 +2,14 @@ package speaker
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/onprem-lb/onprem-lb/config"
 	"github.com/onprem-lb/onprem-lb/speaker/bgp"
@@ -127,7 +131,7 @@ func TestDamper(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var d damper
 			for i, s := range tt.steps {
-				got, wait := d.filter(t0.Add(s.at), s.want)
+				got, wait, _ := d.filter(t0.Add(s.at), s.want)
 				if diff := cmp.Diff(s.pass, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 					t.Errorf("step %d: routes passed (-want +got):\n%s", i, diff)
 				}
@@ -136,5 +140,84 @@ func TestDamper(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The damper names the prefixes it withdraws, once, including one held back; and each
+// withdrawal is counted under why the node stopped advertising it.
+func TestWithdrawReasons(t *testing.T) {
+	pfx := netip.MustParsePrefix
+	a, b, c, d, e, agg := pfx("198.18.4.1/32"), pfx("198.18.4.2/32"), pfx("198.18.4.3/32"), pfx("198.18.4.4/32"), pfx("2001:db8:40::5/128"), pfx("198.18.5.0/28")
+	route := func(p netip.Prefix) bgp.Route { return bgp.Route{Prefix: p} }
+	var dm damper
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	dm.filter(t0, []bgp.Route{route(a), route(b), route(c), route(d), route(e), route(agg)})
+	_, _, gone := dm.filter(t0.Add(time.Second), []bgp.Route{route(c)})
+	_, _, again := dm.filter(t0.Add(2*time.Second), []bgp.Route{route(a), route(c)}) // a held back: not gone again
+	if diff := cmp.Diff([]netip.Prefix{a, b, d, agg, e}, sortedPrefixes(gone), cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
+		t.Errorf("gone (-want +got):\n%s", diff)
+	}
+	if len(again) != 0 {
+		t.Errorf("gone after a held-back prefix is wanted again: %v, want none", again)
+	}
+
+	svc := func(name string, local bool) *corev1.Service {
+		s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}
+		if local {
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}
+		return s
+	}
+	key := func(name string) []types.NamespacedName { return []types.NamespacedName{{Namespace: "ns", Name: name}} }
+	services := []*corev1.Service{svc("cluster", false), svc("local", true), svc("local2", true)}
+	assignments := map[netip.Addr]*Assignment{
+		// a: released. b: a Cluster Service's. d: a Local one's. e: an L2-only pool's now.
+		b.Addr():                          {IP: b.Addr(), Services: key("cluster"), Announce: config.AnnounceBGP},
+		d.Addr():                          {IP: d.Addr(), Services: key("local"), Announce: config.AnnounceBoth},
+		e.Addr():                          {IP: e.Addr(), Services: key("cluster"), Announce: config.AnnounceL2},
+		netip.MustParseAddr("198.18.5.3"): {Services: key("local2"), Announce: config.AnnounceBoth},
+	}
+	for _, tt := range []struct {
+		name     string
+		excluded bool
+		want     map[string]int
+	}{
+		{"eligible", false, map[string]int{WithdrawReleased: 2, WithdrawNotEligible: 1, WithdrawNoLocalEndpoint: 2}},
+		{"excluded", true, map[string]int{WithdrawReleased: 2, WithdrawExcluded: 3}},
+	} {
+		if diff := cmp.Diff(tt.want, withdrawReasons(gone, assignments, tt.excluded, services)); diff != "" {
+			t.Errorf("%s: reasons (-want +got):\n%s", tt.name, diff)
+		}
+	}
+	if got := withdrawReasons(nil, assignments, false, services); got != nil {
+		t.Errorf("nothing gone: %v", got)
+	}
+}
+
+func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
+	return slices.SortedFunc(slices.Values(ps), netip.Prefix.Compare)
+}
+
+// The Advertised condition counts and names the nodes and names the peers of the IP's pool.
+func TestAdvertisedMessage(t *testing.T) {
+	cfg, err := config.Parse("pools.yaml", []byte(bgpPools))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		ip    string
+		nodes []string
+		want  string
+	}{
+		{"198.18.4.1", []string{"a"}, "198.18.4.1 is advertised over BGP by 1 node (a) to peers tor-a, tor-b"},
+		{"198.18.5.1", []string{"a", "b"}, "198.18.5.1 is advertised over BGP by 2 nodes (a, b) to peers tor-a"},
+		{"2001:db8:40::1", []string{"a", "b", "c", "d", "e", "f"}, "2001:db8:40::1 is advertised over BGP by 6 nodes (a, b, c, d, e, ...) to peers tor-a, tor-b"},
+	} {
+		if got := advertisedMessage(cfg, netip.MustParseAddr(tt.ip), tt.nodes); got != tt.want {
+			t.Errorf("%s by %v:\n got %q\nwant %q", tt.ip, tt.nodes, got, tt.want)
+		}
+	}
+	if got, want := advertisedMessage(&config.Config{}, netip.MustParseAddr("198.18.4.1"), []string{"a"}), "198.18.4.1 is advertised over BGP by 1 node (a)"; got != want {
+		t.Errorf("without a bgp: section: %q, want %q", got, want)
 	}
 }

@@ -110,6 +110,8 @@ func (s *bgpSpeaker) sync(ctx context.Context, cfg *config.Config, self *corev1.
 	return 0, errors.Join(err, s.engine.SetRoutes(ctx, routes))
 }
 
+func (s *bgpSpeaker) withdrawn(reason string, n int) { s.metrics.Withdrawn(reason, n) }
+
 // replace makes e the engine wanted, and wakes Run to run it instead of the last one. s.mu
 // is held.
 func (s *bgpSpeaker) replace(e *bgp.Engine, global bgpGlobal) {
@@ -181,9 +183,12 @@ func (s *bgpSpeaker) run(ctx context.Context) {
 	}
 	klog.InfoS("BGP routes carry GRACEFUL_SHUTDOWN; withdrawing them after the drain delay", "delay", s.drain)
 	time.Sleep(s.drain)
+	routes, _ := running.Routes()
 	if err := running.WithdrawAll(dctx); err != nil {
 		klog.ErrorS(err, "BGP withdraw")
+		return
 	}
+	s.withdrawn(WithdrawStopping, len(routes))
 }
 
 // engineRetry is how long after a failed start an engine is started again.

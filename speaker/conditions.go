@@ -95,7 +95,7 @@ func conditionsFor(node string, coordinator bool, cfg *config.Config, svc *corev
 			continue
 		}
 		has[ConditionType(ip)] = true
-		if cond, ok := conditionOf(node, coordinator, svc, ip, current[ip], announced); ok {
+		if cond, ok := conditionOf(node, coordinator, cfg, svc, ip, current[ip], announced); ok {
 			set = append(set, cond)
 		}
 	}
@@ -109,9 +109,9 @@ func conditionsFor(node string, coordinator bool, cfg *config.Config, svc *corev
 	return set, remove
 }
 
-// conditionOf returns the condition node writes for ip, assigned a (nil: not computed yet),
-// and false if it writes none.
-func conditionOf(node string, coordinator bool, svc *corev1.Service, ip netip.Addr, a *Assignment, announced map[netip.Addr]announceState) (metav1.Condition, bool) {
+// conditionOf returns the condition node writes for ip, assigned a (nil: not computed yet)
+// under cfg, and false if it writes none.
+func conditionOf(node string, coordinator bool, cfg *config.Config, svc *corev1.Service, ip netip.Addr, a *Assignment, announced map[netip.Addr]announceState) (metav1.Condition, bool) {
 	cond := metav1.Condition{Type: ConditionType(ip), ObservedGeneration: svc.Generation}
 	if a == nil {
 		return cond, false
@@ -119,7 +119,7 @@ func conditionOf(node string, coordinator bool, svc *corev1.Service, ip netip.Ad
 	switch st, reported := announced[ip]; {
 	case a.Owner == node && !a.Announce.L2():
 		cond.Status, cond.Reason = metav1.ConditionTrue, ReasonAdvertised
-		cond.Message = fmt.Sprintf("%s is advertised over BGP by %s", ip, nodeList(a.Nodes))
+		cond.Message = advertisedMessage(cfg, ip, a.Nodes)
 	case a.Owner == node && reported && st.conflict == nil:
 		cond.Status, cond.Reason = metav1.ConditionTrue, ReasonAnnounced
 		cond.Message = fmt.Sprintf("%s is announced by node %s on %s", ip, node, st.iface)
@@ -138,17 +138,39 @@ func conditionOf(node string, coordinator bool, svc *corev1.Service, ip netip.Ad
 // maxListedNodes is how many nodes a condition's message names at most.
 const maxListedNodes = 5
 
-// nodeList names nodes for a condition's message: "node a", "nodes a, b", or, for more
-// than maxListedNodes, "7 nodes: a, b, c, d, e, ...".
-func nodeList(nodes []string) string {
-	switch n := len(nodes); {
-	case n == 1:
-		return "node " + nodes[0]
-	case n <= maxListedNodes:
-		return "nodes " + strings.Join(nodes, ", ")
-	default:
-		return fmt.Sprintf("%d nodes: %s, ...", n, strings.Join(nodes[:maxListedNodes], ", "))
+// advertisedMessage says how many nodes, which, advertise ip over BGP, and to which of cfg's
+// peers: "198.18.0.200 is advertised over BGP by 2 nodes (a, b) to peers tor-a, tor-b"; for
+// more than maxListedNodes, "by 7 nodes (a, b, c, d, e, ...)".
+func advertisedMessage(cfg *config.Config, ip netip.Addr, nodes []string) string {
+	unit := "nodes"
+	if len(nodes) == 1 {
+		unit = "node"
 	}
+	listed := strings.Join(nodes[:min(len(nodes), maxListedNodes)], ", ")
+	if len(nodes) > maxListedNodes {
+		listed += ", ..."
+	}
+	msg := fmt.Sprintf("%s is advertised over BGP by %d %s (%s)", ip, len(nodes), unit, listed)
+	if peers := peerNames(cfg, ip); len(peers) > 0 {
+		msg += " to peers " + strings.Join(peers, ", ")
+	}
+	return msg
+}
+
+// peerNames are the names of the peers cfg advertises ip to: those its pool's
+// bgpAdvertisement names, else every peer.
+func peerNames(cfg *config.Config, ip netip.Addr) []string {
+	if cfg.BGP == nil {
+		return nil
+	}
+	if pool, ok := cfg.PoolOf(ip); ok && len(pool.BGPAdvertisement.Peers) > 0 {
+		return pool.BGPAdvertisement.Peers
+	}
+	names := make([]string, len(cfg.BGP.Peers))
+	for i, p := range cfg.BGP.Peers {
+		names[i] = p.Name
+	}
+	return names
 }
 
 // AnnouncedBy returns the node that announces ip, as svc's condition (conditionOf) says.
@@ -269,5 +291,47 @@ func (c *controller) writeConditions(ctx context.Context, key types.NamespacedNa
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	for _, e := range advertisingEvents(svc.Status.Conditions, set, remove) {
+		c.recorder.Event(svc, e.eventType, e.reason, e.message)
+	}
+	return true, nil
+}
+
+// Events on a Service when its IP starts or stops being advertised over BGP: one per IP and
+// change, by the node that writes the condition, however many nodes advertise it.
+const (
+	EventAdvertised    = "Advertised"    // Normal: nodes started advertising the IP over BGP
+	EventNotAdvertised = "NotAdvertised" // Warning: no node advertises the IP any more (why); Normal: the IP was released
+)
+
+// event is one event to record on a Service.
+type event struct {
+	eventType, reason, message string
+}
+
+// advertisingEvents are the events for a write of set and remove over the conditions
+// existing: Advertised for each condition that starts to say Advertised, NotAdvertised for
+// each that stops (with the new condition's message, or, removed, because the IP left).
+func advertisingEvents(existing, set []metav1.Condition, remove []string) []event {
+	var events []event
+	for _, w := range set {
+		old := meta.FindStatusCondition(existing, w.Type)
+		was := old != nil && old.Reason == ReasonAdvertised
+		switch is := w.Reason == ReasonAdvertised; {
+		case is && !was:
+			events = append(events, event{corev1.EventTypeNormal, EventAdvertised, w.Message})
+		case was && !is:
+			events = append(events, event{corev1.EventTypeWarning, EventNotAdvertised, w.Message})
+		}
+	}
+	for _, typ := range remove {
+		if old := meta.FindStatusCondition(existing, typ); old != nil && old.Reason == ReasonAdvertised {
+			ip, _, _ := strings.Cut(old.Message, " ")
+			events = append(events, event{corev1.EventTypeNormal, EventNotAdvertised, ip + " is no longer advertised over BGP: it left the Service or the pools"})
+		}
+	}
+	return events
 }

@@ -63,8 +63,8 @@ func TestConditionsFor(t *testing.T) {
 		},
 		announced: map[netip.Addr]announceState{},
 		want: []metav1.Condition{
-			{Type: ConditionAnnouncedIPv4, Status: metav1.ConditionTrue, Reason: ReasonAdvertised, ObservedGeneration: 3, Message: "198.18.0.200 is advertised over BGP by nodes node-1, node-3"},
-			{Type: ConditionAnnouncedIPv6, Status: metav1.ConditionTrue, Reason: ReasonAdvertised, ObservedGeneration: 3, Message: "2001:db8:18::200 is advertised over BGP by 7 nodes: n1, n2, n3, n4, n5, ..."},
+			{Type: ConditionAnnouncedIPv4, Status: metav1.ConditionTrue, Reason: ReasonAdvertised, ObservedGeneration: 3, Message: "198.18.0.200 is advertised over BGP by 2 nodes (node-1, node-3) to peers 198.18.0.254"},
+			{Type: ConditionAnnouncedIPv6, Status: metav1.ConditionTrue, Reason: ReasonAdvertised, ObservedGeneration: 3, Message: "2001:db8:18::200 is advertised over BGP by 7 nodes (n1, n2, n3, n4, n5, ...) to peers 198.18.0.254"},
 		},
 	}, {
 		name:      "BGP and L2: the owner reports once it answers ARP/NDP",
@@ -447,7 +447,7 @@ func TestAnnouncedByReadsTheCondition(t *testing.T) {
 	ip := netip.MustParseAddr("2001:db8:18::200")
 	svc := svcWith("web", false, ip.String())
 	a := &Assignment{IP: ip, Owner: "node-2"}
-	cond, ok := conditionOf("node-2", false, svc, ip, a, map[netip.Addr]announceState{ip: {iface: "eth0"}})
+	cond, ok := conditionOf("node-2", false, &config.Config{}, svc, ip, a, map[netip.Addr]announceState{ip: {iface: "eth0"}})
 	if !ok {
 		t.Fatal("no condition for an announced IP")
 	}
@@ -461,5 +461,44 @@ func TestAnnouncedByReadsTheCondition(t *testing.T) {
 	svc.Status.Conditions[0].Status, svc.Status.Conditions[0].Reason = metav1.ConditionFalse, ReasonIPConflict
 	if node, ok := AnnouncedBy(svc, ip); ok {
 		t.Errorf("AnnouncedBy of an IP in conflict = %q, want none", node)
+	}
+}
+
+// One event per IP when it starts or stops being advertised over BGP; none when only the
+// nodes advertising it change, or for L2 conditions.
+func TestAdvertisingEvents(t *testing.T) {
+	cond := func(typ, reason, msg string) metav1.Condition {
+		status := metav1.ConditionTrue
+		if reason == ReasonNoEligibleNode {
+			status = metav1.ConditionFalse
+		}
+		return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg}
+	}
+	adv4 := cond(ConditionAnnouncedIPv4, ReasonAdvertised, "198.18.4.1 is advertised over BGP by 2 nodes (a, b)")
+	adv4b := cond(ConditionAnnouncedIPv4, ReasonAdvertised, "198.18.4.1 is advertised over BGP by 1 node (a)")
+	none4 := cond(ConditionAnnouncedIPv4, ReasonNoEligibleNode, "198.18.4.1 is not announced: no node has a ready endpoint")
+	adv6 := cond(ConditionAnnouncedIPv6, ReasonAdvertised, "2001:db8:40::1 is advertised over BGP by 1 node (a)")
+	l2 := cond(ConditionAnnouncedIPv6, ReasonAnnounced, "2001:db8:40::1 is announced by node a on eth0")
+	for _, tt := range []struct {
+		name          string
+		existing, set []metav1.Condition
+		remove        []string
+		want          []event
+	}{
+		{"first advertised", nil, []metav1.Condition{adv4, adv6}, nil, []event{
+			{corev1.EventTypeNormal, EventAdvertised, adv4.Message},
+			{corev1.EventTypeNormal, EventAdvertised, adv6.Message}}},
+		{"other nodes: no event", []metav1.Condition{adv4}, []metav1.Condition{adv4b}, nil, nil},
+		{"no node any more", []metav1.Condition{adv4}, []metav1.Condition{none4}, nil, []event{
+			{corev1.EventTypeWarning, EventNotAdvertised, none4.Message}}},
+		{"advertised again", []metav1.Condition{none4}, []metav1.Condition{adv4}, nil, []event{
+			{corev1.EventTypeNormal, EventAdvertised, adv4.Message}}},
+		{"released", []metav1.Condition{adv4, adv6}, nil, []string{ConditionAnnouncedIPv6}, []event{
+			{corev1.EventTypeNormal, EventNotAdvertised, "2001:db8:40::1 is no longer advertised over BGP: it left the Service or the pools"}}},
+		{"L2 only: none", nil, []metav1.Condition{l2}, nil, nil},
+	} {
+		if diff := cmp.Diff(tt.want, advertisingEvents(tt.existing, tt.set, tt.remove), cmp.AllowUnexported(event{})); diff != "" {
+			t.Errorf("%s: events (-want +got):\n%s", tt.name, diff)
+		}
 	}
 }

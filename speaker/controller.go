@@ -59,6 +59,8 @@ type forwarder interface {
 // bgpSyncer is what the controller needs of bgpSpeaker.
 type bgpSyncer interface {
 	sync(ctx context.Context, cfg *config.Config, self *corev1.Node, routes []bgp.Route, now time.Time) (time.Duration, error)
+	// withdrawn counts n routes withdrawn for reason (a Withdraw* constant).
+	withdrawn(reason string, n int)
 }
 
 // hcnpServer is what the controller needs of health.HCNPServer.
@@ -538,7 +540,11 @@ func (c *controller) syncBGP(in Inputs, assignments map[netip.Addr]*Assignment) 
 		return
 	}
 	now := time.Now()
-	want, held := c.damper.filter(now, routes(c.node, in.Config, assignments))
+	want, held, gone := c.damper.filter(now, routes(c.node, in.Config, assignments))
+	_, excluded := self.Labels[corev1.LabelNodeExcludeBalancers]
+	for reason, n := range withdrawReasons(gone, assignments, excluded, in.Services) {
+		c.bgp.withdrawn(reason, n)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	draining, err := c.bgp.sync(ctx, in.Config, self, want, now)

@@ -113,7 +113,7 @@ func (e *Engine) stopped() {
 		if s.BFD != "" {
 			down.BFD = "down"
 		}
-		e.cfg.Metrics.observe(down, s.Established)
+		e.cfg.Metrics.observe(s, down, s.Established)
 	}
 	clear(e.status)
 	clear(e.bfd)
@@ -427,7 +427,7 @@ func (e *Engine) poll(ctx context.Context, srv *server.BgpServer) error {
 		old, seen := e.status[s.Address]
 		e.status[s.Address] = s
 		reset := old.Established && (!s.Established || !s.EstablishedAt.Equal(old.EstablishedAt))
-		e.cfg.Metrics.observe(s, reset)
+		e.cfg.Metrics.observe(old, s, reset)
 		if !seen || old.State != s.State || old.BFD != s.BFD {
 			e.cfg.Logger.Info("BGP session state", "peer", s.Address, "state", s.State, "previous", old.State,
 				"bfd", s.BFD, "previousBFD", old.BFD, "prefixesSent", s.PrefixesSent)

@@ -398,13 +398,26 @@ func TestMetrics(t *testing.T) {
 	m := NewMetrics()
 	reg := metrics.NewKubeRegistry()
 	m.Register(reg.MustRegister)
-	m.observe(PeerStatus{Address: router4, Established: true, BFD: "up", PrefixesSent: 3}, false)
-	m.observe(PeerStatus{Address: r4b, Established: true, PrefixesSent: 3}, false)
-	m.observe(PeerStatus{Address: router6, BFD: "down"}, true)
+	up4 := PeerStatus{Address: router4, Established: true, BFD: "up", PrefixesSent: 3}
+	down4 := PeerStatus{Address: router4, Established: true, BFD: "down", PrefixesSent: 3}
+	m.observe(PeerStatus{}, down4, false) // first seen: no change
+	m.observe(down4, up4, false)
+	m.observe(up4, down4, false)
+	m.observe(down4, up4, false)
+	m.observe(up4, up4, false)
+	m.observe(PeerStatus{}, PeerStatus{Address: r4b, Established: true, PrefixesSent: 3}, false)
+	m.observe(PeerStatus{}, PeerStatus{Address: router6, BFD: "down"}, true)
+	m.Withdrawn("released", 2)
+	m.Withdrawn("released", 1)
+	m.Withdrawn("no-local-endpoint", 4)
+	m.Withdrawn("stopping", 0)
 	m.recovered(router6)
 	m.setRoutes(5)
 	m.forget(r4b)
 	want := `
+# HELP onprem_lb_bgp_bfd_state_changes_total [ALPHA] Times the BFD session with the peer was seen to go up or down.
+# TYPE onprem_lb_bgp_bfd_state_changes_total counter
+onprem_lb_bgp_bfd_state_changes_total{peer="198.18.250.1"} 3
 # HELP onprem_lb_bgp_bfd_up [ALPHA] 1 while the BFD session with the peer is up, else 0; peers with BFD only.
 # TYPE onprem_lb_bgp_bfd_up gauge
 onprem_lb_bgp_bfd_up{peer="198.18.250.1"} 1
@@ -426,12 +439,17 @@ onprem_lb_bgp_session_resets_total{peer="2001:db8:fa::1"} 1
 # TYPE onprem_lb_bgp_session_up gauge
 onprem_lb_bgp_session_up{peer="198.18.250.1"} 1
 onprem_lb_bgp_session_up{peer="2001:db8:fa::1"} 0
+# HELP onprem_lb_bgp_withdrawals_total [ALPHA] Routes this node stopped advertising, by reason.
+# TYPE onprem_lb_bgp_withdrawals_total counter
+onprem_lb_bgp_withdrawals_total{reason="no-local-endpoint"} 4
+onprem_lb_bgp_withdrawals_total{reason="released"} 3
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
 	var nilMetrics *Metrics // counts nothing, and does not panic
-	nilMetrics.observe(PeerStatus{Address: router4}, true)
+	nilMetrics.observe(PeerStatus{}, PeerStatus{Address: router4}, true)
+	nilMetrics.Withdrawn("released", 1)
 	nilMetrics.recovered(router4)
 	nilMetrics.forget(router4)
 	nilMetrics.setRoutes(1)
