@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/onprem-lb/onprem-lb/test/demo"
 	"github.com/onprem-lb/onprem-lb/test/lab"
 )
 
@@ -53,7 +54,8 @@ const bgpCommunity = "64512:100"
 // or dies leaves the router within a second, and so does one whose kube-proxy stops; a
 // Service coming and going resets no session; and a node getting the exclusion label, or a
 // speaker stopping, drains its paths (GRACEFUL_SHUTDOWN) before it withdraws them, without a
-// failed request.
+// failed request, and so does a rolling update of the DaemonSet; the Service's condition
+// counts the nodes and names the peers, with one Advertised event per IP.
 func TestBGP(t *testing.T) {
 	ctx, l, sp := startSpeakers(t, lab.Options{Router: &lab.RouterOptions{}}, bgpPools)
 	ctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
@@ -253,6 +255,48 @@ func TestBGP(t *testing.T) {
 			gone = time.Now()
 		})
 		t.Logf("figure: %s's speaker pod gone %v after its deletion", n.Name, gone.Sub(began).Round(time.Millisecond))
+	})
+
+	t.Run("a rolling update of the speaker DaemonSet loses no WAN request", func(t *testing.T) {
+		waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
+		began := time.Now()
+		failures, total := lab.RequestsDuring(ctx, client.NS, vipURL(web[0].Addr().String()), nil, func() {
+			sp.kubectl(ctx, "-n", system, "rollout", "restart", "daemonset/"+demo.Speaker)
+			sp.kubectl(ctx, "-n", system, "rollout", "status", "daemonset/"+demo.Speaker, "--timeout=3m")
+			waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
+		})
+		t.Logf("figure: rolling update of %d speakers with BGP took %v; %d GETs of %s meanwhile, %d failed",
+			len(l.Nodes), time.Since(began).Round(time.Millisecond), total, web[0].Addr(), len(failures))
+		if len(failures) > 0 || total == 0 {
+			t.Errorf("%d of %d GETs failed during the rolling update: %v\n%s", len(failures), total, failures, routeState(ctx, r, web))
+		}
+	})
+
+	t.Run("the condition counts the advertising nodes and names the peers; one Advertised event per IP, not per node", func(t *testing.T) {
+		waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
+		for _, p := range web {
+			want := fmt.Sprintf("%s is advertised over BGP by 3 nodes (%s, %s, %s) to peers router-v4, router-v6",
+				p.Addr(), l.Nodes[0].Name, l.Nodes[1].Name, l.Nodes[2].Name)
+			var got string
+			err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				got = waitCondition(ctx, t, l, ns, "web", p.Addr().String(), metav1.ConditionTrue, "Advertised")
+				return got == want, nil
+			})
+			if err != nil {
+				t.Errorf("condition of %s: %q, want %q", p.Addr(), got, want)
+			}
+		}
+		var advertised []string
+		for _, line := range strings.Split(events(ctx, l, ns, "web"), "\n") {
+			if strings.HasPrefix(line, "Normal Advertised: ") {
+				advertised = append(advertised, line)
+			}
+		}
+		// Each IP was advertised from its creation on (a node at a time came and went since,
+		// never all of them): one event each.
+		if len(advertised) != len(web) {
+			t.Errorf("%d Advertised events for %d IPs, want one each:\n%s", len(advertised), len(web), strings.Join(advertised, "\n"))
+		}
 	})
 }
 
