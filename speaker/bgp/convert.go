@@ -146,12 +146,18 @@ func paths(routes map[netip.Prefix]Route, prefixes []netip.Prefix, gshut bool) (
 }
 
 // exportPolicy is the name of the global export policy that keeps routes from the peers they
-// are not for.
-const exportPolicy = "onprem-lb-export"
+// are not for; importPolicy the global import policy's, which lets only this node's own
+// routes into its table (GoBGP applies the import policy to them too): every route a peer
+// sends is rejected.
+const (
+	exportPolicy = "onprem-lb-export"
+	importPolicy = "onprem-lb-import"
+)
 
 // policies returns the routing policy that keeps each prefix of ex[peer] from peer: per peer,
 // a neighbor set of its address, a prefix set of the prefixes, and a statement that rejects
-// what matches both. The policy has no statement when ex is empty.
+// what matches both. The policy has no statement when ex is empty. It holds the import policy
+// too, as each request replaces every policy.
 func policies(ex map[netip.Addr][]netip.Prefix) *api.SetPoliciesRequest {
 	req := &api.SetPoliciesRequest{}
 	policy := &api.Policy{Name: exportPolicy}
@@ -179,6 +185,10 @@ func policies(ex map[netip.Addr][]netip.Prefix) *api.SetPoliciesRequest {
 			Actions: &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_REJECT},
 		})
 	}
-	req.Policies = []*api.Policy{policy}
+	req.Policies = []*api.Policy{policy, {Name: importPolicy, Statements: []*api.Statement{{
+		Name:       "local",
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
+	}}}}
 	return req
 }

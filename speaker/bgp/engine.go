@@ -317,7 +317,9 @@ func (e *Engine) setPolicy(ctx context.Context, srv *server.BgpServer, ex map[ne
 		return fmt.Errorf("bgp: set export policy: %w", err)
 	}
 	if e.ex == nil {
-		// The first time: the global export policy is ours.
+		// The first time: the global export policy is ours, and the global import policy
+		// rejects every route a peer sends (nothing here uses them: none is installed, none
+		// is selected or re-advertised) and accepts this node's own.
 		err := srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
 			Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_EXPORT,
 			Policies:      []*api.Policy{{Name: exportPolicy}},
@@ -325,6 +327,14 @@ func (e *Engine) setPolicy(ctx context.Context, srv *server.BgpServer, ex map[ne
 		}})
 		if err != nil {
 			return fmt.Errorf("bgp: assign export policy: %w", err)
+		}
+		err = srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+			Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_IMPORT,
+			Policies:      []*api.Policy{{Name: importPolicy}},
+			DefaultAction: api.RouteAction_ROUTE_ACTION_REJECT,
+		}})
+		if err != nil {
+			return fmt.Errorf("bgp: assign import policy: %w", err)
 		}
 	}
 	e.ex = ex
@@ -428,6 +438,10 @@ func (e *Engine) poll(ctx context.Context, srv *server.BgpServer) error {
 		e.status[s.Address] = s
 		reset := old.Established && (!s.Established || !s.EstablishedAt.Equal(old.EstablishedAt))
 		e.cfg.Metrics.observe(old, s, reset)
+		if s.PrefixesReceived > 0 && old.PrefixesReceived == 0 {
+			e.cfg.Logger.Info("BGP peer sends routes; they are ignored (none is installed or used): configure the router to send this node none",
+				"peer", s.Address, "prefixesReceived", s.PrefixesReceived)
+		}
 		if !seen || old.State != s.State || old.BFD != s.BFD {
 			e.cfg.Logger.Info("BGP session state", "peer", s.Address, "state", s.State, "previous", old.State,
 				"bfd", s.BFD, "previousBFD", old.BFD, "prefixesSent", s.PrefixesSent)
@@ -525,6 +539,7 @@ func peerStatus(p *api.Peer) (PeerStatus, bool) {
 	}
 	for _, af := range p.GetAfiSafis() {
 		s.PrefixesSent += af.GetState().GetAdvertised()
+		s.PrefixesReceived += af.GetState().GetReceived()
 	}
 	return s, true
 }

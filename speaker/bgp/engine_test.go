@@ -406,7 +406,7 @@ func TestMetrics(t *testing.T) {
 	m.observe(down4, up4, false)
 	m.observe(up4, up4, false)
 	m.observe(PeerStatus{}, PeerStatus{Address: r4b, Established: true, PrefixesSent: 3}, false)
-	m.observe(PeerStatus{}, PeerStatus{Address: router6, BFD: "down"}, true)
+	m.observe(PeerStatus{}, PeerStatus{Address: router6, BFD: "down", PrefixesReceived: 7}, true)
 	m.Withdrawn("released", 2)
 	m.Withdrawn("released", 1)
 	m.Withdrawn("no-local-endpoint", 4)
@@ -422,6 +422,10 @@ onprem_lb_bgp_bfd_state_changes_total{peer="198.18.250.1"} 3
 # TYPE onprem_lb_bgp_bfd_up gauge
 onprem_lb_bgp_bfd_up{peer="198.18.250.1"} 1
 onprem_lb_bgp_bfd_up{peer="2001:db8:fa::1"} 0
+# HELP onprem_lb_bgp_prefixes_received [ALPHA] Routes the peer sent; the speaker rejects them all (installs and uses none).
+# TYPE onprem_lb_bgp_prefixes_received gauge
+onprem_lb_bgp_prefixes_received{peer="198.18.250.1"} 0
+onprem_lb_bgp_prefixes_received{peer="2001:db8:fa::1"} 7
 # HELP onprem_lb_bgp_prefixes_sent [ALPHA] Routes the peer has been sent.
 # TYPE onprem_lb_bgp_prefixes_sent gauge
 onprem_lb_bgp_prefixes_sent{peer="198.18.250.1"} 3

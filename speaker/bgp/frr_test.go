@@ -126,6 +126,7 @@ func testFRR(t *testing.T, variant string, dynamic bool) {
 		{"routes", b.routes, true},
 		{"one peer changed", b.onePeerChanged, false},
 		{"route for some peers", b.routePeers, false},
+		{"routes from the router ignored", b.routesFromRouter, false},
 		{"frozen speaker", b.frozen, true},
 		{"BFD dropped by the router", b.bfdDropped, true},
 		{"10000 routes", b.manyRoutes, false},
@@ -403,15 +404,40 @@ func (b *frrBed) routePeers(t *testing.T) {
 		t.Errorf("route for %v only: the router has it via %v (%v)", nobody, hops, err)
 	}
 	// The same route for the router too: re-sent without a reset.
-	start := time.Now()
 	b.do(helperRequest{Op: "routes", Routes: []Route{{Prefix: vip4}, {Prefix: vip6}, {Prefix: vip4b, Peers: []netip.Addr{nobody, router4}}}})
 	figure(t, "route's peers extended to the router to the route in its table", b.via(t, 10*time.Second, vip4b, true))
-	start = time.Now()
 	b.do(helperRequest{Op: "routes", Routes: []Route{{Prefix: vip4}, {Prefix: vip6}, {Prefix: vip4b, Peers: []netip.Addr{nobody}}}})
 	figure(t, "route's peers without the router to its withdrawal", b.via(t, 10*time.Second, vip4b, false))
-	_ = start
 	b.notReset(t, before, engineBefore, router4, router6)
 	b.do(helperRequest{Op: "routes", Routes: []Route{{Prefix: vip4}, {Prefix: vip6}}})
+}
+
+// routesFromRouter: the router sends the node routes of both families; the engine counts
+// them, installs none in the node's table, and no session is reset.
+func (b *frrBed) routesFromRouter(t *testing.T) {
+	before, engineBefore := b.neighbors(t), b.status(t)
+	sent := []netip.Prefix{netip.MustParsePrefix("198.18.251.0/24"), netip.MustParsePrefix("2001:db8:fb::/64")}
+	network := func(no string) {
+		t.Helper()
+		if _, err := b.frr.Vtysh(b.ctx, "configure terminal", fmt.Sprintf("router bgp %d", routerASN), "no bgp network import-check",
+			"address-family ipv4 unicast", no+"network "+sent[0].String(), "exit-address-family",
+			"address-family ipv6 unicast", no+"network "+sent[1].String(), "exit-address-family"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	network("")
+	defer network("no ")
+	waitFor(t, 10*time.Second, "the routes the router sends counted", func() (bool, error) {
+		st := b.status(t)
+		return st[router4].PrefixesReceived >= 1 && st[router6].PrefixesReceived >= 1, nil
+	})
+	for _, p := range sent {
+		if hops, err := lab.NextHops(b.ctx, b.node, p); err != nil || len(hops) > 0 {
+			t.Errorf("the node's table has %v via %v (%v), want no route", p, hops, err)
+		}
+	}
+	b.via(t, 5*time.Second, vip4, true)
+	b.notReset(t, before, engineBefore, router4, router6)
 }
 
 func (b *frrBed) frozen(t *testing.T) {

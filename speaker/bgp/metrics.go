@@ -15,6 +15,7 @@ type Metrics struct {
 	resets       *metrics.CounterVec
 	recoveries   *metrics.CounterVec
 	prefixesSent *metrics.GaugeVec
+	prefixesRcvd *metrics.GaugeVec
 	routes       *metrics.Gauge
 	withdrawals  *metrics.CounterVec
 }
@@ -27,6 +28,7 @@ type Metrics struct {
 //	onprem_lb_bgp_session_resets_total{peer}       established sessions seen to go down
 //	onprem_lb_bgp_session_recoveries_total{peer}   peers deleted and re-added because their session stayed down
 //	onprem_lb_bgp_prefixes_sent{peer}              routes the peer has been sent
+//	onprem_lb_bgp_prefixes_received{peer}          routes the peer sent (all rejected)
 //	onprem_lb_bgp_routes_advertised                routes this node advertises
 //	onprem_lb_bgp_withdrawals_total{reason}        routes this node stopped advertising, by why (see Withdrawn)
 func NewMetrics() *Metrics {
@@ -56,6 +58,10 @@ func NewMetrics() *Metrics {
 			Namespace: "onprem_lb", Subsystem: "bgp", Name: "prefixes_sent",
 			Help: "Routes the peer has been sent.", StabilityLevel: metrics.ALPHA,
 		}, peer),
+		prefixesRcvd: metrics.NewGaugeVec(&metrics.GaugeOpts{
+			Namespace: "onprem_lb", Subsystem: "bgp", Name: "prefixes_received",
+			Help: "Routes the peer sent; the speaker rejects them all (installs and uses none).", StabilityLevel: metrics.ALPHA,
+		}, peer),
 		routes: metrics.NewGauge(&metrics.GaugeOpts{
 			Namespace: "onprem_lb", Subsystem: "bgp", Name: "routes_advertised",
 			Help: "Routes this node advertises (each to the peers it is for).", StabilityLevel: metrics.ALPHA,
@@ -70,7 +76,7 @@ func NewMetrics() *Metrics {
 // Register registers the metrics with register, e.g. legacyregistry.MustRegister or the
 // MustRegister method of a metrics.KubeRegistry.
 func (m *Metrics) Register(register func(...metrics.Registerable)) {
-	register(m.sessionUp, m.bfdUp, m.bfdChanges, m.resets, m.recoveries, m.prefixesSent, m.routes, m.withdrawals)
+	register(m.sessionUp, m.bfdUp, m.bfdChanges, m.resets, m.recoveries, m.prefixesSent, m.prefixesRcvd, m.routes, m.withdrawals)
 }
 
 func bool01(b bool) float64 {
@@ -95,6 +101,7 @@ func (m *Metrics) observe(old, s PeerStatus, reset bool) {
 		}
 	}
 	m.prefixesSent.WithLabelValues(a).Set(float64(s.PrefixesSent))
+	m.prefixesRcvd.WithLabelValues(a).Set(float64(s.PrefixesReceived))
 	if reset {
 		m.resets.WithLabelValues(a).Inc()
 	}
@@ -113,7 +120,7 @@ func (m *Metrics) forget(peer netip.Addr) {
 		return
 	}
 	a := peer.String()
-	for _, v := range []interface{ DeleteLabelValues(...string) bool }{m.sessionUp, m.bfdUp, m.bfdChanges, m.resets, m.recoveries, m.prefixesSent} {
+	for _, v := range []interface{ DeleteLabelValues(...string) bool }{m.sessionUp, m.bfdUp, m.bfdChanges, m.resets, m.recoveries, m.prefixesSent, m.prefixesRcvd} {
 		v.DeleteLabelValues(a)
 	}
 }

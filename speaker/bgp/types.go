@@ -135,6 +135,8 @@ type PeerStatus struct {
 	BFD string
 	// PrefixesSent is the number of routes the peer has been sent.
 	PrefixesSent uint64
+	// PrefixesReceived is the number of routes the peer sent; all are rejected.
+	PrefixesReceived uint64
 	// Recoveries counts the times Run deleted and re-added the peer because its session
 	// stayed down.
 	Recoveries int
