@@ -127,6 +127,7 @@ func testFRR(t *testing.T, variant string, dynamic bool) {
 		{"one peer changed", b.onePeerChanged, false},
 		{"route for some peers", b.routePeers, false},
 		{"routes from the router ignored", b.routesFromRouter, false},
+		{"wrong ASN, then a password the router lacks", b.badPeer, false},
 		{"frozen speaker", b.frozen, true},
 		{"BFD dropped by the router", b.bfdDropped, true},
 		{"10000 routes", b.manyRoutes, false},
@@ -374,7 +375,6 @@ func (b *frrBed) onePeerChanged(t *testing.T) {
 	engineBefore := b.status(t)
 	changed := b.peer6
 	changed.HoldTime = 12 * time.Second
-	start := time.Now()
 	b.do(helperRequest{Op: "peers", Peers: []Peer{b.peer4, changed}})
 	b.peer6 = changed
 	d := waitFor(t, 20*time.Second, "the changed session re-established", func() (bool, error) {
@@ -389,7 +389,6 @@ func (b *frrBed) onePeerChanged(t *testing.T) {
 	}
 	b.notReset(t, before, engineBefore, router4)
 	b.via(t, 10*time.Second, vip6, true)
-	_ = start
 }
 
 func (b *frrBed) routePeers(t *testing.T) {
@@ -438,6 +437,30 @@ func (b *frrBed) routesFromRouter(t *testing.T) {
 	}
 	b.via(t, 5*time.Second, vip4, true)
 	b.notReset(t, before, engineBefore, router4, router6)
+}
+
+// badPeer: the IPv4 peer configured with a wrong ASN, then with a password the router does
+// not have, never comes up and leaves the IPv6 session alone; set right again, it comes
+// back within seconds.
+func (b *frrBed) badPeer(t *testing.T) {
+	wrongASN, password := b.peer4, b.peer4
+	wrongASN.ASN = routerASN + 100
+	password.Password = "not-the-routers"
+	for _, bad := range []struct {
+		name string
+		peer Peer
+	}{{"wrong ASN", wrongASN}, {"password", password}} {
+		before, engineBefore := b.neighbors(t), b.status(t)
+		b.do(helperRequest{Op: "peers", Peers: []Peer{bad.peer, b.peer6}})
+		b.via(t, 10*time.Second, vip4, false)
+		time.Sleep(3 * time.Second) // long enough to come up, were it right
+		if s := b.status(t)[router4]; s.Established {
+			t.Errorf("%s: the IPv4 session is up: %+v", bad.name, s)
+		}
+		b.notReset(t, before, engineBefore, router6)
+		b.do(helperRequest{Op: "peers", Peers: []Peer{b.peer4, b.peer6}})
+		figure(t, bad.name+" corrected to the route back in the router", b.via(t, 30*time.Second, vip4, true))
+	}
 }
 
 func (b *frrBed) frozen(t *testing.T) {
