@@ -258,6 +258,7 @@ func TestBGP(t *testing.T) {
 	})
 
 	t.Run("a rolling update of the speaker DaemonSet loses no WAN request", func(t *testing.T) {
+		sp.startSpeaker(ctx, l.Nodes[1], "Membership converged") // stopped above
 		waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
 		began := time.Now()
 		failures, total := lab.RequestsDuring(ctx, client.NS, vipURL(web[0].Addr().String()), nil, func() {
