@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -161,39 +163,51 @@ func newController(node string, client kubernetes.Interface, cfg *config.Config,
 		UpdateFunc: func(any, any) { c.kick() },
 		DeleteFunc: func(any) { c.kick() },
 	}
-	svcInformer := c.factory.Core().V1().Services()
+	// Services and EndpointSlices without the factory's namespace index (the speaker looks
+	// them up by key or by Service): with 10,000 Services it holds 3.5 MB of key sets.
+	svcInformer := c.factory.InformerFor(&corev1.Service{}, func(cl kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return coreinformers.NewServiceInformer(cl, metav1.NamespaceAll, resync, cache.Indexers{})
+	})
 	// A Service's status may change under this node (another speaker wrote a condition this
 	// node disagrees with, e.g. after ownership moved back here while its cache was stale;
 	// the CCM released its IP): every add and update also rechecks its conditions.
-	svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	svcInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.kick(); c.serviceChanged(obj) },
 		UpdateFunc: func(_, obj any) { c.kick(); c.serviceChanged(obj) },
 		DeleteFunc: func(obj any) { c.kick(); c.serviceDeleted(obj) },
 	})
-	c.services = svcInformer.Lister()
+	c.services = corelisters.NewServiceLister(svcInformer.GetIndexer())
 	nodeInformer := c.factory.Core().V1().Nodes()
 	nodeInformer.Informer().AddEventHandler(kick)
 	c.nodes = nodeInformer.Lister()
-	sliceInformer := c.factory.Discovery().V1().EndpointSlices().Informer()
-	if err := sliceInformer.AddIndexers(cache.Indexers{serviceIndex: sliceService}); err != nil {
-		panic(err) // only fails if the informer already started, which it has not
-	}
+	sliceInformer := c.factory.InformerFor(&discoveryv1.EndpointSlice{}, func(cl kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return discoveryinformers.NewEndpointSliceInformer(cl, metav1.NamespaceAll, resync, cache.Indexers{serviceIndex: sliceService})
+	})
 	sliceInformer.AddEventHandler(kick)
 	c.slices = sliceInformer.GetIndexer()
-	c.synced = []cache.InformerSynced{svcInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced, sliceInformer.HasSynced}
+	c.synced = []cache.InformerSynced{svcInformer.HasSynced, nodeInformer.Informer().HasSynced, sliceInformer.HasSynced}
 	return c
 }
 
 // slim drops from cached objects what the speaker never reads and what makes up much of
 // their size: managed fields and annotations of every object (the speaker reads no
-// annotation, and writes Services by patch, never by update); of an EndpointSlice also
-// its owner references, every label but the Service's name, and each endpoint's target
-// reference, hostname and hints. With 10,000 Services and their EndpointSlices the
-// metadata is most of the speaker's memory.
+// annotation, and writes Services by patch, never by update); of a Service also its labels
+// and the spec fields of the cluster side (selector, cluster IPs, IP families, external IPs
+// and name, internal traffic policy and distribution, node port allocation, unready
+// addresses); of an EndpointSlice also its owner references, every label but the Service's
+// name, and each endpoint's target reference, hostname and hints. With 10,000 Services and
+// their EndpointSlices the metadata is most of the speaker's memory.
 func slim(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
 		m.SetAnnotations(nil)
+	}
+	if s, ok := obj.(*corev1.Service); ok {
+		s.Labels = nil
+		sp := &s.Spec
+		sp.Selector, sp.ClusterIP, sp.ClusterIPs, sp.ExternalIPs, sp.ExternalName = nil, "", nil, nil, ""
+		sp.IPFamilies, sp.IPFamilyPolicy, sp.InternalTrafficPolicy, sp.TrafficDistribution = nil, nil, nil, nil
+		sp.AllocateLoadBalancerNodePorts, sp.PublishNotReadyAddresses = nil, false
 	}
 	if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
 		s.OwnerReferences = nil

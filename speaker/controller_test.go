@@ -6,18 +6,21 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
@@ -404,4 +407,50 @@ func TestSlimKeepsWhatTheSpeakerReads(t *testing.T) {
 		t.Errorf("slimmed slice (-want +got):\n%s", diff)
 	}
 	t.Logf("EndpointSlice: %d bytes before, %d after", before, got.Size())
+}
+
+// TestSlimServiceKeepsWhatTheSpeakerReads: what the speaker computes from a Service (owners,
+// forwarding rules, health targets, conditions) is the same after slim, which drops the
+// cluster side of its spec, its labels, annotations and managed fields.
+func TestSlimServiceKeepsWhatTheSpeakerReads(t *testing.T) {
+	cfg, err := config.Parse("pools.yaml", []byte(assignPools))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := svcWith("web", true, "198.18.0.200", "2001:db8:18::200")
+	full.Labels, full.Annotations = map[string]string{"app": "web"}, map[string]string{"note": "x"}
+	full.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	policy, itp := corev1.IPFamilyPolicyPreferDualStack, corev1.ServiceInternalTrafficPolicyLocal
+	full.Spec = corev1.ServiceSpec{
+		Type: corev1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal, HealthCheckNodePort: 31000,
+		Ports:    []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080), NodePort: 30080}},
+		Selector: map[string]string{"app": "web"}, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10", "fd00::10"},
+		IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}, IPFamilyPolicy: &policy, InternalTrafficPolicy: &itp,
+		ExternalIPs: []string{"192.0.2.1"}, AllocateLoadBalancerNodePorts: new(true), PublishNotReadyAddresses: true,
+		SessionAffinity: corev1.ServiceAffinityClientIP, LoadBalancerSourceRanges: []string{"198.18.0.0/16"},
+		SessionAffinityConfig: &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: new(int32(60))}},
+	}
+	obj, err := slim(full.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slimmed := obj.(*corev1.Service)
+	t.Logf("Service: %d bytes before, %d after", full.Size(), slimmed.Size())
+	if slimmed.Spec.Selector != nil || slimmed.Spec.ClusterIPs != nil || slimmed.Labels != nil {
+		t.Errorf("slimmed Service keeps the cluster side: %+v", slimmed)
+	}
+	eps := []*discoveryv1.EndpointSlice{slice(discoveryv1.AddressTypeIPv4, "node-1", "node-2:serving")}
+	endpoints := func(types.NamespacedName) []*discoveryv1.EndpointSlice { return eps }
+	nodes := []*corev1.Node{nodeWithIP("node-1", "198.18.0.11"), nodeWithIP("node-2", "198.18.0.12")}
+	computed := func(svc *corev1.Service) any {
+		in := Inputs{Config: cfg, Services: []*corev1.Service{svc}, Endpoints: endpoints,
+			Nodes: map[string]*corev1.Node{"node-1": nodes[0], "node-2": nodes[1]}, Members: []string{"node-1", "node-2"}}
+		assignments, skipped := Assign(in)
+		rules, hcnp := forwarding(cfg, in.Services, endpoints, "node-1")
+		set, remove := conditionsFor("node-1", true, cfg, svc, assignments, map[netip.Addr]announceState{})
+		return []any{assignments, skipped, rules, hcnp, healthTargets(cfg, in.Services, endpoints, nodes), set, remove}
+	}
+	if diff := cmp.Diff(computed(full), computed(slimmed), cmpopts.EquateEmpty(), cmp.Exporter(func(reflect.Type) bool { return true })); diff != "" {
+		t.Errorf("computed from the full and the slimmed Service (-full +slimmed):\n%s", diff)
+	}
 }
