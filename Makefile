@@ -85,10 +85,13 @@ lab-down: build
 
 # Figures, not assertions: Go benchmarks (5 runs each) and the lab benchmarks (3 runs, each a
 # whole scenario: see test/e2e/*bench_test.go), then BENCHMARKS.md: every figure DESIGN.md
-# sets a target for, the median of the runs, and the machine.
+# sets a target for, the median of the runs, and the machine. One package at a time (-p 1):
+# benchmarks of two packages at once share the CPUs, and each one's figures then depend on
+# the other's (a full iptables sync of 10,000 Services took 3.5 s beside another package's
+# benchmarks, 2.4 s alone).
 bench: deps images lab-images
 	@mkdir -p $(BIN)
-	set -o pipefail; pkgs=$(UNIT_PKGS) && $(GO) test -run '^$$' -bench . -benchmem -count 5 $$pkgs | tee $(BIN)/bench-go.txt
+	set -o pipefail; pkgs=$(UNIT_PKGS) && $(GO) test -run '^$$' -bench . -benchmem -count 5 -p 1 $$pkgs | tee $(BIN)/bench-go.txt
 	set -o pipefail; bin=$(TOOLS_BIN) && ONPREM_LB_TOOLS_BIN=$$bin ONPREM_LB_IMAGES=$(abspath $(IMAGES_OUT)) ONPREM_LB_IMAGE_TAG=$(VERSION) \
 		$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -p 1 -timeout 150m ./test/... | tee $(BIN)/bench-lab.txt
 	$(GO) run ./test/cmd/benchreport -o BENCHMARKS.md $(BIN)/bench-go.txt $(BIN)/bench-lab.txt
