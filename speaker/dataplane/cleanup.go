@@ -10,7 +10,7 @@ import (
 
 // Cleanup removes everything this package ever made in the network namespace
 // of r, both families: every rule in another chain that jumps to a chain
-// named ONPREM-LB-*, then every ONPREM-LB-* chain (nat and filter). Other
+// named ONPREM-LB-*, then every ONPREM-LB-* chain (nat, filter and mangle). Other
 // rules and chains are not touched. It finds what to remove with
 // iptables-save, so it also removes what an older version or another process
 // left; with nothing to remove it changes nothing. A family whose tools do
