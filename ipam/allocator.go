@@ -326,6 +326,6 @@ func (h *holder) addresses() []Address {
 
 // addUser adds h, the Service key, keeping users sorted by key.
 func (e *ipEntry) addUser(h *holder, key ServiceKey) {
-	i, _ := slices.BinarySearchFunc(e.users, key, func(u *holder, k ServiceKey) int { return u.req.key.compare(k) })
+	i, _ := slices.BinarySearchFunc(e.users, key, func(u *holder, k ServiceKey) int { return compareKeys(u.req.key, k) })
 	e.users = slices.Insert(e.users, i, h)
 }

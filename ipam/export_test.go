@@ -24,7 +24,7 @@ func CheckInvariants(a *Allocator) error {
 		if len(e.users) == 0 {
 			return fmt.Errorf("%s: entry without users", ip)
 		}
-		if !slices.IsSortedFunc(e.users, func(x, y *holder) int { return x.req.key.compare(y.req.key) }) {
+		if !slices.IsSortedFunc(e.users, func(x, y *holder) int { return compareKeys(x.req.key, y.req.key) }) {
 			return fmt.Errorf("%s: users not sorted", ip)
 		}
 		for _, u := range e.users {

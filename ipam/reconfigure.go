@@ -62,7 +62,7 @@ func (a *Allocator) Reconfigure(pools []Pool) ([]Eviction, error) {
 	}
 	a.cfg = cfg
 	slices.SortFunc(evicted, func(x, y Eviction) int {
-		return cmp.Or(x.Service.compare(y.Service), x.IP.Compare(y.IP))
+		return cmp.Or(compareKeys(x.Service, y.Service), x.IP.Compare(y.IP))
 	})
 	return evicted, nil
 }

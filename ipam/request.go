@@ -7,18 +7,17 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
 )
 
-// ServiceKey names a Service.
-type ServiceKey struct {
-	Namespace, Name string
-}
+// ServiceKey names a Service: the one key type of the CCM and the speaker (String is
+// "namespace/name").
+type ServiceKey = types.NamespacedName
 
-// String returns "namespace/name".
-func (k ServiceKey) String() string { return k.Namespace + "/" + k.Name }
-
-func (k ServiceKey) compare(o ServiceKey) int {
-	return cmp.Or(strings.Compare(k.Namespace, o.Namespace), strings.Compare(k.Name, o.Name))
+// compareKeys orders keys by namespace, then name.
+func compareKeys(a, b ServiceKey) int {
+	return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 }
 
 // Protocol is a Service port protocol, spelled as in Kubernetes.
