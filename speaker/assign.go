@@ -115,6 +115,13 @@ func Assign(in Inputs) (assignments map[netip.Addr]*Assignment, skipped []Skippe
 	return assignments, skipped
 }
 
+// excluded reports whether node n has the exclusion label
+// (node.kubernetes.io/exclude-from-external-load-balancers): it serves no VIP.
+func excluded(n *corev1.Node) bool {
+	_, ok := n.Labels[corev1.LabelNodeExcludeBalancers]
+	return ok
+}
+
 // baseNodes returns the live members that have a Node without the exclusion label, sorted.
 func baseNodes(in Inputs) []*corev1.Node {
 	var nodes []*corev1.Node
@@ -123,7 +130,7 @@ func baseNodes(in Inputs) []*corev1.Node {
 		if !ok {
 			continue
 		}
-		if _, excluded := n.Labels[corev1.LabelNodeExcludeBalancers]; excluded {
+		if excluded(n) {
 			continue
 		}
 		nodes = append(nodes, n)

@@ -95,15 +95,15 @@ func (s *bgpSpeaker) sync(ctx context.Context, cfg *config.Config, self *corev1.
 	}
 	peers, err := s.peersOf(cfg.BGP, self)
 	err = errors.Join(err, s.engine.SetPeers(ctx, peers))
-	_, excluded := self.Labels[corev1.LabelNodeExcludeBalancers]
+	out := excluded(self)
 	switch {
-	case excluded && s.excludedAt.IsZero():
+	case out && s.excludedAt.IsZero():
 		s.excludedAt = now
 		klog.InfoS("Node excluded from load balancers: BGP routes carry GRACEFUL_SHUTDOWN, then are withdrawn", "node", s.node, "delay", s.drain)
 		return s.drain, errors.Join(err, s.engine.SetGracefulShutdown(ctx, true))
-	case excluded && now.Sub(s.excludedAt) < s.drain:
+	case out && now.Sub(s.excludedAt) < s.drain:
 		return s.drain - now.Sub(s.excludedAt), err
-	case !excluded && !s.excludedAt.IsZero():
+	case !out && !s.excludedAt.IsZero():
 		s.excludedAt = time.Time{}
 		err = errors.Join(err, s.engine.SetGracefulShutdown(ctx, false))
 	}

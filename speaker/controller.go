@@ -555,8 +555,7 @@ func (c *controller) syncBGP(in Inputs, assignments map[netip.Addr]*Assignment) 
 	}
 	now := time.Now()
 	want, held, gone := c.damper.filter(now, routes(c.node, in.Config, assignments))
-	_, excluded := self.Labels[corev1.LabelNodeExcludeBalancers]
-	for reason, n := range withdrawReasons(gone, assignments, excluded, in.Services) {
+	for reason, n := range withdrawReasons(gone, assignments, excluded(self), in.Services) {
 		c.bgp.withdrawn(reason, n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
