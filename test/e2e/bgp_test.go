@@ -16,9 +16,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/onprem-lb/onprem-lb/speaker"
 	"github.com/onprem-lb/onprem-lb/test/demo"
 	"github.com/onprem-lb/onprem-lb/test/lab"
 )
@@ -124,6 +126,38 @@ func TestBGP(t *testing.T) {
 	create(ctx, t, l, lbService(ns, "loc", dualStack, localService))
 	loc := vipPrefixes(waitIngress(ctx, t, l, ns, "loc", 2))
 	locWatch := watchHops(ctx, r, loc)
+
+	t.Run("the condition counts the advertising nodes and names the peers; one Advertised event per IP, not per node", func(t *testing.T) {
+		waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
+		for _, p := range web {
+			want := fmt.Sprintf("%s is advertised over BGP by 3 nodes (%s, %s, %s) to peers router-v4, router-v6",
+				p.Addr(), l.Nodes[0].Name, l.Nodes[1].Name, l.Nodes[2].Name)
+			var got string
+			err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				svc, err := l.Client.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+				if err != nil {
+					return false, nil
+				}
+				if c := meta.FindStatusCondition(svc.Status.Conditions, speaker.ConditionType(p.Addr())); c != nil {
+					got = string(c.Status) + " " + c.Reason + ": " + c.Message
+				}
+				return got == "True Advertised: "+want, nil
+			})
+			if err != nil {
+				t.Errorf("condition of %s: %q, want %q", p.Addr(), got, "True Advertised: "+want)
+			}
+		}
+		var advertised []string
+		for _, line := range strings.Split(events(ctx, l, ns, "web"), "\n") {
+			if strings.HasPrefix(line, "Normal Advertised: ") {
+				advertised = append(advertised, line)
+			}
+		}
+		// Each IP has been advertised since its creation: one event each.
+		if len(advertised) != len(web) {
+			t.Errorf("%d Advertised events for %d IPs, want one each:\n%s", len(advertised), len(web), strings.Join(advertised, "\n"))
+		}
+	})
 
 	t.Run("a Local Service is routed over the node of its pod only, and the pod sees the WAN client's address", func(t *testing.T) {
 		at := waitRouted(ctx, t, r, loc, hops(l.Nodes[0]), 30*time.Second)
@@ -273,32 +307,6 @@ func TestBGP(t *testing.T) {
 		}
 	})
 
-	t.Run("the condition counts the advertising nodes and names the peers; one Advertised event per IP, not per node", func(t *testing.T) {
-		waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
-		for _, p := range web {
-			want := fmt.Sprintf("%s is advertised over BGP by 3 nodes (%s, %s, %s) to peers router-v4, router-v6",
-				p.Addr(), l.Nodes[0].Name, l.Nodes[1].Name, l.Nodes[2].Name)
-			var got string
-			err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-				got = waitCondition(ctx, t, l, ns, "web", p.Addr().String(), metav1.ConditionTrue, "Advertised")
-				return got == want, nil
-			})
-			if err != nil {
-				t.Errorf("condition of %s: %q, want %q", p.Addr(), got, want)
-			}
-		}
-		var advertised []string
-		for _, line := range strings.Split(events(ctx, l, ns, "web"), "\n") {
-			if strings.HasPrefix(line, "Normal Advertised: ") {
-				advertised = append(advertised, line)
-			}
-		}
-		// Each IP was advertised from its creation on (a node at a time came and went since,
-		// never all of them): one event each.
-		if len(advertised) != len(web) {
-			t.Errorf("%d Advertised events for %d IPs, want one each:\n%s", len(advertised), len(web), strings.Join(advertised, "\n"))
-		}
-	})
 }
 
 // drained does what makes node n drain its paths (change, described by what) while a WAN
