@@ -407,7 +407,8 @@ type syncStep struct {
 	desired map[netip.Addr]l2.Target
 	// coordinator: this node is the live member with the lowest name.
 	coordinator bool
-	// changed are the Services whose assignment changed or went away: their conditions may.
+	// changed are the Services whose assignment changed or went away (owner, reason, how it
+	// is announced, the advertising nodes, its Services): their conditions may.
 	changed []types.NamespacedName
 	// changes counts the VIPs this node took or gave up.
 	changes int
@@ -433,7 +434,8 @@ func computeSync(node string, members []string, previous, assignments map[netip.
 			st.desired[ip] = l2.Target{Interfaces: a.Interfaces}
 		}
 		old := previous[ip]
-		if old == nil || old.Owner != a.Owner || old.Reason != a.Reason || !slices.Equal(old.Services, a.Services) {
+		if old == nil || old.Owner != a.Owner || old.Reason != a.Reason || old.Announce != a.Announce ||
+			!slices.Equal(old.Nodes, a.Nodes) || !slices.Equal(old.Services, a.Services) {
 			st.changed = append(st.changed, a.Services...)
 		}
 		if (old != nil && old.Owner == node) != (a.Owner == node) {

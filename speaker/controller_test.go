@@ -225,7 +225,10 @@ func TestComputeSync(t *testing.T) {
 		}
 		return as
 	}
-	bgpOnly := func(as *Assignment) *Assignment { as.Announce = config.AnnounceBGP; return as }
+	bgpOnly := func(as *Assignment, nodes ...string) *Assignment {
+		as.Announce, as.Nodes = config.AnnounceBGP, nodes
+		return as
+	}
 	kept := Skipped{Service: key("old"), IP: "198.18.9.1", Reason: "outside every pool of the pool file"}
 	fresh := Skipped{Service: key("new"), IP: "198.18.9.2", Reason: "outside every pool of the pool file"}
 	previous := map[netip.Addr]*Assignment{
@@ -233,13 +236,21 @@ func TestComputeSync(t *testing.T) {
 		ip("198.18.0.201"): a("198.18.0.201", "node-2", "", "moves"),
 		ip("198.18.0.202"): a("198.18.0.202", "node-1", "", "released"),
 		ip("198.18.0.203"): a("198.18.0.203", "", "no live speaker", "unserved"),
+		ip("198.18.0.206"): bgpOnly(a("198.18.0.206", "node-1", "", "fewer"), "node-1", "node-2"),
+		ip("198.18.0.207"): a("198.18.0.207", "node-1", "", "now-bgp"),
+		ip("198.18.0.208"): bgpOnly(a("198.18.0.208", "node-2", "", "steady"), "node-1", "node-2"),
 	}
 	assignments := map[netip.Addr]*Assignment{
 		ip("198.18.0.200"): a("198.18.0.200", "node-1", "", "same"),
 		ip("198.18.0.201"): a("198.18.0.201", "node-1", "", "moves"),
 		ip("198.18.0.203"): a("198.18.0.203", "", "no node matches", "unserved"),
 		ip("198.18.0.204"): a("198.18.0.204", "node-2", "", "created"),
-		ip("198.18.0.205"): bgpOnly(a("198.18.0.205", "node-1", "", "advertised")),
+		ip("198.18.0.205"): bgpOnly(a("198.18.0.205", "node-1", "", "advertised"), "node-1"),
+		// Same owner, but the condition names the advertising nodes (one fewer) or says how
+		// the IP is announced (the pool moved from ARP to BGP): it changes.
+		ip("198.18.0.206"): bgpOnly(a("198.18.0.206", "node-1", "", "fewer"), "node-1"),
+		ip("198.18.0.207"): bgpOnly(a("198.18.0.207", "node-1", "", "now-bgp"), "node-1"),
+		ip("198.18.0.208"): bgpOnly(a("198.18.0.208", "node-2", "", "steady"), "node-1", "node-2"),
 	}
 	before := maps.Clone(previous)
 	got := computeSync("node-1", []string{"node-2", "node-1"}, previous, assignments, []Skipped{kept, fresh}, map[Skipped]bool{kept: true})
@@ -248,7 +259,7 @@ func TestComputeSync(t *testing.T) {
 		assignments: assignments,
 		desired:     map[netip.Addr]l2.Target{ip("198.18.0.200"): {Interfaces: []string{"eth0"}}, ip("198.18.0.201"): {Interfaces: []string{"eth0"}}},
 		coordinator: true,
-		changed:     []types.NamespacedName{key("advertised"), key("created"), key("moves"), key("released"), key("unserved")},
+		changed:     []types.NamespacedName{key("advertised"), key("created"), key("fewer"), key("moves"), key("now-bgp"), key("released"), key("unserved")},
 		changes:     3, // took .201 and .205 (owned, though advertised by BGP only), gave up .202
 		skipped:     map[Skipped]bool{kept: true, fresh: true},
 		fresh:       []Skipped{fresh},
