@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/onprem-lb/onprem-lb/config"
@@ -135,21 +134,11 @@ const (
 )
 
 // withdrawReasons counts by reason why the prefixes gone are withdrawn by a node (excluded:
-// it has the exclusion label) after a sync that assigned assignments to the Services
-// services.
-func withdrawReasons(gone []netip.Prefix, assignments map[netip.Addr]*Assignment, excluded bool, services []*corev1.Service) map[string]int {
+// it has the exclusion label) after a sync that assigned assignments; isLocal says whether a
+// Service's externalTrafficPolicy is Local.
+func withdrawReasons(gone []netip.Prefix, assignments map[netip.Addr]*Assignment, excluded bool, isLocal func(types.NamespacedName) bool) map[string]int {
 	if len(gone) == 0 {
 		return nil
-	}
-	var local map[types.NamespacedName]bool
-	isLocal := func(key types.NamespacedName) bool {
-		if local == nil {
-			local = map[types.NamespacedName]bool{}
-			for _, svc := range services {
-				local[keyOf(svc)] = svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-			}
-		}
-		return local[key]
 	}
 	reasons := map[string]int{}
 	for _, p := range gone {

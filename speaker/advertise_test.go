@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/onprem-lb/onprem-lb/config"
@@ -161,15 +159,9 @@ func TestWithdrawReasons(t *testing.T) {
 		t.Errorf("gone after a held-back prefix is wanted again: %v, want none", again)
 	}
 
-	svc := func(name string, local bool) *corev1.Service {
-		s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}
-		if local {
-			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
-		}
-		return s
-	}
 	key := func(name string) []types.NamespacedName { return []types.NamespacedName{{Namespace: "ns", Name: name}} }
-	services := []*corev1.Service{svc("cluster", false), svc("local", true), svc("local2", true)}
+	local := map[types.NamespacedName]bool{key("local")[0]: true, key("local2")[0]: true}
+	isLocal := func(key types.NamespacedName) bool { return local[key] }
 	assignments := map[netip.Addr]*Assignment{
 		// a: released. b: a Cluster Service's. d: a Local one's. e: an L2-only pool's now.
 		b.Addr():                          {IP: b.Addr(), Services: key("cluster"), Announce: config.AnnounceBGP},
@@ -185,11 +177,11 @@ func TestWithdrawReasons(t *testing.T) {
 		{"eligible", false, map[string]int{WithdrawReleased: 2, WithdrawNotEligible: 1, WithdrawNoLocalEndpoint: 2}},
 		{"excluded", true, map[string]int{WithdrawReleased: 2, WithdrawExcluded: 3}},
 	} {
-		if diff := cmp.Diff(tt.want, withdrawReasons(gone, assignments, tt.excluded, services)); diff != "" {
+		if diff := cmp.Diff(tt.want, withdrawReasons(gone, assignments, tt.excluded, isLocal)); diff != "" {
 			t.Errorf("%s: reasons (-want +got):\n%s", tt.name, diff)
 		}
 	}
-	if got := withdrawReasons(nil, assignments, false, services); got != nil {
+	if got := withdrawReasons(nil, assignments, false, isLocal); got != nil {
 		t.Errorf("nothing gone: %v", got)
 	}
 }

@@ -544,6 +544,12 @@ func (c *controller) syncForwarding(cfg *config.Config, svcs []*corev1.Service) 
 	c.forwardingHealthy.Store(true)
 }
 
+// isLocal reports whether a Service's externalTrafficPolicy is Local.
+func (c *controller) isLocal(key types.NamespacedName) bool {
+	svc, err := c.services.Services(key.Namespace).Get(key.Name)
+	return err == nil && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+}
+
 // bgpRetry is how long after a failed BGP sync (a password file unreadable, ...) the
 // controller tries again.
 const bgpRetry = 5 * time.Second
@@ -557,7 +563,7 @@ func (c *controller) syncBGP(in Inputs, assignments map[netip.Addr]*Assignment) 
 	}
 	now := time.Now()
 	want, held, gone := c.damper.filter(now, routes(c.node, in.Config, assignments))
-	for reason, n := range withdrawReasons(gone, assignments, excluded(self), in.Services) {
+	for reason, n := range withdrawReasons(gone, assignments, excluded(self), c.isLocal) {
 		c.bgp.withdrawn(reason, n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
