@@ -16,7 +16,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -25,28 +24,36 @@ import (
 	"github.com/onprem-lb/onprem-lb/test/lab"
 )
 
-// bgpPools peers every node with the lab's router over IPv4 and IPv6, with the router's BFD
-// timers, and announces the pool "public" over BGP only. Its ranges are outside the LAN, so
-// that nothing but the speakers' routes brings their traffic to the nodes.
-const bgpPools = `
+// bgpPeers is the bgp section of a pool file that peers every node with the lab's router over
+// IPv4 and IPv6, with BFD at interval x 3 (the router's timers must match).
+func bgpPeers(interval time.Duration) string {
+	return fmt.Sprintf(`
 bgp:
   asn: 64512
   peers:
     - name: router-v4
       address: 198.18.0.254
       asn: 64513
-      bfd: {transmitInterval: 100ms, receiveInterval: 100ms, multiplier: 3}
+      bfd: {transmitInterval: %[1]dms, receiveInterval: %[1]dms, multiplier: 3}
     - name: router-v6
       address: 2001:db8:18::fe
       asn: 64513
-      bfd: {transmitInterval: 100ms, receiveInterval: 100ms, multiplier: 3}
-pools:
+      bfd: {transmitInterval: %[1]dms, receiveInterval: %[1]dms, multiplier: 3}
+`, interval.Milliseconds())
+}
+
+// bgpPoolsWithBFD is bgpPeers(interval) and the pool "public", announced over BGP only. Its
+// ranges are outside the LAN, so that nothing but the speakers' routes brings their traffic
+// to the nodes.
+func bgpPoolsWithBFD(interval time.Duration) string {
+	return bgpPeers(interval) + `pools:
   - name: public
     addresses: [198.18.3.0/28, 2001:db8:1c::/124]
     announce: bgp
     bgpAdvertisement:
       communities: ["` + bgpCommunity + `"]
 `
+}
 
 const bgpCommunity = "64512:100"
 
@@ -59,7 +66,7 @@ const bgpCommunity = "64512:100"
 // failed request, and so does a rolling update of the DaemonSet; the Service's condition
 // counts the nodes and names the peers, with one Advertised event per IP.
 func TestBGP(t *testing.T) {
-	ctx, l, sp := startSpeakers(t, lab.Options{Router: &lab.RouterOptions{}}, bgpPools)
+	ctx, l, sp := startSpeakers(t, lab.Options{Router: &lab.RouterOptions{}}, bgpPoolsWithBFD(100*time.Millisecond))
 	ctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
 	defer cancel()
 	r, client := l.Router, l.Router.Clients[0]
@@ -129,24 +136,7 @@ func TestBGP(t *testing.T) {
 
 	t.Run("the condition counts the advertising nodes and names the peers; one Advertised event per IP, not per node", func(t *testing.T) {
 		waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
-		for _, p := range web {
-			want := fmt.Sprintf("%s is advertised over BGP by 3 nodes (%s, %s, %s) to peers router-v4, router-v6",
-				p.Addr(), l.Nodes[0].Name, l.Nodes[1].Name, l.Nodes[2].Name)
-			var got string
-			err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-				svc, err := l.Client.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
-				if err != nil {
-					return false, nil
-				}
-				if c := meta.FindStatusCondition(svc.Status.Conditions, speaker.ConditionType(p.Addr())); c != nil {
-					got = string(c.Status) + " " + c.Reason + ": " + c.Message
-				}
-				return got == "True Advertised: "+want, nil
-			})
-			if err != nil {
-				t.Errorf("condition of %s: %q, want %q", p.Addr(), got, "True Advertised: "+want)
-			}
-		}
+		waitAdvertised(ctx, t, l, ns, "web", web, 30*time.Second, l.Nodes...)
 		var advertised []string
 		for _, line := range strings.Split(events(ctx, l, ns, "web"), "\n") {
 			if strings.HasPrefix(line, "Normal Advertised: ") {
@@ -166,16 +156,7 @@ func TestBGP(t *testing.T) {
 			if paths := bgpPaths(ctx, t, r, p); len(paths) != 1 || paths[0].Peer != l.Nodes[0].Addrs()[k] {
 				t.Errorf("%s: paths %+v, want one from %s", p, paths, l.Nodes[0].Addrs()[k])
 			}
-			url := servedEverywhere(ctx, t, client, p, l.Nodes[0])
-			for range 10 {
-				reply, err := lab.GetHTTP(ctx, client.NS, url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if reply.Pod != podKey(first) || reply.ClientIP() != client.Addrs()[k].String() {
-					t.Fatalf("%s: answered by %s seeing %s, want %s seeing the client %s", url, reply.Pod, reply.ClientIP(), podKey(first), client.Addrs()[k])
-				}
-			}
+			keepsClient(ctx, t, client, servedEverywhere(ctx, t, client, p, l.Nodes[0]), first, client.Addrs()[k])
 		}
 	})
 
@@ -234,6 +215,10 @@ func TestBGP(t *testing.T) {
 		n.KubeProxy.Kill()
 		stopped := time.Now()
 		at, err := routedWithin(ctx, r, web, hops(l.Nodes[1], l.Nodes[2]), 10*time.Second)
+		if err == nil {
+			said := waitAdvertised(ctx, t, l, ns, "web", web, 10*time.Second, l.Nodes[1], l.Nodes[2])
+			conditionFollowed(t, "the route lost "+n.Name, slices.MaxFunc(at, time.Time.Compare), said)
+		}
 		if startErr := l.StartKubeProxy(ctx, n); startErr != nil {
 			t.Fatal(startErr)
 		}
@@ -294,17 +279,34 @@ func TestBGP(t *testing.T) {
 	t.Run("a rolling update of the speaker DaemonSet loses no WAN request", func(t *testing.T) {
 		sp.startSpeaker(ctx, l.Nodes[1], "Membership converged") // stopped above
 		waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
+		waitAdvertised(ctx, t, l, ns, "web", web, 30*time.Second, l.Nodes...)
 		began := time.Now()
+		var routed []time.Time
+		var changes []conditionChange
 		failures, total := lab.RequestsDuring(ctx, client.NS, vipURL(web[0].Addr().String()), nil, func() {
-			sp.kubectl(ctx, "-n", system, "rollout", "restart", "daemonset/"+demo.Speaker)
-			sp.kubectl(ctx, "-n", system, "rollout", "status", "daemonset/"+demo.Speaker, "--timeout=3m")
-			waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
+			changes = conditionsDuring(ctx, l, ns, "web", func() {
+				sp.kubectl(ctx, "-n", system, "rollout", "restart", "daemonset/"+demo.Speaker)
+				sp.kubectl(ctx, "-n", system, "rollout", "status", "daemonset/"+demo.Speaker, "--timeout=3m")
+				routed = waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
+			})
 		})
 		t.Logf("figure: rolling update of %d speakers with BGP took %v; %d GETs of %s meanwhile, %d failed",
 			len(l.Nodes), time.Since(began).Round(time.Millisecond), total, web[0].Addr(), len(failures))
 		if len(failures) > 0 || total == 0 {
 			t.Errorf("%d of %d GETs failed during the rolling update: %v\n%s", len(failures), total, failures, routeState(ctx, r, web))
 		}
+		// At least two nodes advertise web's IPs at any time: its conditions say so throughout,
+		// naming the nodes that do, and all three again once the update is over.
+		history := formatChanges(changes)
+		t.Logf("figure: web's conditions during the rolling update:\n%s", history)
+		for _, c := range changes {
+			if !strings.HasPrefix(c.value, "True Advertised: ") {
+				t.Errorf("during the rolling update, web's condition %s was %q, want True Advertised throughout:\n%s", c.typ, c.value, history)
+				break
+			}
+		}
+		said := waitAdvertised(ctx, t, l, ns, "web", web, 30*time.Second, l.Nodes...)
+		conditionFollowed(t, "the rolling update", slices.MaxFunc(routed, time.Time.Compare), said)
 	})
 
 }
@@ -547,6 +549,71 @@ func waitRouted(ctx context.Context, t testing.TB, r *lab.Router, prefixes []net
 	return at
 }
 
+// keepsClient checks that 10 GETs of url from client all reach pod, which sees the client's
+// address from.
+func keepsClient(ctx context.Context, t testing.TB, client *lab.Host, url string, pod *corev1.Pod, from netip.Addr) {
+	t.Helper()
+	for range 10 {
+		reply, err := lab.GetHTTP(ctx, client.NS, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reply.Pod != podKey(pod) || reply.ClientIP() != from.String() {
+			t.Fatalf("%s: answered by %s seeing %s, want %s seeing the client %s", url, reply.Pod, reply.ClientIP(), podKey(pod), from)
+		}
+	}
+}
+
+// advertisedBy is the condition of the IP of p once nodes advertise it over BGP to the lab's
+// router (the Service's condition, as speakerConditions reports it).
+func advertisedBy(p netip.Prefix, nodes ...*lab.Node) string {
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.Name
+	}
+	unit := "nodes"
+	if len(nodes) == 1 {
+		unit = "node"
+	}
+	return fmt.Sprintf("True Advertised: %s is advertised over BGP by %d %s (%s) to peers router-v4, router-v6",
+		p.Addr(), len(nodes), unit, strings.Join(names, ", "))
+}
+
+// waitAdvertised waits until the Service's conditions say that nodes advertise each of
+// prefixes, and returns when they did; after timeout it fails t (and lets it go on).
+func waitAdvertised(ctx context.Context, t testing.TB, l *lab.Lab, ns, name string, prefixes []netip.Prefix, timeout time.Duration, nodes ...*lab.Node) time.Time {
+	t.Helper()
+	var got map[string]string
+	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var err error
+		if got, err = speakerConditions(ctx, l, ns, name); err != nil {
+			return false, nil
+		}
+		return !slices.ContainsFunc(prefixes, func(p netip.Prefix) bool {
+			return got[speaker.ConditionType(p.Addr())] != advertisedBy(p, nodes...)
+		}), nil
+	})
+	if err != nil {
+		var want []string
+		for _, p := range prefixes {
+			want = append(want, advertisedBy(p, nodes...))
+		}
+		t.Errorf("Service %s/%s: conditions %q (%v, waited up to %v), want %q\nevents:\n%s", ns, name, got, err, timeout, want, events(ctx, l, ns, name))
+	}
+	return time.Now()
+}
+
+// conditionFollowed checks that a Service's condition said the truth (at said) within a
+// second of when it became true (at truth, after what).
+func conditionFollowed(t testing.TB, what string, truth, said time.Time) {
+	t.Helper()
+	took := said.Sub(truth).Round(time.Millisecond)
+	t.Logf("figure: the condition followed %s %v after the router did", what, took)
+	if took > time.Second {
+		t.Errorf("the condition followed %s %v after the router did, want at most a second", what, took)
+	}
+}
+
 // routeState is what the router says of its sessions and of prefixes.
 func routeState(ctx context.Context, r *lab.Router, prefixes []netip.Prefix) string {
 	cmds := []string{"show bgp summary", "show bfd peers brief"}
@@ -644,4 +711,83 @@ func watchPath(ctx context.Context, r *lab.Router, prefix netip.Prefix, peer net
 		<-done
 		return seen
 	}
+}
+
+// TestBGPIPTablesDataplane proves BGP mode with dataplane iptables and no kube-proxy: the
+// speakers start while the router refuses their sessions, and advertise once it accepts them;
+// the speakers forward what the routes bring, a Cluster Service's connections masqueraded by
+// the node they entered, a Local one's only through its pod's node, keeping the WAN client's
+// address.
+func TestBGPIPTablesDataplane(t *testing.T) {
+	ctx, l, archives := startLab(t, lab.Options{NoKubeProxy: true, Router: &lab.RouterOptions{}})
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	r, client := l.Router, l.Router.Clients[0]
+	// The router's bgpd is as good as down: connections to it are reset.
+	refuse := []string{"INPUT", "-p", "tcp", "--dport", "179", "-j", "REJECT", "--reject-with", "tcp-reset"}
+	for _, cmd := range []string{"iptables", "ip6tables"} {
+		if out, err := r.Exec(ctx, append([]string{cmd, "-I"}, refuse...)...); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+	}
+	sp := install(ctx, t, l, archives, bgpPoolsWithBFD(100*time.Millisecond)+"dataplane: iptables\n")
+	sp.waitLeader(ctx, "")
+	sp.startSpeakers(ctx)
+	const ns = "bgp-iptables"
+	podsOnEveryNode(ctx, t, l, ns, "web")
+	create(ctx, t, l, lbService(ns, "web", dualStack))
+	web := vipPrefixes(waitIngress(ctx, t, l, ns, "web", 2))
+
+	t.Run("a router that refuses the sessions when the speakers start gets the routes once it accepts them", func(t *testing.T) {
+		for session, state := range establishedSince(t, l) {
+			if strings.HasPrefix(state, "established") {
+				t.Errorf("%s: %s while the router refuses every session", session, state)
+			}
+		}
+		if got, err := r.NextHops(ctx, web[0]); err != nil || len(got) > 0 {
+			t.Errorf("the router routes %s over %v (err %v) while it refuses every session", web[0], got, err)
+		}
+		for _, cmd := range []string{"iptables", "ip6tables"} {
+			if out, err := r.Exec(ctx, append([]string{cmd, "-D"}, refuse...)...); err != nil {
+				t.Fatalf("%s: %v\n%s", cmd, err, out)
+			}
+		}
+		accepted := time.Now()
+		at := waitRouted(ctx, t, r, web, hops(l.Nodes...), time.Minute)
+		for k, p := range web {
+			t.Logf("figure: %s routed over every node %v after the router accepted the sessions", p, at[k].Sub(accepted).Round(time.Millisecond))
+		}
+	})
+
+	t.Run("a Cluster Service: every node forwards, masquerading, what the router sends it", func(t *testing.T) {
+		for _, p := range web {
+			url := vipURL(p.Addr().String())
+			waitGet(ctx, t, client, url)
+			entered := map[string]int{}
+			for i := range 30 {
+				reply, err := lab.GetHTTP(ctx, client.NS, url)
+				if err != nil {
+					t.Fatalf("GET %d of %s: %v", i, url, err)
+				}
+				entered[ingressNode(l, reply.ClientIP())]++
+			}
+			t.Logf("figure: 30 GETs of %s from %s, connections per node they entered by: %v", url, client.Name, entered)
+			// 30 connections miss one of 3 nodes with probability 3 x (2/3)^30, 1.6e-5.
+			if len(entered) != len(l.Nodes) {
+				t.Errorf("%s: connections per node they entered by %v, want every node, each masquerading", url, entered)
+			}
+		}
+	})
+
+	t.Run("a Local Service: routed over its pod's node only, which keeps the WAN client's address", func(t *testing.T) {
+		pod := addPod(ctx, t, l, ns, "loc-node-2", "node-2", "loc")
+		create(ctx, t, l, lbService(ns, "loc", dualStack, localService))
+		loc := vipPrefixes(waitIngress(ctx, t, l, ns, "loc", 2))
+		waitRouted(ctx, t, r, loc, hops(l.Nodes[1]), 30*time.Second)
+		for k, p := range loc {
+			url := vipURL(p.Addr().String())
+			waitGet(ctx, t, client, url)
+			keepsClient(ctx, t, client, url, pod, client.Addrs()[k])
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -294,6 +295,59 @@ func speakerConditions(ctx context.Context, l *lab.Lab, ns, name string) (map[st
 		}
 	}
 	return out, nil
+}
+
+// conditionChange is a change of one of a Service's onprem-lb.io conditions (value "": gone),
+// after some time.
+type conditionChange struct {
+	after      time.Duration
+	typ, value string
+}
+
+// conditionsDuring reads a Service's onprem-lb.io conditions every 50 ms while fn runs, and
+// returns what they were at first and each change (a failed read is skipped).
+func conditionsDuring(ctx context.Context, l *lab.Lab, ns, name string, fn func()) []conditionChange {
+	ctx, cancel := context.WithCancel(ctx)
+	began := time.Now()
+	var changes []conditionChange
+	var last map[string]string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			now, err := speakerConditions(ctx, l, ns, name)
+			if err != nil {
+				return false, nil
+			}
+			types := map[string]bool{}
+			for typ := range last {
+				types[typ] = true
+			}
+			for typ := range now {
+				types[typ] = true
+			}
+			for _, typ := range slices.Sorted(maps.Keys(types)) {
+				if last == nil || last[typ] != now[typ] {
+					changes = append(changes, conditionChange{time.Since(began), typ, now[typ]})
+				}
+			}
+			last = now
+			return false, nil
+		})
+	}()
+	fn()
+	cancel()
+	<-done
+	return changes
+}
+
+// formatChanges is one line per change.
+func formatChanges(changes []conditionChange) string {
+	lines := make([]string, len(changes))
+	for i, c := range changes {
+		lines[i] = fmt.Sprintf("after %v: %s %q", c.after.Round(time.Millisecond), c.typ, c.value)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // testConditionsFollowTheService checks that a Service's conditions disappear with its IPs:
