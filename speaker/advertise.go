@@ -70,8 +70,10 @@ func routes(node string, cfg *config.Config, assignments map[netip.Addr]*Assignm
 	return out
 }
 
-// holdDown is how long a node waits before it advertises again a prefix it withdrew, so
-// that an endpoint that flaps does not make every router recompute its ECMP set each time.
+// holdDown is how long a node waits before it advertises again a prefix it withdrew while
+// its IPs stayed assigned, so that an endpoint that flaps does not make every router
+// recompute its ECMP set each time. A prefix withdrawn because its IPs were released is not
+// held: assigned again, it is another Service's, advertised at once.
 const holdDown = 2 * time.Second
 
 // damper delays the advertisement of prefixes withdrawn less than holdDown ago. The zero
@@ -88,8 +90,9 @@ type damper struct {
 // prefix was withdrawn less than holdDown before now; if it held some back, how long until
 // the first of them may go (0 if none); and the prefixes advertised until now that want
 // lacks, withdrawn from now. Routes advertised before pass at once, their attributes as they
-// are now. It records want's prefixes as advertised and the others as withdrawn.
-func (d *damper) filter(now time.Time, want []bgp.Route) (pass []bgp.Route, wait time.Duration, gone []netip.Prefix) {
+// are now. It records want's prefixes as advertised and the others as withdrawn, but for
+// those released says hold no assigned IP any more.
+func (d *damper) filter(now time.Time, want []bgp.Route, released func(netip.Prefix) bool) (pass []bgp.Route, wait time.Duration, gone []netip.Prefix) {
 	if d.advertised == nil {
 		d.advertised, d.withdrawn = map[netip.Prefix]bool{}, map[netip.Prefix]time.Time{}
 	}
@@ -100,7 +103,9 @@ func (d *damper) filter(now time.Time, want []bgp.Route) (pass []bgp.Route, wait
 	for p := range d.advertised {
 		if !wanted[p] {
 			delete(d.advertised, p)
-			d.withdrawn[p] = now
+			if !released(p) {
+				d.withdrawn[p] = now
+			}
 			gone = append(gone, p)
 		}
 	}
@@ -133,6 +138,24 @@ const (
 	WithdrawStopping        = "stopping"          // the speaker stopped
 )
 
+// advertisedIn returns the assignments of assignments whose IP is in p and announced over
+// BGP; none: p is released.
+func advertisedIn(p netip.Prefix, assignments map[netip.Addr]*Assignment) []*Assignment {
+	var in []*Assignment
+	if p.IsSingleIP() {
+		if a := assignments[p.Addr()]; a != nil && a.Announce.BGP() {
+			in = append(in, a)
+		}
+		return in
+	}
+	for ip, a := range assignments {
+		if a.Announce.BGP() && p.Contains(ip) {
+			in = append(in, a)
+		}
+	}
+	return in
+}
+
 // withdrawReasons counts by reason why the prefixes gone are withdrawn by a node (excluded:
 // it has the exclusion label) after a sync that assigned assignments; isLocal says whether a
 // Service's externalTrafficPolicy is Local.
@@ -142,18 +165,7 @@ func withdrawReasons(gone []netip.Prefix, assignments map[netip.Addr]*Assignment
 	}
 	reasons := map[string]int{}
 	for _, p := range gone {
-		var in []*Assignment
-		if p.IsSingleIP() {
-			if a := assignments[p.Addr()]; a != nil && a.Announce.BGP() {
-				in = append(in, a)
-			}
-		} else {
-			for ip, a := range assignments {
-				if a.Announce.BGP() && p.Contains(ip) {
-					in = append(in, a)
-				}
-			}
-		}
+		in := advertisedIn(p, assignments)
 		allLocal := true
 		for _, a := range in {
 			for _, key := range a.Services {

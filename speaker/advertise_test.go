@@ -91,6 +91,7 @@ func TestDamper(t *testing.T) {
 		want     []bgp.Route
 		pass     []bgp.Route
 		waitLeft time.Duration
+		released bool // the prefixes gone at this step hold no assigned IP any more
 	}
 	for _, tt := range []struct {
 		name  string
@@ -98,38 +99,45 @@ func TestDamper(t *testing.T) {
 	}{{
 		name: "new routes pass at once, and changed attributes too",
 		steps: []step{
-			{0, []bgp.Route{r(a, 0), r(b, 0)}, []bgp.Route{r(a, 0), r(b, 0)}, 0},
-			{time.Second, []bgp.Route{r(a, 200), r(b, 0)}, []bgp.Route{r(a, 200), r(b, 0)}, 0},
+			{0, []bgp.Route{r(a, 0), r(b, 0)}, []bgp.Route{r(a, 0), r(b, 0)}, 0, false},
+			{time.Second, []bgp.Route{r(a, 200), r(b, 0)}, []bgp.Route{r(a, 200), r(b, 0)}, 0, false},
 		},
 	}, {
 		name: "withdrawn and wanted again: held for the hold-down, then passed",
 		steps: []step{
-			{0, []bgp.Route{r(a, 0), r(b, 0)}, []bgp.Route{r(a, 0), r(b, 0)}, 0},
-			{100 * time.Millisecond, []bgp.Route{r(b, 0)}, []bgp.Route{r(b, 0)}, 0},
-			{600 * time.Millisecond, []bgp.Route{r(a, 0), r(b, 0)}, []bgp.Route{r(b, 0)}, holdDown - 500*time.Millisecond},
-			{holdDown + 100*time.Millisecond, []bgp.Route{r(a, 0), r(b, 0)}, []bgp.Route{r(a, 0), r(b, 0)}, 0},
+			{0, []bgp.Route{r(a, 0), r(b, 0)}, []bgp.Route{r(a, 0), r(b, 0)}, 0, false},
+			{100 * time.Millisecond, []bgp.Route{r(b, 0)}, []bgp.Route{r(b, 0)}, 0, false},
+			{600 * time.Millisecond, []bgp.Route{r(a, 0), r(b, 0)}, []bgp.Route{r(b, 0)}, holdDown - 500*time.Millisecond, false},
+			{holdDown + 100*time.Millisecond, []bgp.Route{r(a, 0), r(b, 0)}, []bgp.Route{r(a, 0), r(b, 0)}, 0, false},
 		},
 	}, {
 		name: "withdrawn and wanted again after the hold-down: passed at once",
 		steps: []step{
-			{0, []bgp.Route{r(a, 0)}, []bgp.Route{r(a, 0)}, 0},
-			{time.Second, nil, nil, 0},
-			{time.Second + holdDown, []bgp.Route{r(a, 0)}, []bgp.Route{r(a, 0)}, 0},
+			{0, []bgp.Route{r(a, 0)}, []bgp.Route{r(a, 0)}, 0, false},
+			{time.Second, nil, nil, 0, false},
+			{time.Second + holdDown, []bgp.Route{r(a, 0)}, []bgp.Route{r(a, 0)}, 0, false},
+		},
+	}, {
+		name: "released, then assigned again (another Service): passed at once",
+		steps: []step{
+			{0, []bgp.Route{r(a, 0), r(b, 0)}, []bgp.Route{r(a, 0), r(b, 0)}, 0, false},
+			{100 * time.Millisecond, []bgp.Route{r(b, 0)}, []bgp.Route{r(b, 0)}, 0, true},
+			{200 * time.Millisecond, []bgp.Route{r(a, 0), r(b, 0)}, []bgp.Route{r(a, 0), r(b, 0)}, 0, false},
 		},
 	}, {
 		name: "a flap within the hold-down restarts it",
 		steps: []step{
-			{0, []bgp.Route{r(a, 0)}, []bgp.Route{r(a, 0)}, 0},
-			{time.Second, nil, nil, 0},
-			{time.Second + holdDown, []bgp.Route{r(a, 0)}, []bgp.Route{r(a, 0)}, 0},
-			{time.Second + holdDown + 100*time.Millisecond, nil, nil, 0},
-			{time.Second + holdDown + 200*time.Millisecond, []bgp.Route{r(a, 0)}, nil, holdDown - 100*time.Millisecond},
+			{0, []bgp.Route{r(a, 0)}, []bgp.Route{r(a, 0)}, 0, false},
+			{time.Second, nil, nil, 0, false},
+			{time.Second + holdDown, []bgp.Route{r(a, 0)}, []bgp.Route{r(a, 0)}, 0, false},
+			{time.Second + holdDown + 100*time.Millisecond, nil, nil, 0, false},
+			{time.Second + holdDown + 200*time.Millisecond, []bgp.Route{r(a, 0)}, nil, holdDown - 100*time.Millisecond, false},
 		},
 	}} {
 		t.Run(tt.name, func(t *testing.T) {
 			var d damper
 			for i, s := range tt.steps {
-				got, wait, _ := d.filter(t0.Add(s.at), s.want)
+				got, wait, _ := d.filter(t0.Add(s.at), s.want, func(netip.Prefix) bool { return s.released })
 				if diff := cmp.Diff(s.pass, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 					t.Errorf("step %d: routes passed (-want +got):\n%s", i, diff)
 				}
@@ -141,6 +149,8 @@ func TestDamper(t *testing.T) {
 	}
 }
 
+func notReleased(netip.Prefix) bool { return false }
+
 // The damper names the prefixes it withdraws, once, including one held back; and each
 // withdrawal is counted under why the node stopped advertising it.
 func TestWithdrawReasons(t *testing.T) {
@@ -149,9 +159,9 @@ func TestWithdrawReasons(t *testing.T) {
 	route := func(p netip.Prefix) bgp.Route { return bgp.Route{Prefix: p} }
 	var dm damper
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	dm.filter(t0, []bgp.Route{route(a), route(b), route(c), route(d), route(e), route(agg)})
-	_, _, gone := dm.filter(t0.Add(time.Second), []bgp.Route{route(c)})
-	_, _, again := dm.filter(t0.Add(2*time.Second), []bgp.Route{route(a), route(c)}) // a held back: not gone again
+	dm.filter(t0, []bgp.Route{route(a), route(b), route(c), route(d), route(e), route(agg)}, notReleased)
+	_, _, gone := dm.filter(t0.Add(time.Second), []bgp.Route{route(c)}, notReleased)
+	_, _, again := dm.filter(t0.Add(2*time.Second), []bgp.Route{route(a), route(c)}, notReleased) // a held back: not gone again
 	if diff := cmp.Diff([]netip.Prefix{a, b, d, agg, e}, sortedPrefixes(gone), cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
 		t.Errorf("gone (-want +got):\n%s", diff)
 	}

@@ -562,7 +562,8 @@ func (c *controller) syncBGP(in Inputs, assignments map[netip.Addr]*Assignment) 
 		return
 	}
 	now := time.Now()
-	want, held, gone := c.damper.filter(now, routes(c.node, in.Config, assignments))
+	released := func(p netip.Prefix) bool { return len(advertisedIn(p, assignments)) == 0 }
+	want, held, gone := c.damper.filter(now, routes(c.node, in.Config, assignments), released)
 	for reason, n := range withdrawReasons(gone, assignments, excluded(self), c.isLocal) {
 		c.bgp.withdrawn(reason, n)
 	}
