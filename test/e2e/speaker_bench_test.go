@@ -152,9 +152,11 @@ func untilAnsweredByOther(ctx context.Context, b testing.TB, c *arp.Client, ip n
 // BenchmarkSpeaker10k measures one speaker that owns 10,000 VIPs (one node, the CCM
 // assigning 10,000 Services): the ARP reply latency seen from the client (reply-us: median
 // of 1,000 requests to VIPs spread over the range; reply-p99-us) and the speaker's resident
-// memory (rss-mib, VmRSS).
+// memory (rss-mib, VmRSS). Then the pool announces the VIPs over BGP too: from the start of
+// the node's speaker pod until the lab's router has a route to every VIP (bgp-routed-s), and
+// the resident memory of that speaker, announcing 10,000 VIPs by ARP and BGP (bgp-rss-mib).
 func BenchmarkSpeaker10k(b *testing.B) {
-	ctx, l, sp := startSpeakers(b, lab.Options{Nodes: 1, NoKubeProxy: true}, testPools)
+	ctx, l, sp := startSpeakers(b, lab.Options{Nodes: 1, NoKubeProxy: true, Router: &lab.RouterOptions{}}, testPools)
 	const ns, n = "bulk", 10000
 	createNamespace(ctx, b, l, ns)
 	createMany(ctx, b, l, ns, n)
@@ -187,15 +189,24 @@ func BenchmarkSpeaker10k(b *testing.B) {
 		if len(pods) != 1 {
 			b.Fatalf("%d speaker pods on node-1, want 1", len(pods))
 		}
-		rss, err := lab.ProcessRSS(containerPID(ctx, b, l, &pods[0]))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(rss)/(1<<20), "rss-mib")
+		b.ReportMetric(speakerRSS(ctx, b, l, &pods[0]), "rss-mib")
 		if dir := os.Getenv("ONPREM_LB_PROFILE_DIR"); dir != "" {
 			saveHeapProfile(b, l, l.Nodes[0].Host, filepath.Join(dir, "speaker-10k-heap.pb.gz"))
 		}
+
+		routed, pod := advertise10k(ctx, b, l, sp, len(vips))
+		b.ReportMetric(routed.Seconds(), "bgp-routed-s")
+		b.ReportMetric(speakerRSS(ctx, b, l, pod), "bgp-rss-mib")
 	}
+}
+
+// speakerRSS returns the resident memory, in MiB, of the speaker of pod.
+func speakerRSS(ctx context.Context, b testing.TB, l *lab.Lab, pod *corev1.Pod) float64 {
+	rss, err := lab.ProcessRSS(containerPID(ctx, b, l, pod))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return float64(rss) / (1 << 20)
 }
 
 // saveHeapProfile writes the heap profile of node's speaker (served with
@@ -264,14 +275,26 @@ func waitARP(ctx context.Context, b testing.TB, c *arp.Client, ip netip.Addr, li
 // arpAfterStatus creates n Services one by one and returns the median time, in ms, from the
 // moment a watch shows the IP in the status to the first ARP reply for it.
 func arpAfterStatus(ctx context.Context, b testing.TB, l *lab.Lab, c *arp.Client, ns string, n int) float64 {
+	var samples []time.Duration
+	afterStatus(ctx, b, l, ns, "arp", n, func(ip netip.Addr) {
+		began := time.Now()
+		waitARP(ctx, b, c, ip, 10*time.Second)
+		samples = append(samples, time.Since(began))
+	})
+	return medianMS(samples)
+}
+
+// afterStatus creates n LoadBalancer Services in ns, <name>-0 to <name>-<n-1>, one by one;
+// calls reached with the first IP of each the moment a watch shows it in the status; and
+// deletes it again.
+func afterStatus(ctx context.Context, b testing.TB, l *lab.Lab, ns, name string, n int, reached func(ip netip.Addr)) {
 	w, err := l.Client.CoreV1().Services(ns).Watch(ctx, metav1.ListOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer w.Stop()
-	var samples []time.Duration
 	for i := range n {
-		name := fmt.Sprintf("arp-%d", i)
+		name := fmt.Sprintf("%s-%d", name, i)
 		create(ctx, b, l, lbService(ns, name))
 		var ip netip.Addr
 		for !ip.IsValid() {
@@ -284,12 +307,9 @@ func arpAfterStatus(ctx context.Context, b testing.TB, l *lab.Lab, c *arp.Client
 				b.Fatalf("Service %s got no IP within 10s", name)
 			}
 		}
-		began := time.Now()
-		waitARP(ctx, b, c, ip, 10*time.Second)
-		samples = append(samples, time.Since(began))
+		reached(ip)
 		deleteAndWait(ctx, b, l, ns, name)
 	}
-	return medianMS(samples)
 }
 
 func medianMS(samples []time.Duration) float64 {

@@ -41,6 +41,9 @@ var targets = []target{
 	{what: "A failing node (kube-proxy stopped) withdraws its VIPs", bench: "BenchmarkSpeakerFailover", unit: "proxy-down-withdraw-ms", atMost: 1000, show: "≤ 1 s"},
 	{what: "Speaker with 10,000 VIPs: ARP reply latency (median of 1,000)", bench: "BenchmarkSpeaker10k", unit: "reply-us", atMost: 1000, show: "≤ 1 ms"},
 	{what: "Speaker with 10,000 VIPs: resident memory", bench: "BenchmarkSpeaker10k", unit: "rss-mib", atMost: 150, show: "≤ 150 MiB"},
+	{what: "BGP: a node dies (frozen + link down), BFD 100 ms × 3: client-observed outage", bench: "BenchmarkBGP/bfd=100ms", unit: "outage-ms", atMost: 500, show: "≤ 500 ms median"},
+	{what: "BGP: each node's speaker stopped (SIGTERM) and started, then a DaemonSet rolling update: failed requests", bench: "BenchmarkBGP/bfd=100ms", unit: "graceful-failed-requests", atMost: 0, show: "0"},
+	{what: "BGP: IP in status → route at the router", bench: "BenchmarkBGP/bfd=100ms", unit: "route-after-status-ms", atMost: 200, show: "≤ 200 ms"},
 	{what: "Lab with real nodes ready, warm binaries (three nodes, four images imported)", bench: "BenchmarkLab", unit: "lab-ready-s", atMost: 60, show: "≤ 60 s"},
 }
 
