@@ -154,16 +154,25 @@ func writeOverlay(dir, base string, archives []string, images map[string]string)
 	if err != nil {
 		return err
 	}
-	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel + "\nimages:\n"
-	for _, from := range slices.Sorted(maps.Keys(images)) {
-		ref, err := lab.ImageNamed(archives, images[from])
-		if err != nil {
+	refs := map[string]string{}
+	for from, name := range images {
+		if refs[from], err = lab.ImageNamed(archives, name); err != nil {
 			return err
 		}
-		repo, tag := lab.SplitImageRef(ref)
-		k += fmt.Sprintf("  - name: %s\n    newName: %s\n    newTag: %s\n", from, repo, tag)
 	}
-	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644)
+	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(overlay(rel, refs)), 0o644)
+}
+
+// overlay is a kustomization of base that replaces each image of refs by its reference
+// there (repository:tag).
+func overlay(base string, refs map[string]string) string {
+	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + base + "\nimages:\n"
+	for _, from := range slices.Sorted(maps.Keys(refs)) {
+		repo, tag := lab.SplitImageRef(refs[from])
+		// Quoted: a tag of digits only (a commit like 6165435) is a number in YAML.
+		k += fmt.Sprintf("  - name: %s\n    newName: %s\n    newTag: %q\n", from, repo, tag)
+	}
+	return k
 }
 
 // waitInstalled waits until the rollouts are done and every node is initialized; on failure

@@ -9,7 +9,25 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
+
+// The overlay names each image's tag as a string, also a tag of digits only (git describe
+// of a commit whose short hash is all digits).
+func TestOverlayTagIsAString(t *testing.T) {
+	k := overlay("../manifests", map[string]string{"ghcr.io/onprem-lb/onprem-speaker": "onprem-lb.local/onprem-speaker:6165435"})
+	// Untyped, as kustomize reads it: an unquoted 6165435 would be a number.
+	var got struct {
+		Images []map[string]any
+	}
+	if err := yaml.Unmarshal([]byte(k), &got); err != nil {
+		t.Fatalf("%v\n%s", err, k)
+	}
+	if len(got.Images) != 1 || got.Images[0]["newTag"] != "6165435" || got.Images[0]["newName"] != "onprem-lb.local/onprem-speaker" {
+		t.Errorf("images %#v, want onprem-lb.local/onprem-speaker with the tag \"6165435\" (a string)\n%s", got.Images, k)
+	}
+}
 
 func TestStepErrorSaysWhyItStopped(t *testing.T) {
 	stopped := errors.New("lab process 42 received terminated")

@@ -165,7 +165,9 @@ func TestInstallWithHelm(t *testing.T) {
 		}
 	}
 	_, tag := lab.SplitImageRef(imageRef(t, archives, speaker))
-	helmRun("install", "onprem-lb", "charts/onprem-lb", "--set", "image.tag="+tag)
+	// --set-string, as the README says: a tag of digits only (a commit like 6165435) would
+	// be a number, which the chart's schema refuses.
+	helmRun("install", "onprem-lb", "charts/onprem-lb", "--set-string", "image.tag="+tag)
 	waitRollouts(ctx, t, l)
 	checkInstalled(ctx, t, l, archives)
 
