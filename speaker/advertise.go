@@ -90,8 +90,8 @@ type damper struct {
 // prefix was withdrawn less than holdDown before now; if it held some back, how long until
 // the first of them may go (0 if none); and the prefixes advertised until now that want
 // lacks, withdrawn from now. Routes advertised before pass at once, their attributes as they
-// are now. It records want's prefixes as advertised and the others as withdrawn, but for
-// those released says hold no assigned IP any more.
+// are now. It records want's prefixes as advertised and the others as withdrawn, and holds
+// none of those that released reports to hold no assigned IP any more.
 func (d *damper) filter(now time.Time, want []bgp.Route, released func(netip.Prefix) bool) (pass []bgp.Route, wait time.Duration, gone []netip.Prefix) {
 	if d.advertised == nil {
 		d.advertised, d.withdrawn = map[netip.Prefix]bool{}, map[netip.Prefix]time.Time{}

@@ -149,6 +149,7 @@ func TestDamper(t *testing.T) {
 	}
 }
 
+// notReleased says of every prefix that its IPs are still assigned.
 func notReleased(netip.Prefix) bool { return false }
 
 // The damper names the prefixes it withdraws, once, including one held back; and each
