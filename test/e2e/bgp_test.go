@@ -24,9 +24,11 @@ import (
 	"github.com/onprem-lb/onprem-lb/test/lab"
 )
 
-// bgpPeers is the bgp section of a pool file that peers every node with the lab's router over
-// IPv4 and IPv6, with BFD at interval x 3 (the router's timers must match).
-func bgpPeers(interval time.Duration) string {
+// bgpPoolsWithBFD peers every node with the lab's router over IPv4 and IPv6, with BFD at
+// interval x 3 (the router's timers must match), and announces the pool "public" over BGP
+// only. Its ranges are outside the LAN, so that nothing but the speakers' routes brings their
+// traffic to the nodes.
+func bgpPoolsWithBFD(interval time.Duration) string {
 	return fmt.Sprintf(`
 bgp:
   asn: 64512
@@ -39,20 +41,13 @@ bgp:
       address: 2001:db8:18::fe
       asn: 64513
       bfd: {transmitInterval: %[1]dms, receiveInterval: %[1]dms, multiplier: 3}
-`, interval.Milliseconds())
-}
-
-// bgpPoolsWithBFD is bgpPeers(interval) and the pool "public", announced over BGP only. Its
-// ranges are outside the LAN, so that nothing but the speakers' routes brings their traffic
-// to the nodes.
-func bgpPoolsWithBFD(interval time.Duration) string {
-	return bgpPeers(interval) + `pools:
+pools:
   - name: public
     addresses: [198.18.3.0/28, 2001:db8:1c::/124]
     announce: bgp
     bgpAdvertisement:
-      communities: ["` + bgpCommunity + `"]
-`
+      communities: ["%[2]s"]
+`, interval.Milliseconds(), bgpCommunity)
 }
 
 const bgpCommunity = "64512:100"
