@@ -408,7 +408,7 @@ type syncStep struct {
 	// coordinator: this node is the live member with the lowest name.
 	coordinator bool
 	// changed are the Services whose assignment changed or went away (owner, reason, how it
-	// is announced, the advertising nodes, its Services): their conditions may.
+	// is announced, its Services, and for BGP only the advertising nodes): their conditions may.
 	changed []types.NamespacedName
 	// changes counts the VIPs this node took or gave up.
 	changes int
@@ -434,8 +434,9 @@ func computeSync(node string, members []string, previous, assignments map[netip.
 			st.desired[ip] = l2.Target{Interfaces: a.Interfaces}
 		}
 		old := previous[ip]
+		// Only a condition of an IP announced by BGP alone names its nodes (conditionOf).
 		if old == nil || old.Owner != a.Owner || old.Reason != a.Reason || old.Announce != a.Announce ||
-			!slices.Equal(old.Nodes, a.Nodes) || !slices.Equal(old.Services, a.Services) {
+			(!a.Announce.L2() && !slices.Equal(old.Nodes, a.Nodes)) || !slices.Equal(old.Services, a.Services) {
 			st.changed = append(st.changed, a.Services...)
 		}
 		if (old != nil && old.Owner == node) != (a.Owner == node) {
